@@ -1,0 +1,34 @@
+//! The `dry-run` backend: runs nothing and reports exactly what an agent would have been given.
+
+use super::{AgentInput, Backend, BackendError, Outcome, Progress};
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub struct DryRun;
+
+#[async_trait]
+impl Backend for DryRun {
+    fn name(&self) -> &str {
+        "dry-run"
+    }
+
+    async fn run(
+        &self,
+        input: &AgentInput,
+        progress: mpsc::Sender<Progress>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, BackendError> {
+        if cancel.is_cancelled() {
+            return Err(BackendError::Cancelled);
+        }
+        let _ = progress
+            .send(Progress { text: "Prepared the agent input (dry run: nothing is executed)".into() })
+            .await;
+        Ok(Outcome {
+            summary: input.rendered.clone(),
+            dry_run: true,
+            ..Outcome::default()
+        })
+    }
+}

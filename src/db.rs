@@ -1,0 +1,111 @@
+//! The store: one sqlx pool over SQLite (embedded default) or Postgres (several replicas).
+//!
+//! Queries are written once in the SQL both databases share (`$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`); the few places that differ ask [`Db::kind`].
+
+use crate::config::{redact_url, DatabaseConfig};
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub kind: DbKind,
+}
+
+pub type Row = AnyRow;
+
+impl Db {
+    #[tracing::instrument(skip_all, fields(url = %redact_url(&config.url)))]
+    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (kind, url) = normalize_url(&config.url)?;
+        let synchronous = if config.sqlite_synchronous == "full" { "FULL" } else { "NORMAL" };
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if kind == DbKind::Sqlite {
+                        // WAL lets readers run beside the one writer; the busy timeout makes writers
+                        // queue instead of failing when another connection holds the write lock.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute(format!("PRAGMA synchronous = {synchronous}").as_str()).await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot open database {}", redact_url(&config.url)))?;
+        Ok(Self { pool, kind })
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.kind {
+            DbKind::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            DbKind::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator.run(&self.pool).await.context("applying database migrations")?;
+        Ok(())
+    }
+
+    /// The row-locking clause of a claim: Postgres skips rows another replica is claiming; SQLite
+    /// has one writer at a time, so the claiming UPDATE is already exclusive.
+    pub fn skip_locked(&self) -> &'static str {
+        match self.kind {
+            DbKind::Postgres => " FOR UPDATE SKIP LOCKED",
+            DbKind::Sqlite => "",
+        }
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn normalize_url(url: &str) -> anyhow::Result<(DbKind, String)> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((DbKind::Postgres, url.to_string()));
+    }
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        // Create the file on first start; an explicit `mode=` in the URL wins.
+        let url = if rest.contains("mode=") || rest.contains(":memory:") {
+            url.to_string()
+        } else if rest.contains('?') {
+            format!("{url}&mode=rwc")
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        return Ok((DbKind::Sqlite, url));
+    }
+    anyhow::bail!(
+        "DATABASE_URL must start with sqlite: or postgres://, got {}",
+        redact_url(url)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_the_file() {
+        assert_eq!(normalize_url("sqlite://chime.db").unwrap().1, "sqlite://chime.db?mode=rwc");
+        assert_eq!(normalize_url("sqlite://x.db?mode=ro").unwrap().1, "sqlite://x.db?mode=ro");
+        assert_eq!(normalize_url("postgres://h/db").unwrap().0, DbKind::Postgres);
+        assert!(normalize_url("mysql://h/db").is_err());
+    }
+}
