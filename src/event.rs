@@ -7,7 +7,7 @@ use crate::ids::{ChannelId, RepoName, TaskId, TeamId, ThreadTs, UserId};
 use serde::{Deserialize, Serialize};
 
 /// Where an event came from and where replies go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Surface {
     Slack,

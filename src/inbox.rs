@@ -177,3 +177,13 @@ pub async fn fail(db: &Db, row: &InboxRow, error: &str) -> anyhow::Result<()> {
 pub async fn count(db: &Db) -> anyhow::Result<i64> {
     Ok(sqlx::query("SELECT COUNT(*) AS n FROM inbox").fetch_one(&db.pool).await?.get("n"))
 }
+
+/// Marks a row handled inside the handler's own transaction, so its effects and its completion
+/// commit together.
+pub async fn complete_in(conn: &mut sqlx::AnyConnection, id: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE inbox SET state = 'done', last_error = NULL WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,8 +1,22 @@
 //! Chime: a self-hosted team agent that chimes in only when it is wanted.
+//!
+//! Connectors (`slack`) verify and translate platform payloads into [`event::Event`]s and store them
+//! in the [`inbox`]; the [`router`] hands each to a handler in [`handlers`]; tasks run on a
+//! [`backend`] under leases ([`worker`]); every reply goes through the [`outbox`].
 
+pub mod app;
 pub mod backend;
 pub mod config;
+pub mod context;
 pub mod db;
 pub mod event;
+pub mod handlers;
 pub mod ids;
 pub mod inbox;
+pub mod outbox;
+pub mod reporter;
+pub mod router;
+pub mod session;
+pub mod slack;
+pub mod templates;
+pub mod worker;

@@ -1,1 +1,143 @@
-fn main(){}
+//! The `chime` command: `serve`, `migrate`, `check-config`.
+
+use anyhow::Context;
+use chime::config::{redact_url, Config};
+use chime::db::Db;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "chime", version, about = "A self-hosted team agent that chimes in only when it is wanted")]
+struct Cli {
+    /// The TOML configuration file (see chime.example.toml). Env: CHIME_CONFIG.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Chime: HTTP endpoints, workers and senders, until SIGTERM or SIGINT.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration and the environment, and say exactly what is missing or wrong.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,hyper=warn,slack_morphism=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chime: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => serve(cli.config).await,
+            Command::Migrate => migrate(cli.config).await,
+            Command::CheckConfig => check_config(cli.config),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chime: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let config = Config::load(path.as_deref())?;
+    let report = config.check();
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    if !report.errors.is_empty() {
+        anyhow::bail!("the configuration has errors (run `chime check-config`):\n  - {}", report.errors.join("\n  - "));
+    }
+    Ok(config)
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path.as_deref())?;
+    let report = config.check();
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    for e in &report.errors {
+        println!("error: {e}");
+    }
+    if report.errors.is_empty() {
+        println!(
+            "ok: listen {}, database {}, Slack {}, default backend {}",
+            config.server.listen,
+            redact_url(&config.database.url),
+            if config.slack_enabled() { "on" } else { "off" },
+            config.agent.default_backend
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(2))
+    }
+}
+
+async fn migrate(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let db = Db::connect(&config.database).await?;
+    db.migrate().await?;
+    println!("migrations applied to {}", redact_url(&config.database.url));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let addr = config.listen_addr()?;
+    let db = Db::connect(&config.database).await?;
+    db.migrate().await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let app = chime::app::start(config.clone(), db, listener).await?;
+    tracing::info!(
+        addr = %app.addr,
+        database = %redact_url(&config.database.url),
+        slack = config.slack_enabled(),
+        version = env!("CARGO_PKG_VERSION"),
+        "Chime is listening on http://{}", app.addr
+    );
+    let shutdown = app.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new work is taken; running tasks finish or are handed back");
+        shutdown.cancel();
+    });
+    app.wait().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Wires Chime together and runs it: HTTP server, inbox and task workers, outbox senders, and a
+//! graceful shutdown that stops taking work, lets tasks finish or hands them back, and exits.
+
+use crate::backend::dry_run::DryRun;
+use crate::backend::Backend;
+use crate::config::{BackendConfig, Config};
+use crate::context::Ctx;
+use crate::db::Db;
+use crate::event::Surface;
+use crate::inbox::InboxWriter;
+use crate::outbox::{self, Deliver};
+use crate::reporter::Reporter;
+use crate::slack;
+use crate::templates::Templates;
+use crate::worker;
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Outbox senders per surface in one process; rows of one thread still go out in order.
+const SENDERS: usize = 4;
+
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub db: Db,
+    pub shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningApp {
+    /// Stops taking work, waits for the workers to wind down, and returns.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs until the shutdown token fires (on a signal, in `serve`).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn build_backends(config: &Config) -> HashMap<String, Arc<dyn Backend>> {
+    let mut backends: HashMap<String, Arc<dyn Backend>> = HashMap::new();
+    backends.insert("dry-run".into(), Arc::new(DryRun));
+    for (name, b) in &config.backends {
+        let backend: Arc<dyn Backend> = match b {
+            BackendConfig::DryRun => Arc::new(DryRun),
+            BackendConfig::Command { .. } => {
+                tracing::warn!(backend = %name, "the command backend is not built into this version");
+                continue;
+            }
+        };
+        backends.insert(name.clone(), backend);
+    }
+    backends
+}
+
+/// Starts everything on `listener`. The database must be migrated.
+pub async fn start(config: Config, db: Db, listener: tokio::net::TcpListener) -> anyhow::Result<RunningApp> {
+    let addr = listener.local_addr()?;
+    let config = Arc::new(config);
+    let templates = Arc::new(Templates::new().context("loading templates")?);
+    let shutdown = CancellationToken::new();
+    let inbox_wake = Arc::new(Notify::new());
+    let outbox_wake = Arc::new(Notify::new());
+    let inbox = InboxWriter::spawn(db.clone(), inbox_wake.clone());
+
+    let mut reporters: HashMap<Surface, Arc<dyn Reporter>> = HashMap::new();
+    let mut senders: Vec<Arc<dyn Deliver>> = vec![];
+    let mut bot_user_id = (!config.slack.bot_user_id.is_empty()).then(|| config.slack.bot_user_id.clone());
+    if let Some(token) = &config.secrets.slack_bot_token {
+        let api = Arc::new(slack::api::SlackApi::new(&config.slack.api_url, token, &config.slack.rate_limits)?);
+        if bot_user_id.is_none() {
+            match tokio::time::timeout(Duration::from_secs(5), api.auth_test()).await {
+                Ok(Ok(a)) => bot_user_id = a.user_id,
+                Ok(Err(e)) => tracing::warn!(error = %e, "auth.test failed; the bot id is learnt from events"),
+                Err(_) => tracing::warn!("auth.test timed out; the bot id is learnt from events"),
+            }
+        }
+        let mut slack_config = config.slack.clone();
+        slack_config.bot_user_id = bot_user_id.clone().unwrap_or_default();
+        reporters.insert(
+            Surface::Slack,
+            Arc::new(slack::reporter::SlackReporter { api: api.clone(), templates: templates.clone(), config: slack_config }),
+        );
+        senders.push(Arc::new(slack::sender::SlackSender { api }));
+    }
+
+    let ctx = Arc::new(Ctx {
+        db: db.clone(),
+        config: config.clone(),
+        templates,
+        reporters,
+        backends: build_backends(&config),
+        worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+        inbox_wake,
+        task_wake: Arc::new(Notify::new()),
+        outbox_wake: outbox_wake.clone(),
+    });
+
+    let ingress = Arc::new(slack::http::SlackIngress {
+        signing_secret: config.secrets.slack_signing_secret.clone(),
+        inbox,
+        allowed_workspaces: config.slack.allowed_workspaces.clone(),
+        bot_user_id: RwLock::new(bot_user_id),
+    });
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(db.clone())
+        .merge(slack::http::routes(ingress))
+        .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+
+    let mut tasks = JoinSet::new();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tasks.spawn(worker::run_inbox_loop(ctx.clone(), shutdown.clone()));
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    tasks.spawn(worker::run_task_loop(ctx.clone(), shutdown.clone(), grace));
+    let poll = Duration::from_millis(config.worker.poll_ms);
+    for sender in senders {
+        for _ in 0..SENDERS {
+            tasks.spawn(outbox::run_sender(db.clone(), sender.clone(), outbox_wake.clone(), shutdown.clone(), poll));
+        }
+    }
+    Ok(RunningApp { addr, db, shutdown, tasks })
+}
+
+async fn readyz(State(db): State<Db>) -> (StatusCode, &'static str) {
+    match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "chime".into())
+}

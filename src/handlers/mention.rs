@@ -1,0 +1,131 @@
+//! A mention or DM: start a session, or continue the one bound to this thread.
+
+use crate::context::Ctx;
+use crate::event::Mention;
+use crate::ids::RepoName;
+use crate::inbox;
+use crate::reporter::Membership;
+use crate::session::{self, NewTask, TaskState};
+use anyhow::Context;
+
+pub async fn handle_mention(ctx: &Ctx, inbox_id: i64, source_event: &str, m: Mention) -> anyhow::Result<()> {
+    let reporter = ctx.reporter(m.thread.surface)?;
+    let thread_key = m.thread.key();
+    let membership = reporter.check_member(&m.thread.team, &m.author).await;
+    let mut tx = ctx.db.pool.begin().await?;
+    if let Membership::Denied(why) = membership {
+        tracing::info!(user = %m.author.user, reason = %why, "refused a request");
+        let text = format!("Sorry <@{}>, {why}.", m.author.user);
+        reporter.tell(&mut tx, &m.thread, &format!("refusal:{source_event}"), &text).await?;
+        inbox::complete_in(&mut tx, inbox_id).await?;
+        tx.commit().await?;
+        ctx.wake();
+        return Ok(());
+    }
+    let (prompt, inline_repo) = extract_repo(&m.text);
+    if prompt.trim().is_empty() {
+        let text = "Mention me with what you need, for example: `@chime the retry client drops the last chunk on timeout repo=acme/api`";
+        reporter.tell(&mut tx, &m.thread, &format!("empty:{source_event}"), text).await?;
+        inbox::complete_in(&mut tx, inbox_id).await?;
+        tx.commit().await?;
+        ctx.wake();
+        return Ok(());
+    }
+
+    let session = match session::find_by_binding(&mut tx, m.thread.surface, &thread_key).await? {
+        Some(s) => s,
+        None => {
+            let backend = &ctx.config.agent.default_backend;
+            session::create(&mut tx, m.thread.surface, &thread_key, m.author.user.as_str(), None, backend)
+                .await
+                .context("creating a session")?
+        }
+    };
+    let known = ctx.config.known_repos();
+    // A session keeps its repository: later turns build on the same branch.
+    let repo = session.repo.clone().or_else(|| resolve_repo(ctx, &m, inline_repo.as_ref(), &known));
+    let state = if repo.is_some() || known.is_empty() { TaskState::Queued } else { TaskState::AwaitingRepo };
+    if session.repo.is_none() {
+        if let Some(r) = &repo {
+            session::set_repo(&mut tx, &session.id, r).await?;
+        }
+    }
+    let new = NewTask {
+        session: &session,
+        source_event,
+        prompt: &prompt,
+        requester: m.author.user.as_str(),
+        repo: repo.as_ref(),
+        thread_key: &thread_key,
+        message_ts: Some(m.message_ts.as_str()),
+        state,
+    };
+    let Some(task_id) = session::insert_task(&mut tx, new).await? else {
+        tracing::info!("event already made its task");
+        inbox::complete_in(&mut tx, inbox_id).await?;
+        tx.commit().await?;
+        return Ok(());
+    };
+    let task = session::get_task(&mut tx, &task_id).await?.context("task vanished inside its transaction")?;
+    reporter.ack(&mut tx, &m.thread, m.message_ts.as_str()).await?;
+    if state == TaskState::AwaitingRepo {
+        reporter.ask_repo(&mut tx, &task, &known).await?;
+    } else {
+        reporter.show_status(&mut tx, &task).await?;
+    }
+    inbox::complete_in(&mut tx, inbox_id).await?;
+    tx.commit().await?;
+    tracing::info!(task_id = %task.id, session_id = %task.session_id, turn = task.turn_no, "task created");
+    ctx.wake();
+    Ok(())
+}
+
+/// The repository for a new session: inline `repo=`, then the channel map, then the default.
+/// An inline repository must be one the config knows, when it knows any.
+fn resolve_repo(ctx: &Ctx, m: &Mention, inline: Option<&RepoName>, known: &[RepoName]) -> Option<RepoName> {
+    if let Some(r) = inline {
+        if known.is_empty() || known.contains(r) {
+            return Some(r.clone());
+        }
+        tracing::info!(repo = %r, "inline repo is not configured; asking instead");
+        return None;
+    }
+    let routing = &ctx.config.routing;
+    routing
+        .channels
+        .get(m.thread.channel.as_str())
+        .or(routing.default_repo.as_ref())
+        .and_then(|r| RepoName::parse(r))
+}
+
+/// Splits an inline `repo=owner/name` out of the request text.
+pub fn extract_repo(text: &str) -> (String, Option<RepoName>) {
+    let mut repo = None;
+    let mut words = Vec::new();
+    for word in text.split(' ') {
+        if let Some(rest) = word.strip_prefix("repo=") {
+            let candidate = rest.trim_end_matches(|c: char| matches!(c, ',' | '.' | ';' | ')' | ':'));
+            if let (None, Some(r)) = (&repo, RepoName::parse(candidate)) {
+                repo = Some(r);
+                continue;
+            }
+        }
+        words.push(word);
+    }
+    (words.join(" ").trim().to_string(), repo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_repo_is_extracted() {
+        let (p, r) = extract_repo("fix the retry client repo=acme/api, please");
+        assert_eq!(p, "fix the retry client please");
+        assert_eq!(r.unwrap().as_str(), "acme/api");
+        let (p, r) = extract_repo("repo=../etc fix");
+        assert!(r.is_none());
+        assert_eq!(p, "repo=../etc fix");
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per kind of event Chime reacts to.
+
+pub mod buttons;
+pub mod mention;

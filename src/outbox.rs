@@ -1,0 +1,259 @@
+//! The durable outbox: every write to a platform is a row first, sent later by a sender that
+//! honours rate limits and retries until the platform takes it.
+
+use crate::db::Db;
+use crate::event::Surface;
+use crate::ids::now_ms;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+/// What a row asks the platform to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Add a reaction to a message.
+    React { channel: String, ts: String, name: String },
+    /// Post a message in a thread; its platform id is kept as the row's `external_ref`.
+    Post { channel: String, thread_ts: Option<String>, text: String, blocks: serde_json::Value },
+    /// Replace the message posted by the row whose key is `ref_key`.
+    Update {
+        channel: String,
+        text: String,
+        blocks: serde_json::Value,
+        /// The last update of a message; never superseded, and supersedes everything after it.
+        #[serde(default)]
+        last: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub surface: Surface,
+    pub target: String,
+    pub idempotency_key: String,
+    pub ref_key: Option<String>,
+    pub attempts: i64,
+    pub op: Result<Op, String>,
+}
+
+/// Queues a platform write inside the caller's transaction. A second row with the same key is a
+/// no-op, which is what makes a replayed event or a retried task post only once.
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    surface: Surface,
+    target: &str,
+    key: &str,
+    ref_key: Option<&str>,
+    op: &Op,
+) -> anyhow::Result<bool> {
+    let kind = match op {
+        Op::React { .. } => "react",
+        Op::Post { .. } => "post",
+        Op::Update { .. } => "update",
+    };
+    let n = sqlx::query(
+        "INSERT INTO outbox (surface, target, kind, payload, idempotency_key, ref_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(surface.as_str())
+    .bind(target)
+    .bind(kind)
+    .bind(serde_json::to_string(op)?)
+    .bind(key)
+    .bind(ref_key)
+    .bind(now_ms())
+    .execute(conn)
+    .await
+    .context("queueing an outbox row")?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Claims the next row that may be sent now: rows of one target (a thread) go strictly in order.
+#[tracing::instrument(skip(db))]
+pub async fn claim(db: &Db, surface: Surface, lease_ms: i64) -> anyhow::Result<Option<OutboxRow>> {
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE outbox SET state = 'sending', lease_until = $1, attempts = attempts + 1 \
+         WHERE id = (SELECT o.id FROM outbox o WHERE o.surface = $2 AND \
+             ((o.state = 'pending' AND o.next_at <= $3) OR (o.state = 'sending' AND o.lease_until < $3)) \
+           AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target = o.target AND p.id < o.id \
+                           AND p.state IN ('pending', 'sending')) \
+           ORDER BY o.id LIMIT 1{}) \
+         RETURNING id, surface, target, idempotency_key, ref_key, attempts, payload",
+        db.skip_locked()
+    );
+    let row = sqlx::query(&sql)
+        .bind(now + lease_ms)
+        .bind(surface.as_str())
+        .bind(now)
+        .fetch_optional(&db.pool)
+        .await
+        .context("claiming an outbox row")?;
+    Ok(row.map(|r| {
+        let payload: String = r.get("payload");
+        OutboxRow {
+            id: r.get("id"),
+            surface,
+            target: r.get("target"),
+            idempotency_key: r.get("idempotency_key"),
+            ref_key: r.get("ref_key"),
+            attempts: r.get("attempts"),
+            op: serde_json::from_str(&payload).map_err(|e| e.to_string()),
+        }
+    }))
+}
+
+pub async fn mark_sent(db: &Db, id: i64, external_ref: Option<&str>) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET state = 'done', external_ref = $1, sent_at = $2, last_error = NULL WHERE id = $3")
+        .bind(external_ref)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// An update made pointless by a later one to the same message.
+pub async fn mark_superseded(db: &Db, id: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET state = 'superseded', sent_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn retry_later(db: &Db, id: i64, delay_ms: i64, error: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET state = 'pending', next_at = $1, last_error = $2 WHERE id = $3")
+        .bind(now_ms() + delay_ms)
+        .bind(error)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// The platform refused the write for good (e.g. the channel is gone); the row stays for operators.
+pub async fn mark_failed(db: &Db, id: i64, error: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET state = 'failed', last_error = $1 WHERE id = $2")
+        .bind(error)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// The platform id of the message a row posted, once it is posted.
+pub async fn external_ref(db: &Db, key: &str) -> anyhow::Result<Option<(String, Option<String>)>> {
+    let row = sqlx::query("SELECT state, external_ref FROM outbox WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.map(|r| (r.get("state"), r.get("external_ref"))))
+}
+
+/// Whether an update row is pointless: a later update of the same message waits, or the message's
+/// last update has already gone out.
+pub async fn is_superseded(db: &Db, row: &OutboxRow) -> anyhow::Result<bool> {
+    let Some(ref_key) = &row.ref_key else { return Ok(false) };
+    if matches!(row.op, Ok(Op::Update { last: true, .. })) {
+        return Ok(false);
+    }
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM outbox WHERE ref_key = $1 AND id <> $2 AND kind = 'update' \
+         AND ((id > $2 AND state IN ('pending', 'sending')) OR (state = 'done' AND payload LIKE '%\"last\":true%'))",
+    )
+    .bind(ref_key)
+    .bind(row.id)
+    .fetch_one(&db.pool)
+    .await?
+    .get("n");
+    Ok(n > 0)
+}
+
+/// Rows by state, for tests and metrics.
+pub async fn count_by_state(db: &Db, state: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE state = $1")
+        .bind(state)
+        .fetch_one(&db.pool)
+        .await?
+        .get("n"))
+}
+
+/// What became of one delivery attempt.
+pub enum Delivery {
+    Sent(Option<String>),
+    Superseded,
+    RetryIn(std::time::Duration, String),
+    Failed(String),
+}
+
+/// Sends outbox rows to one surface's platform.
+#[async_trait::async_trait]
+pub trait Deliver: Send + Sync {
+    fn surface(&self) -> Surface;
+    async fn deliver(&self, db: &Db, row: &OutboxRow) -> Delivery;
+}
+
+/// Drains the outbox for one surface until `shutdown` fires. Several of these may run, in this
+/// process and in other replicas: claims keep each row with one sender at a time.
+pub async fn run_sender(
+    db: Db,
+    deliver: std::sync::Arc<dyn Deliver>,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    shutdown: tokio_util::sync::CancellationToken,
+    poll: std::time::Duration,
+) {
+    let surface = deliver.surface();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let row = match claim(&db, surface, 60_000).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "outbox claim failed");
+                None
+            }
+        };
+        let Some(row) = row else {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            continue;
+        };
+        let span = tracing::info_span!("outbox", id = row.id, key = %row.idempotency_key, surface = surface.as_str());
+        let outcome = tokio::select! {
+            d = tracing::Instrument::instrument(deliver.deliver(&db, &row), span.clone()) => d,
+            // Leaving mid-send is safe: the lease runs out and the row is retried (posts are
+            // matched to an earlier attempt by their metadata before being re-sent).
+            _ = shutdown.cancelled() => return,
+        };
+        let _enter = span.enter();
+        let result = match outcome {
+            Delivery::Sent(r) => mark_sent(&db, row.id, r.as_deref()).await,
+            Delivery::Superseded => mark_superseded(&db, row.id).await,
+            Delivery::RetryIn(d, why) => {
+                tracing::info!(retry_in_ms = d.as_millis() as u64, reason = %why, "delivery postponed");
+                retry_later(&db, row.id, d.as_millis() as i64, &why).await
+            }
+            Delivery::Failed(why) => {
+                tracing::error!(reason = %why, "delivery refused for good; row kept as failed");
+                mark_failed(&db, row.id, &why).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "recording delivery outcome failed");
+        }
+    }
+}
+
+/// Exponential backoff for transient failures: 1 s, 2 s, 4 s … capped at five minutes.
+pub fn backoff(attempts: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(1u64 << attempts.clamp(0, 8) as u64).min(std::time::Duration::from_secs(300))
+}

@@ -1,0 +1,20 @@
+//! Routes each inbox event to its handler: one `match`, one `handle_*` per event.
+
+use crate::context::Ctx;
+use crate::event::Event;
+use crate::handlers::{buttons, mention};
+use crate::inbox::InboxRow;
+
+#[tracing::instrument(skip_all, fields(inbox_id = row.id, source = %row.source, delivery_id = %row.delivery_id))]
+pub async fn dispatch(ctx: &Ctx, row: &InboxRow) -> anyhow::Result<()> {
+    let event = row
+        .event
+        .clone()
+        .map_err(|e| anyhow::anyhow!("inbox row holds an unreadable event: {e}"))?;
+    // Names the event for idempotency: a replayed row finds the task it already made.
+    let source_event = format!("{}:{}", row.source, row.delivery_id);
+    match event {
+        Event::Mention(m) => mention::handle_mention(ctx, row.id, &source_event, m).await,
+        Event::ButtonClicked(b) => buttons::handle_button(ctx, row.id, &source_event, b).await,
+    }
+}

@@ -1,0 +1,280 @@
+//! Slack Web API calls, through slack-morphism's client pointed at `SLACK_API_URL`, with Chime's
+//! own rate limits (governor) in front and errors sorted by what the caller should do next.
+
+use crate::config::RateLimits;
+use crate::ids::UserId;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// How a failed call should be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("rate limited by Slack")]
+    RateLimited(Option<Duration>),
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    #[error("refused by Slack: {0}")]
+    Permanent(String),
+}
+
+/// Slack's methods by rate-limit tier, as slack-morphism encodes them.
+#[derive(Clone, Copy)]
+enum Tier {
+    T2,
+    T3,
+    T4,
+}
+
+pub struct SlackApi {
+    client: SlackClient<Connector>,
+    token: SlackApiToken,
+    per_channel_posts: DefaultKeyedRateLimiter<String>,
+    tier2: DefaultKeyedRateLimiter<String>,
+    tier3: DefaultKeyedRateLimiter<String>,
+    tier4: DefaultKeyedRateLimiter<String>,
+    members: Mutex<HashMap<String, (Member, Instant)>>,
+}
+
+/// What users.info says about a person, reduced to what trust decisions need.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct Member {
+    #[serde(default)]
+    pub team_id: Option<String>,
+    #[serde(default)]
+    pub is_bot: bool,
+    #[serde(default)]
+    pub is_restricted: bool,
+    #[serde(default)]
+    pub is_ultra_restricted: bool,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// One message of a thread, as conversations.replies returns it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ThreadMessage {
+    pub user: Option<String>,
+    pub bot_id: Option<String>,
+    pub text: Option<String>,
+    pub ts: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct PostResponse {
+    ts: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+#[derive(Deserialize)]
+struct RepliesResponse {
+    #[serde(default)]
+    messages: Vec<ThreadMessage>,
+}
+
+#[derive(Deserialize)]
+struct UserResponse {
+    user: Option<Member>,
+}
+
+#[derive(Deserialize)]
+pub struct AuthTest {
+    pub user_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub team_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PostMessage<'a> {
+    channel: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_ts: Option<&'a str>,
+    text: &'a str,
+    blocks: &'a Value,
+    metadata: Value,
+    unfurl_links: bool,
+}
+
+#[derive(Serialize)]
+struct Update<'a> {
+    channel: &'a str,
+    ts: &'a str,
+    text: &'a str,
+    blocks: &'a Value,
+}
+
+#[derive(Serialize)]
+struct React<'a> {
+    channel: &'a str,
+    timestamp: &'a str,
+    name: &'a str,
+}
+
+/// The message metadata type Chime stamps on its posts, so a post can be found again after a crash.
+pub const METADATA_TYPE: &str = "chime_message";
+
+fn keyed(per_min: u32) -> DefaultKeyedRateLimiter<String> {
+    let n = NonZeroU32::new(per_min.max(1)).unwrap_or(NonZeroU32::MIN);
+    // A full minute's allowance may go out at once, as Slack tolerates bursts within a window.
+    RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))
+}
+
+impl SlackApi {
+    pub fn new(api_url: &str, token: &SecretString, limits: &RateLimits) -> anyhow::Result<Self> {
+        // https_or_http: Slack is https, but tests and self-hosted fakes may be plain http on loopback.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url);
+        let per_sec = NonZeroU32::new(limits.post_message_per_channel_per_sec.max(1)).unwrap_or(NonZeroU32::MIN);
+        Ok(Self {
+            client: SlackClient::new(connector),
+            token: SlackApiToken::new(SlackApiTokenValue(token.expose_secret().to_string())),
+            per_channel_posts: RateLimiter::keyed(Quota::per_second(per_sec)),
+            tier2: keyed(limits.tier2_per_min),
+            tier3: keyed(limits.tier3_per_min),
+            tier4: keyed(limits.tier4_per_min),
+            members: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn throttle(&self, team: &str, method: &str, tier: Tier) {
+        let limiter = match tier {
+            Tier::T2 => &self.tier2,
+            Tier::T3 => &self.tier3,
+            Tier::T4 => &self.tier4,
+        };
+        limiter.until_key_ready(&format!("{team}:{method}")).await;
+    }
+
+    async fn post<RQ: Serialize + Send + Sync, RS: for<'de> Deserialize<'de> + Send>(
+        &self,
+        method: &str,
+        body: &RQ,
+    ) -> Result<RS, SendError> {
+        let session = self.client.open_session(&self.token);
+        session.http_session_api.http_post(method, body, None).await.map_err(classify)
+    }
+
+    async fn get<RS: for<'de> Deserialize<'de> + Send>(
+        &self,
+        method: &str,
+        params: Vec<(&str, Option<String>)>,
+    ) -> Result<RS, SendError> {
+        let session = self.client.open_session(&self.token);
+        session.http_session_api.http_get(method, &params, None).await.map_err(classify)
+    }
+
+    /// Posts a threaded message stamped with `key` in its metadata; returns its ts.
+    #[tracing::instrument(skip(self, text, blocks))]
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        text: &str,
+        blocks: &Value,
+        key: &str,
+    ) -> Result<Option<String>, SendError> {
+        self.per_channel_posts.until_key_ready(&channel.to_string()).await;
+        let body = PostMessage {
+            channel,
+            thread_ts,
+            text,
+            blocks,
+            metadata: serde_json::json!({ "event_type": METADATA_TYPE, "event_payload": { "chime_key": key } }),
+            unfurl_links: false,
+        };
+        let r: PostResponse = self.post("chat.postMessage", &body).await?;
+        Ok(r.ts)
+    }
+
+    #[tracing::instrument(skip(self, text, blocks))]
+    pub async fn update_message(&self, team: &str, channel: &str, ts: &str, text: &str, blocks: &Value) -> Result<(), SendError> {
+        self.throttle(team, "chat.update", Tier::T3).await;
+        let _: Empty = self.post("chat.update", &Update { channel, ts, text, blocks }).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn add_reaction(&self, team: &str, channel: &str, ts: &str, name: &str) -> Result<(), SendError> {
+        self.throttle(team, "reactions.add", Tier::T3).await;
+        match self.post::<_, Empty>("reactions.add", &React { channel, timestamp: ts, name }).await {
+            Err(SendError::Permanent(code)) if code == "already_reacted" => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// A thread's messages, metadata included (to find Chime's own posts after a crash).
+    #[tracing::instrument(skip(self))]
+    pub async fn replies(&self, team: &str, channel: &str, thread_ts: &str) -> Result<Vec<ThreadMessage>, SendError> {
+        self.throttle(team, "conversations.replies", Tier::T3).await;
+        let r: RepliesResponse = self
+            .get(
+                "conversations.replies",
+                vec![
+                    ("channel", Some(channel.to_string())),
+                    ("ts", Some(thread_ts.to_string())),
+                    ("limit", Some("200".to_string())),
+                    ("include_all_metadata", Some("true".to_string())),
+                ],
+            )
+            .await?;
+        Ok(r.messages)
+    }
+
+    /// users.info, cached for ten minutes.
+    #[tracing::instrument(skip(self))]
+    pub async fn member(&self, team: &str, user: &UserId) -> Result<Member, SendError> {
+        if let Some((m, at)) = self.members.lock().ok().and_then(|c| c.get(user.as_str()).cloned()) {
+            if at.elapsed() < Duration::from_secs(600) {
+                return Ok(m);
+            }
+        }
+        self.throttle(team, "users.info", Tier::T4).await;
+        let r: UserResponse = self.get("users.info", vec![("user", Some(user.to_string()))]).await?;
+        let m = r.user.ok_or_else(|| SendError::Permanent("users.info returned no user".into()))?;
+        if let Ok(mut c) = self.members.lock() {
+            c.insert(user.to_string(), (m.clone(), Instant::now()));
+        }
+        Ok(m)
+    }
+
+    pub async fn auth_test(&self) -> Result<AuthTest, SendError> {
+        self.throttle("-", "auth.test", Tier::T2).await;
+        self.post("auth.test", &serde_json::json!({})).await
+    }
+}
+
+fn classify(e: SlackClientError) -> SendError {
+    match e {
+        SlackClientError::RateLimitError(r) => SendError::RateLimited(r.retry_after),
+        SlackClientError::ApiError(a) => match a.code.as_str() {
+            "ratelimited" | "rate_limited" => SendError::RateLimited(None),
+            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" | "team_added_to_org" => {
+                SendError::Transient(a.code)
+            }
+            _ => SendError::Permanent(a.code),
+        },
+        SlackClientError::HttpError(h) if h.status_code.is_server_error() => {
+            SendError::Transient(format!("HTTP {}", h.status_code))
+        }
+        SlackClientError::HttpError(h) => SendError::Permanent(format!("HTTP {}", h.status_code)),
+        other => SendError::Transient(other.to_string()),
+    }
+}

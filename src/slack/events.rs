@@ -1,0 +1,398 @@
+//! Turns Slack's Events API and interactivity payloads into Chime's own [`Event`]s.
+//!
+//! Everything here is hostile input: fields are optional until checked, ids must look like Slack
+//! ids, and anything Chime does not handle is ignored rather than refused, so Slack never counts
+//! an unknown event as a failed delivery.
+
+use crate::event::{Author, ButtonAction, ButtonClicked, Event, Mention, Surface, ThreadRef};
+use crate::ids::{ChannelId, TeamId, ThreadTs, UserId};
+use serde::Deserialize;
+
+/// What a verified request turns into.
+#[derive(Debug, PartialEq)]
+pub enum Inbound {
+    UrlVerification(String),
+    Event { delivery_id: String, team: TeamId, event: Box<Event> },
+    Ignored(&'static str),
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("body is not valid JSON: {0}")]
+    Json(String),
+    #[error("{0}")]
+    Shape(&'static str),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    challenge: Option<String>,
+    team_id: Option<String>,
+    event_id: Option<String>,
+    event: Option<serde_json::Value>,
+    #[serde(default)]
+    authorizations: Vec<Authorization>,
+}
+
+#[derive(Deserialize)]
+struct Authorization {
+    user_id: Option<String>,
+    #[serde(default)]
+    is_bot: bool,
+}
+
+#[derive(Deserialize)]
+struct MessageEvent {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    subtype: Option<String>,
+    bot_id: Option<String>,
+    user: Option<String>,
+    text: Option<String>,
+    ts: Option<String>,
+    thread_ts: Option<String>,
+    channel: Option<String>,
+    channel_type: Option<String>,
+    user_team: Option<String>,
+    source_team: Option<String>,
+}
+
+/// Parses an Events API body. `own_user` is the bot's user id when configured or learnt.
+pub fn parse_event_body(body: &[u8], own_user: Option<&str>) -> Result<Inbound, ParseError> {
+    let env: Envelope = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    match env.kind.as_deref() {
+        Some("url_verification") => {
+            let c = env.challenge.ok_or(ParseError::Shape("url_verification without challenge"))?;
+            if c.len() > 512 {
+                return Err(ParseError::Shape("challenge is too long"));
+            }
+            Ok(Inbound::UrlVerification(c))
+        }
+        Some("event_callback") => parse_callback(env, own_user),
+        Some("app_rate_limited") => {
+            tracing::warn!("Slack reports app_rate_limited: events are being dropped by Slack");
+            Ok(Inbound::Ignored("app_rate_limited"))
+        }
+        Some(_) => Ok(Inbound::Ignored("unknown envelope type")),
+        None => Err(ParseError::Shape("missing type")),
+    }
+}
+
+fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, ParseError> {
+    let delivery_id = env.event_id.filter(|id| is_token(id, 128)).ok_or(ParseError::Shape("missing or invalid event_id"))?;
+    let team = env.team_id.filter(|t| is_id(t)).ok_or(ParseError::Shape("missing or invalid team_id"))?;
+    let raw = env.event.ok_or(ParseError::Shape("event_callback without event"))?;
+    if !raw.is_object() {
+        return Err(ParseError::Shape("event is not an object"));
+    }
+    // Unknown inner shapes are not errors: only the two types Chime handles are read further.
+    let kind = raw.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+    if kind != "app_mention" && kind != "message" {
+        return Ok(Inbound::Ignored("unhandled event type"));
+    }
+    let ev: MessageEvent = serde_json::from_value(raw).map_err(|_| ParseError::Shape("event fields have the wrong types"))?;
+    let own = own_user
+        .map(str::to_string)
+        .or_else(|| env.authorizations.iter().find(|a| a.is_bot).and_then(|a| a.user_id.clone()));
+    if ev.bot_id.is_some() || ev.subtype.is_some() {
+        // Bot posts (ours included), edits, joins and other subtypes never start work.
+        return Ok(Inbound::Ignored("bot message or subtype"));
+    }
+    let is_dm = ev.kind.as_deref() == Some("message");
+    if is_dm && ev.channel_type.as_deref() != Some("im") {
+        // Channel messages that mention Chime also arrive as app_mention; handling both would
+        // start the work twice.
+        return Ok(Inbound::Ignored("message outside a DM"));
+    }
+    let user = ev.user.filter(|u| is_id(u)).ok_or(ParseError::Shape("event without a valid user"))?;
+    if own.as_deref() == Some(user.as_str()) {
+        return Ok(Inbound::Ignored("own message"));
+    }
+    let channel = ev.channel.filter(|c| is_id(c)).ok_or(ParseError::Shape("event without a valid channel"))?;
+    let ts = ev.ts.filter(|t| is_ts(t)).ok_or(ParseError::Shape("event without a valid ts"))?;
+    let thread_ts = match ev.thread_ts {
+        Some(t) if is_ts(&t) => t,
+        Some(_) => return Err(ParseError::Shape("invalid thread_ts")),
+        None => ts.clone(),
+    };
+    let home = ev.user_team.or(ev.source_team);
+    let external = home.as_deref().is_some_and(|h| h != team);
+    let text = strip_mention(ev.text.as_deref().unwrap_or_default(), own.as_deref());
+    let thread = ThreadRef {
+        surface: Surface::Slack,
+        team: TeamId(team.clone()),
+        channel: ChannelId(channel),
+        thread_ts: ThreadTs(thread_ts),
+    };
+    let event = Event::Mention(Mention {
+        thread,
+        message_ts: ThreadTs(ts),
+        author: Author { user: UserId(user), external },
+        text,
+        is_dm,
+    });
+    Ok(Inbound::Event { delivery_id, team: TeamId(team), event: Box::new(event) })
+}
+
+/// Removes Chime's own `<@U…>` mention; when the bot id is unknown, the leading mention.
+pub fn strip_mention(text: &str, own: Option<&str>) -> String {
+    let mut out = text.to_string();
+    match own {
+        Some(id) => {
+            let re_plain = format!("<@{id}>");
+            out = out.replace(&re_plain, "");
+            // `<@U123|chime>` is the older form with a label.
+            while let Some(start) = out.find(&format!("<@{id}|")) {
+                match out[start..].find('>') {
+                    Some(end) => out.replace_range(start..start + end + 1, ""),
+                    None => break,
+                }
+            }
+        }
+        None => {
+            let trimmed = out.trim_start();
+            if trimmed.starts_with("<@") {
+                if let Some(end) = trimmed.find('>') {
+                    out = trimmed[end + 1..].to_string();
+                }
+            }
+        }
+    }
+    out.trim().to_string()
+}
+
+#[derive(Deserialize)]
+struct Interaction {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    team: Option<IdObj>,
+    user: Option<InteractionUser>,
+    channel: Option<IdObj>,
+    message: Option<InteractionMessage>,
+    container: Option<Container>,
+    #[serde(default)]
+    actions: Vec<Action>,
+}
+
+#[derive(Deserialize)]
+struct IdObj {
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InteractionUser {
+    id: Option<String>,
+    team_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InteractionMessage {
+    ts: Option<String>,
+    thread_ts: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Container {
+    channel_id: Option<String>,
+    message_ts: Option<String>,
+    thread_ts: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Action {
+    action_id: Option<String>,
+    value: Option<String>,
+    selected_option: Option<SelectedOption>,
+    action_ts: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SelectedOption {
+    value: Option<String>,
+}
+
+/// Parses an interactivity request body (`payload=<url-encoded JSON>`).
+pub fn parse_interaction_body(body: &[u8]) -> Result<Inbound, ParseError> {
+    let form: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(body).map_err(|e| ParseError::Json(format!("form: {e}")))?;
+    let payload = form
+        .into_iter()
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v)
+        .ok_or(ParseError::Shape("form has no payload field"))?;
+    let i: Interaction = serde_json::from_str(&payload).map_err(|e| ParseError::Json(e.to_string()))?;
+    if i.kind.as_deref() != Some("block_actions") {
+        return Ok(Inbound::Ignored("unhandled interaction type"));
+    }
+    let team = i.team.and_then(|t| t.id).filter(|t| is_id(t)).ok_or(ParseError::Shape("missing or invalid team.id"))?;
+    let user = i.user.ok_or(ParseError::Shape("missing user"))?;
+    let user_id = user.id.filter(|u| is_id(u)).ok_or(ParseError::Shape("missing or invalid user.id"))?;
+    let Some(action) = i.actions.into_iter().next() else {
+        return Err(ParseError::Shape("block_actions without actions"));
+    };
+    let action_id = action.action_id.unwrap_or_default();
+    let value = action.value.or(action.selected_option.and_then(|o| o.value)).unwrap_or_default();
+    let Some(parsed) = ButtonAction::from_parts(&action_id, &value) else {
+        return Ok(Inbound::Ignored("not one of Chime's buttons"));
+    };
+    let action_ts = action.action_ts.filter(|t| is_ts(t)).ok_or(ParseError::Shape("missing or invalid action_ts"))?;
+    let container = i.container;
+    let channel = i
+        .channel
+        .and_then(|c| c.id)
+        .or_else(|| container.as_ref().and_then(|c| c.channel_id.clone()))
+        .filter(|c| is_id(c));
+    let root = i
+        .message
+        .and_then(|m| m.thread_ts.or(m.ts))
+        .or_else(|| container.and_then(|c| c.thread_ts.or(c.message_ts)))
+        .filter(|t| is_ts(t));
+    let thread = match (channel, root) {
+        (Some(c), Some(ts)) => Some(ThreadRef {
+            surface: Surface::Slack,
+            team: TeamId(team.clone()),
+            channel: ChannelId(c),
+            thread_ts: ThreadTs(ts),
+        }),
+        _ => None,
+    };
+    let external = user.team_id.as_deref().is_some_and(|t| t != team);
+    let event = Event::ButtonClicked(ButtonClicked {
+        thread,
+        author: Author { user: UserId(user_id.clone()), external },
+        action: parsed,
+    });
+    // A click has no event id; its action_ts and clicker identify it across Slack's retries.
+    Ok(Inbound::Event { delivery_id: format!("{action_ts}:{user_id}"), team: TeamId(team), event: Box::new(event) })
+}
+
+/// Slack ids: short, upper-case letters and digits.
+pub fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Slack timestamps: digits with one dot.
+pub fn is_ts(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && s.chars().filter(|c| *c == '.').count() <= 1
+}
+
+fn is_token(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn mention(extra: serde_json::Value) -> Vec<u8> {
+        let mut ev = json!({
+            "type": "app_mention", "user": "U1", "text": "<@UBOT> fix it", "ts": "1700000000.000100",
+            "channel": "C1", "event_ts": "1700000000.000100"
+        });
+        ev.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::to_vec(&json!({
+            "type": "event_callback", "team_id": "T1", "event_id": "Ev1", "event": ev,
+            "authorizations": [{ "user_id": "UBOT", "is_bot": true, "team_id": "T1" }]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_mention_becomes_an_event() {
+        let Inbound::Event { delivery_id, event, .. } = parse_event_body(&mention(json!({})), None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(delivery_id, "Ev1");
+        let Event::Mention(m) = *event else { panic!() };
+        assert_eq!(m.text, "fix it");
+        assert_eq!(m.thread.thread_ts.as_str(), "1700000000.000100");
+        assert!(!m.author.external);
+    }
+
+    #[test]
+    fn bots_self_and_subtypes_are_ignored() {
+        for extra in [json!({"bot_id": "B1"}), json!({"subtype": "bot_message"}), json!({"user": "UBOT"})] {
+            assert!(matches!(parse_event_body(&mention(extra), None).unwrap(), Inbound::Ignored(_)));
+        }
+    }
+
+    #[test]
+    fn slack_connect_users_are_marked_external() {
+        let Inbound::Event { event, .. } = parse_event_body(&mention(json!({"user_team": "T9"})), None).unwrap() else {
+            panic!()
+        };
+        let Event::Mention(m) = *event else { panic!() };
+        assert!(m.author.external);
+    }
+
+    #[test]
+    fn unknown_types_are_ignored_and_garbage_refused() {
+        let body = json!({"type":"event_callback","team_id":"T1","event_id":"Ev2","event":{"type":"reaction_added"}});
+        assert!(matches!(parse_event_body(body.to_string().as_bytes(), None).unwrap(), Inbound::Ignored(_)));
+        assert!(parse_event_body(b"{not json", None).is_err());
+        assert!(parse_event_body(b"[]", None).is_err());
+    }
+
+    #[test]
+    fn stop_button_click_is_parsed() {
+        let payload = json!({
+            "type": "block_actions", "team": {"id": "T1"}, "user": {"id": "U1", "team_id": "T1"},
+            "channel": {"id": "C1"}, "message": {"ts": "1700000001.000200", "thread_ts": "1700000000.000100"},
+            "actions": [{"action_id": "chime_stop", "value": "abc123", "action_ts": "1700000002.1"}]
+        });
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        let Inbound::Event { event, .. } = parse_interaction_body(body.as_bytes()).unwrap() else { panic!() };
+        let Event::ButtonClicked(b) = *event else { panic!() };
+        assert_eq!(b.thread.unwrap().thread_ts.as_str(), "1700000000.000100");
+        assert!(matches!(b.action, ButtonAction::Stop { .. }));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse_event_body(&body, None);
+            let _ = parse_interaction_body(&body);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(v in arb_json()) {
+            let body = serde_json::to_vec(&v).unwrap();
+            let _ = parse_event_body(&body, Some("UBOT"));
+            let wrapped = json!({"type": "event_callback", "team_id": "T1", "event_id": "E1", "event": v});
+            let _ = parse_event_body(wrapped.to_string().as_bytes(), None);
+            let form = serde_urlencoded::to_string([("payload", v.to_string())]).unwrap();
+            let _ = parse_interaction_body(form.as_bytes());
+        }
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,40}".prop_map(serde_json::Value::from),
+            prop_oneof![Just("app_mention"), Just("message"), Just("event_callback"), Just("block_actions"), Just("im")]
+                .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![Just("type".to_string()), Just("event".to_string()), Just("user".to_string()),
+                        Just("channel".to_string()), Just("ts".to_string()), Just("actions".to_string()),
+                        Just("team".to_string()), Just("id".to_string()), "[a-z_]{1,10}"],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}

@@ -1,0 +1,8 @@
+//! The Slack connector: verifies and translates inbound requests, and reports back in threads.
+
+pub mod api;
+pub mod events;
+pub mod http;
+pub mod reporter;
+pub mod sender;
+pub mod verify;

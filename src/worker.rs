@@ -1,0 +1,290 @@
+//! The workers: one loop drains the inbox through the router, one runs tasks under leases.
+
+use crate::backend::{AgentInput, BackendError, Progress, QuotedMessage, TurnRecord};
+use crate::context::Ctx;
+use crate::event::{Surface, ThreadRef};
+use crate::ids::{ChannelId, TeamId, ThreadTs};
+use crate::session::{self, Task, TaskState};
+use crate::templates::truncate_chars;
+use crate::{inbox, router};
+use anyhow::Context;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Milestones edit the status message at most this often; the outbox coalesces the rest.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// How often a running task renews its lease and looks for a Stop.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(700);
+/// Earlier results are cut to this size inside the agent input.
+const HISTORY_RESULT_CHARS: usize = 6000;
+
+pub async fn run_inbox_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let poll = Duration::from_millis(ctx.config.worker.poll_ms);
+    while !shutdown.is_cancelled() {
+        let rows = match inbox::claim(&ctx.db, 64, 60_000).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "inbox claim failed");
+                vec![]
+            }
+        };
+        if rows.is_empty() {
+            tokio::select! {
+                _ = ctx.inbox_wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            continue;
+        }
+        for row in rows {
+            if let Err(e) = router::dispatch(&ctx, &row).await {
+                tracing::error!(inbox_id = row.id, error = %format!("{e:#}"), "event handling failed; will retry");
+                if let Err(e) = inbox::fail(&ctx.db, &row, &format!("{e:#}")).await {
+                    tracing::error!(error = %format!("{e:#}"), "recording the failure failed");
+                }
+            }
+        }
+    }
+}
+
+/// Claims and runs tasks until `shutdown`; then gives running tasks `grace` to finish before
+/// stopping them and handing their leases back.
+pub async fn run_task_loop(ctx: Arc<Ctx>, shutdown: CancellationToken, grace: Duration) {
+    let slots = Arc::new(Semaphore::new(ctx.config.worker.concurrency));
+    let abort = CancellationToken::new();
+    let mut running = JoinSet::new();
+    let poll = Duration::from_millis(ctx.config.worker.poll_ms);
+    let lease_ms = ctx.config.worker.lease_secs as i64 * 1000;
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("semaphore is never closed"),
+            _ = shutdown.cancelled() => break,
+        };
+        while running.try_join_next().is_some() {}
+        match session::claim_task(&ctx.db, &ctx.worker_id, lease_ms).await {
+            Ok(Some(task)) => {
+                let (ctx, abort) = (ctx.clone(), abort.clone());
+                running.spawn(async move {
+                    run_task(&ctx, task, abort).await;
+                    drop(permit);
+                });
+            }
+            Ok(None) => {
+                drop(permit);
+                tokio::select! {
+                    _ = ctx.task_wake.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::error!(error = %format!("{e:#}"), "task claim failed");
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+    if !running.is_empty() {
+        tracing::info!(tasks = running.len(), grace_secs = grace.as_secs(), "waiting for running tasks");
+        if tokio::time::timeout(grace, async { while running.join_next().await.is_some() {} }).await.is_err() {
+            abort.cancel();
+            while running.join_next().await.is_some() {}
+        }
+    }
+    match session::release_leases(&ctx.db, &ctx.worker_id).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(tasks = n, "handed unfinished tasks back to the queue"),
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "could not release leases; they expire on their own"),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(task_id = %task.id, session_id = %task.session_id, turn = task.turn_no, attempt = task.attempts))]
+async fn run_task(ctx: &Ctx, task: Task, abort: CancellationToken) {
+    if let Err(e) = try_run_task(ctx, &task, abort).await {
+        tracing::error!(error = %format!("{e:#}"), "task run failed inside Chime; the lease will expire and it is retried");
+    }
+}
+
+async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyhow::Result<()> {
+    if task.cancel_requested {
+        return finish(ctx, task, TaskState::Cancelled, None, None).await;
+    }
+    if task.attempts > ctx.config.worker.max_attempts {
+        let msg = format!("gave up after {} attempts: the worker running it stopped each time", task.attempts - 1);
+        return finish(ctx, task, TaskState::Failed, None, Some(msg)).await;
+    }
+    let Some(backend) = ctx.backends.get(&task.backend).cloned() else {
+        let msg = format!("backend {:?} is not configured on this Chime", task.backend);
+        return finish(ctx, task, TaskState::Failed, None, Some(msg)).await;
+    };
+    let reporter = ctx.reporter(task.surface)?.clone();
+    let history = session::history(&ctx.db, &task.session_id, task.turn_no).await?;
+    let context = match thread_of(task) {
+        Some(thread) => reporter.thread_context(&thread).await,
+        None => vec![],
+    };
+    let input = build_input(ctx, task, history, context)?;
+    tracing::info!(backend = %task.backend, input_chars = input.rendered.len(), "starting agent");
+
+    let cancel = CancellationToken::new();
+    let stopped_by_user = Arc::new(AtomicBool::new(false));
+    let lost_lease = Arc::new(AtomicBool::new(false));
+    let heartbeat = {
+        let (db, id, owner) = (ctx.db.clone(), task.id.clone(), ctx.worker_id.clone());
+        let lease_ms = ctx.config.worker.lease_secs as i64 * 1000;
+        let (cancel, stopped, lost, abort) = (cancel.clone(), stopped_by_user.clone(), lost_lease.clone(), abort.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+                    _ = abort.cancelled() => { cancel.cancel(); return; }
+                    _ = cancel.cancelled() => return,
+                }
+                match session::heartbeat(&db, &id, &owner, lease_ms).await {
+                    Ok(hb) if !hb.still_owner => { lost.store(true, Ordering::SeqCst); cancel.cancel(); return; }
+                    Ok(hb) if hb.cancel_requested => { stopped.store(true, Ordering::SeqCst); cancel.cancel(); return; }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "heartbeat failed"),
+                }
+            }
+        })
+    };
+    let (ptx, prx) = mpsc::channel::<Progress>(64);
+    let forwarder = tokio::spawn(forward_progress(ctx.db.clone(), reporter.clone(), task.clone(), prx, ctx.outbox_wake.clone()));
+    let result = backend.run(&input, ptx, cancel.clone()).await;
+    cancel.cancel();
+    let _ = heartbeat.await;
+    let _ = forwarder.await;
+
+    if lost_lease.load(Ordering::SeqCst) {
+        tracing::warn!("lost the task's lease to another worker; leaving the result to it");
+        return Ok(());
+    }
+    match result {
+        Ok(outcome) => finish(ctx, task, TaskState::Succeeded, Some(outcome), None).await,
+        Err(BackendError::Cancelled) if stopped_by_user.load(Ordering::SeqCst) => {
+            finish(ctx, task, TaskState::Cancelled, None, None).await
+        }
+        Err(BackendError::Cancelled) => {
+            tracing::info!("stopped by shutdown; the task goes back to the queue");
+            Ok(())
+        }
+        Err(e @ BackendError::TimedOut(_)) => finish(ctx, task, TaskState::Failed, None, Some(format!("the agent {e}"))).await,
+        Err(BackendError::Failed(msg)) => finish(ctx, task, TaskState::Failed, None, Some(msg)).await,
+    }
+}
+
+/// Ends the task and posts its final card in one transaction, if this worker still holds it.
+async fn finish(
+    ctx: &Ctx,
+    task: &Task,
+    state: TaskState,
+    outcome: Option<crate::backend::Outcome>,
+    error: Option<String>,
+) -> anyhow::Result<()> {
+    let reporter = ctx.reporter(task.surface)?;
+    let mut tx = ctx.db.pool.begin().await?;
+    if !session::finish_task(&mut tx, &task.id, Some(&ctx.worker_id), state, outcome.as_ref(), error.as_deref()).await? {
+        tracing::warn!("task was no longer ours to finish");
+        return Ok(());
+    }
+    let done = session::get_task(&mut tx, &task.id).await?.context("task vanished")?;
+    reporter.show_result(&mut tx, &done).await?;
+    tx.commit().await?;
+    tracing::info!(state = state.as_str(), "task finished");
+    ctx.wake();
+    Ok(())
+}
+
+async fn forward_progress(
+    db: crate::db::Db,
+    reporter: Arc<dyn crate::reporter::Reporter>,
+    task: Task,
+    mut rx: mpsc::Receiver<Progress>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    let mut last_sent = tokio::time::Instant::now() - PROGRESS_EVERY;
+    let mut pending: Option<String> = None;
+    loop {
+        let next = tokio::time::timeout_at(last_sent + PROGRESS_EVERY, rx.recv()).await;
+        match next {
+            Ok(Some(p)) => pending = Some(p.text),
+            Ok(None) => return, // The final card replaces whatever milestone was still waiting.
+            Err(_) => {}
+        }
+        if tokio::time::Instant::now() >= last_sent + PROGRESS_EVERY {
+            if let Some(text) = pending.take() {
+                last_sent = tokio::time::Instant::now();
+                let write = async {
+                    let mut conn = db.pool.acquire().await?;
+                    reporter.update_status(&mut conn, &task, &text).await
+                };
+                match write.await {
+                    Ok(()) => wake.notify_one(),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not queue a progress update"),
+                }
+            }
+        }
+    }
+}
+
+pub fn thread_of(task: &Task) -> Option<ThreadRef> {
+    let mut it = task.thread_key.splitn(3, '/');
+    Some(ThreadRef {
+        surface: task.surface,
+        team: TeamId::new(it.next()?),
+        channel: ChannelId::new(it.next()?),
+        thread_ts: ThreadTs::new(it.next()?),
+    })
+}
+
+/// Builds the agent input, dropping the oldest turns when the whole would exceed the budget.
+pub fn build_input(ctx: &Ctx, task: &Task, history: Vec<TurnRecord>, context: Vec<QuotedMessage>) -> anyhow::Result<AgentInput> {
+    let requester = match task.surface {
+        Surface::Slack | Surface::Local => format!("<@{}>", task.requester),
+    };
+    let history: Vec<TurnRecord> = history
+        .into_iter()
+        .map(|mut t| {
+            t.requester = format!("<@{}>", t.requester);
+            if let Some(o) = t.outcome.as_mut() {
+                o.summary = truncate_chars(&o.summary, HISTORY_RESULT_CHARS);
+            }
+            t
+        })
+        .collect();
+    let mut omitted = 0;
+    loop {
+        let kept = &history[omitted..];
+        let rendered = ctx.templates.agent_input(&json!({
+            "requester": requester,
+            "repo": task.repo,
+            "turn_no": task.turn_no,
+            "session_id": task.session_id,
+            "history": kept,
+            "omitted_turns": omitted,
+            "thread_context": context,
+            "prompt": task.prompt,
+        }))?;
+        if rendered.chars().count() <= ctx.config.agent.max_history_chars || kept.is_empty() {
+            return Ok(AgentInput {
+                session_id: task.session_id.clone(),
+                task_id: task.id.clone(),
+                turn_no: task.turn_no,
+                prompt: task.prompt.clone(),
+                requester: requester.clone(),
+                repo: task.repo.clone(),
+                backend: task.backend.clone(),
+                history: kept.to_vec(),
+                thread_context: context,
+                rendered,
+            });
+        }
+        omitted += 1;
+    }
+}
