@@ -66,7 +66,11 @@ fn build_backends(config: &Config) -> HashMap<String, Arc<dyn Backend>> {
 }
 
 /// Starts everything on `listener`. The database must be migrated.
-pub async fn start(config: Config, db: Db, listener: tokio::net::TcpListener) -> anyhow::Result<RunningApp> {
+pub async fn start(
+    config: Config,
+    db: Db,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<RunningApp> {
     let addr = listener.local_addr()?;
     let config = Arc::new(config);
     let templates = Arc::new(Templates::new().context("loading templates")?);
@@ -77,13 +81,20 @@ pub async fn start(config: Config, db: Db, listener: tokio::net::TcpListener) ->
 
     let mut reporters: HashMap<Surface, Arc<dyn Reporter>> = HashMap::new();
     let mut senders: Vec<Arc<dyn Deliver>> = vec![];
-    let mut bot_user_id = (!config.slack.bot_user_id.is_empty()).then(|| config.slack.bot_user_id.clone());
+    let mut bot_user_id =
+        (!config.slack.bot_user_id.is_empty()).then(|| config.slack.bot_user_id.clone());
     if let Some(token) = &config.secrets.slack_bot_token {
-        let api = Arc::new(slack::api::SlackApi::new(&config.slack.api_url, token, &config.slack.rate_limits)?);
+        let api = Arc::new(slack::api::SlackApi::new(
+            &config.slack.api_url,
+            token,
+            &config.slack.rate_limits,
+        )?);
         if bot_user_id.is_none() {
             match tokio::time::timeout(Duration::from_secs(5), api.auth_test()).await {
                 Ok(Ok(a)) => bot_user_id = a.user_id,
-                Ok(Err(e)) => tracing::warn!(error = %e, "auth.test failed; the bot id is learnt from events"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "auth.test failed; the bot id is learnt from events")
+                }
                 Err(_) => tracing::warn!("auth.test timed out; the bot id is learnt from events"),
             }
         }
@@ -91,7 +102,11 @@ pub async fn start(config: Config, db: Db, listener: tokio::net::TcpListener) ->
         slack_config.bot_user_id = bot_user_id.clone().unwrap_or_default();
         reporters.insert(
             Surface::Slack,
-            Arc::new(slack::reporter::SlackReporter { api: api.clone(), templates: templates.clone(), config: slack_config }),
+            Arc::new(slack::reporter::SlackReporter {
+                api: api.clone(),
+                templates: templates.clone(),
+                config: slack_config,
+            }),
         );
         senders.push(Arc::new(slack::sender::SlackSender { api }));
     }
@@ -125,7 +140,8 @@ pub async fn start(config: Config, db: Db, listener: tokio::net::TcpListener) ->
     let mut tasks = JoinSet::new();
     let stop = shutdown.clone();
     tasks.spawn(async move {
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await });
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
         if let Err(e) = server.await {
             tracing::error!(error = %e, "HTTP server failed");
         }
@@ -136,10 +152,21 @@ pub async fn start(config: Config, db: Db, listener: tokio::net::TcpListener) ->
     let poll = Duration::from_millis(config.worker.poll_ms);
     for sender in senders {
         for _ in 0..SENDERS {
-            tasks.spawn(outbox::run_sender(db.clone(), sender.clone(), outbox_wake.clone(), shutdown.clone(), poll));
+            tasks.spawn(outbox::run_sender(
+                db.clone(),
+                sender.clone(),
+                outbox_wake.clone(),
+                shutdown.clone(),
+                poll,
+            ));
         }
     }
-    Ok(RunningApp { addr, db, shutdown, tasks })
+    Ok(RunningApp {
+        addr,
+        db,
+        shutdown,
+        tasks,
+    })
 }
 
 async fn readyz(State(db): State<Db>) -> (StatusCode, &'static str) {
@@ -150,5 +177,8 @@ async fn readyz(State(db): State<Db>) -> (StatusCode, &'static str) {
 }
 
 fn hostname() -> String {
-    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "chime".into())
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "chime".into())
 }

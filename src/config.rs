@@ -287,7 +287,10 @@ impl Config {
             r.errors.push(e.to_string());
         }
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             r.errors.push(format!(
                 "DATABASE_URL / database.url must start with sqlite: or postgres://, got {:?}",
                 redact_url(url)
@@ -305,29 +308,47 @@ impl Config {
                 self.slack.on_lookup_error
             ));
         }
-        if !(self.slack.api_url.starts_with("http://") || self.slack.api_url.starts_with("https://")) {
-            r.errors.push(format!("SLACK_API_URL / slack.api_url must be an http(s) URL, got {:?}", self.slack.api_url));
+        if !(self.slack.api_url.starts_with("http://")
+            || self.slack.api_url.starts_with("https://"))
+        {
+            r.errors.push(format!(
+                "SLACK_API_URL / slack.api_url must be an http(s) URL, got {:?}",
+                self.slack.api_url
+            ));
         }
         if self.slack.api_url.ends_with('/') {
-            r.errors.push("SLACK_API_URL / slack.api_url must not end with '/'".into());
+            r.errors
+                .push("SLACK_API_URL / slack.api_url must not end with '/'".into());
         }
         let rl = &self.slack.rate_limits;
-        if [rl.post_message_per_channel_per_sec, rl.tier2_per_min, rl.tier3_per_min, rl.tier4_per_min].contains(&0) {
-            r.errors.push("slack.rate_limits values must be at least 1".into());
+        if [
+            rl.post_message_per_channel_per_sec,
+            rl.tier2_per_min,
+            rl.tier3_per_min,
+            rl.tier4_per_min,
+        ]
+        .contains(&0)
+        {
+            r.errors
+                .push("slack.rate_limits values must be at least 1".into());
         }
         if let Some(d) = &self.routing.default_repo {
             if RepoName::parse(d).is_none() {
-                r.errors.push(format!("routing.default_repo {d:?} is not owner/name"));
+                r.errors
+                    .push(format!("routing.default_repo {d:?} is not owner/name"));
             }
         }
         for (ch, repo) in &self.routing.channels {
             if RepoName::parse(repo).is_none() {
-                r.errors.push(format!("routing.channels.{ch} = {repo:?} is not owner/name"));
+                r.errors.push(format!(
+                    "routing.channels.{ch} = {repo:?} is not owner/name"
+                ));
             }
         }
         for name in self.repos.keys() {
             if RepoName::parse(name).is_none() {
-                r.errors.push(format!("[repos.\"{name}\"] is not owner/name"));
+                r.errors
+                    .push(format!("[repos.\"{name}\"] is not owner/name"));
             }
         }
         for (name, repo) in &self.repos {
@@ -343,23 +364,32 @@ impl Config {
             ));
         }
         for (name, b) in &self.backends {
-            if let BackendConfig::Command { command, timeout_secs, .. } = b {
+            if let BackendConfig::Command {
+                command,
+                timeout_secs,
+                ..
+            } = b
+            {
                 if command.is_empty() || command[0].trim().is_empty() {
-                    r.errors.push(format!("[backends.{name}] command must name an executable"));
+                    r.errors
+                        .push(format!("[backends.{name}] command must name an executable"));
                 }
                 if *timeout_secs == 0 {
-                    r.errors.push(format!("[backends.{name}] timeout_secs must be at least 1"));
+                    r.errors
+                        .push(format!("[backends.{name}] timeout_secs must be at least 1"));
                 }
             }
         }
         if self.worker.concurrency == 0 {
-            r.errors.push("worker.concurrency must be at least 1".into());
+            r.errors
+                .push("worker.concurrency must be at least 1".into());
         }
         if self.worker.lease_secs < 3 {
             r.errors.push("worker.lease_secs must be at least 3".into());
         }
         if self.worker.max_attempts < 1 {
-            r.errors.push("worker.max_attempts must be at least 1".into());
+            r.errors
+                .push("worker.max_attempts must be at least 1".into());
         }
         let s = &self.secrets;
         match (s.slack_bot_token.is_some(), s.slack_signing_secret.is_some(), s.slack_app_token.is_some()) {
@@ -419,7 +449,14 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:2");
         assert!(c.secrets.slack_bot_token.is_some());
         let report = c.check();
-        assert!(report.errors.iter().any(|e| e.contains("SLACK_SIGNING_SECRET")), "{:?}", report.errors);
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.contains("SLACK_SIGNING_SECRET")),
+            "{:?}",
+            report.errors
+        );
     }
 
     #[test]
@@ -435,7 +472,10 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("sqlite://chime.db"), "sqlite://chime.db");
     }
 }

@@ -28,7 +28,11 @@ impl Db {
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let (kind, url) = normalize_url(&config.url)?;
-        let synchronous = if config.sqlite_synchronous == "full" { "FULL" } else { "NORMAL" };
+        let synchronous = if config.sqlite_synchronous == "full" {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(config.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(30))
@@ -38,7 +42,8 @@ impl Db {
                         // WAL lets readers run beside the one writer; the busy timeout makes writers
                         // queue instead of failing when another connection holds the write lock.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute(format!("PRAGMA synchronous = {synchronous}").as_str()).await?;
+                        conn.execute(format!("PRAGMA synchronous = {synchronous}").as_str())
+                            .await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
@@ -57,7 +62,10 @@ impl Db {
             DbKind::Sqlite => sqlx::migrate!("migrations/sqlite"),
             DbKind::Postgres => sqlx::migrate!("migrations/postgres"),
         };
-        migrator.run(&self.pool).await.context("applying database migrations")?;
+        migrator
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")?;
         Ok(())
     }
 
@@ -103,9 +111,18 @@ mod tests {
 
     #[test]
     fn sqlite_urls_create_the_file() {
-        assert_eq!(normalize_url("sqlite://chime.db").unwrap().1, "sqlite://chime.db?mode=rwc");
-        assert_eq!(normalize_url("sqlite://x.db?mode=ro").unwrap().1, "sqlite://x.db?mode=ro");
-        assert_eq!(normalize_url("postgres://h/db").unwrap().0, DbKind::Postgres);
+        assert_eq!(
+            normalize_url("sqlite://chime.db").unwrap().1,
+            "sqlite://chime.db?mode=rwc"
+        );
+        assert_eq!(
+            normalize_url("sqlite://x.db?mode=ro").unwrap().1,
+            "sqlite://x.db?mode=ro"
+        );
+        assert_eq!(
+            normalize_url("postgres://h/db").unwrap().0,
+            DbKind::Postgres
+        );
         assert!(normalize_url("mysql://h/db").is_err());
     }
 }

@@ -105,11 +105,18 @@ impl ButtonAction {
                 .then(|| TaskId::new(t))
         };
         match action_id {
-            Self::STOP => Some(Self::Stop { task: task_ok(value)? }),
-            Self::RETRY => Some(Self::Retry { task: task_ok(value)? }),
+            Self::STOP => Some(Self::Stop {
+                task: task_ok(value)?,
+            }),
+            Self::RETRY => Some(Self::Retry {
+                task: task_ok(value)?,
+            }),
             Self::PICK_REPO => {
                 let (task, repo) = value.split_once(' ')?;
-                Some(Self::PickRepo { task: task_ok(task)?, repo: RepoName::parse(repo)? })
+                Some(Self::PickRepo {
+                    task: task_ok(task)?,
+                    repo: RepoName::parse(repo)?,
+                })
             }
             _ => None,
         }

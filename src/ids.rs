@@ -101,7 +101,9 @@ mod tests {
     fn repo_names_are_strict() {
         assert!(RepoName::parse("acme/api").is_some());
         assert!(RepoName::parse("acme-co/api.rs").is_some());
-        for bad in ["acme", "/api", "acme/", "../x", "a/../b", "a/b/c", "a/.git", "a/b c", "a/b.git"] {
+        for bad in [
+            "acme", "/api", "acme/", "../x", "a/../b", "a/b/c", "a/.git", "a/b c", "a/b.git",
+        ] {
             assert!(RepoName::parse(bad).is_none(), "{bad} should be refused");
         }
     }

@@ -52,7 +52,12 @@ impl InboxWriter {
         let payload = serde_json::to_string(event).context("serialising event")?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Pending { source, delivery_id: delivery_id.to_string(), payload, reply })
+            .send(Pending {
+                source,
+                delivery_id: delivery_id.to_string(),
+                payload,
+                reply,
+            })
             .await
             .map_err(|_| anyhow::anyhow!("inbox writer has stopped"))?;
         rx.await
@@ -102,7 +107,11 @@ async fn insert_batch(db: &Db, batch: &[Pending]) -> anyhow::Result<Vec<Accepted
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        out.push(if row.is_some() { Accepted::New } else { Accepted::Duplicate });
+        out.push(if row.is_some() {
+            Accepted::New
+        } else {
+            Accepted::Duplicate
+        });
     }
     tx.commit().await?;
     Ok(out)
@@ -175,7 +184,10 @@ pub async fn fail(db: &Db, row: &InboxRow, error: &str) -> anyhow::Result<()> {
 }
 
 pub async fn count(db: &Db) -> anyhow::Result<i64> {
-    Ok(sqlx::query("SELECT COUNT(*) AS n FROM inbox").fetch_one(&db.pool).await?.get("n"))
+    Ok(sqlx::query("SELECT COUNT(*) AS n FROM inbox")
+        .fetch_one(&db.pool)
+        .await?
+        .get("n"))
 }
 
 /// Marks a row handled inside the handler's own transaction, so its effects and its completion

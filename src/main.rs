@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "chime", version, about = "A self-hosted team agent that chimes in only when it is wanted")]
+#[command(
+    name = "chime",
+    version,
+    about = "A self-hosted team agent that chimes in only when it is wanted"
+)]
 struct Cli {
     /// The TOML configuration file (see chime.example.toml). Env: CHIME_CONFIG.
     #[arg(long, global = true)]
@@ -66,7 +70,10 @@ fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
         tracing::warn!("{w}");
     }
     if !report.errors.is_empty() {
-        anyhow::bail!("the configuration has errors (run `chime check-config`):\n  - {}", report.errors.join("\n  - "));
+        anyhow::bail!(
+            "the configuration has errors (run `chime check-config`):\n  - {}",
+            report.errors.join("\n  - ")
+        );
     }
     Ok(config)
 }
@@ -107,7 +114,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let addr = config.listen_addr()?;
     let db = Db::connect(&config.database).await?;
     db.migrate().await?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let app = chime::app::start(config.clone(), db, listener).await?;
     tracing::info!(
         addr = %app.addr,
@@ -119,7 +128,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down: no new work is taken; running tasks finish or are handed back");
+        tracing::info!(
+            "shutting down: no new work is taken; running tasks finish or are handed back"
+        );
         shutdown.cancel();
     });
     app.wait().await;

@@ -13,9 +13,18 @@ use sqlx::{AnyConnection, Row};
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// Add a reaction to a message.
-    React { channel: String, ts: String, name: String },
+    React {
+        channel: String,
+        ts: String,
+        name: String,
+    },
     /// Post a message in a thread; its platform id is kept as the row's `external_ref`.
-    Post { channel: String, thread_ts: Option<String>, text: String, blocks: serde_json::Value },
+    Post {
+        channel: String,
+        thread_ts: Option<String>,
+        text: String,
+        blocks: serde_json::Value,
+    },
     /// Replace the message posted by the row whose key is `ref_key`.
     Update {
         channel: String,
@@ -158,7 +167,9 @@ pub async fn external_ref(db: &Db, key: &str) -> anyhow::Result<Option<(String, 
 /// Whether an update row is pointless: a later update of the same message waits, or the message's
 /// last update has already gone out.
 pub async fn is_superseded(db: &Db, row: &OutboxRow) -> anyhow::Result<bool> {
-    let Some(ref_key) = &row.ref_key else { return Ok(false) };
+    let Some(ref_key) = &row.ref_key else {
+        return Ok(false);
+    };
     if matches!(row.op, Ok(Op::Update { last: true, .. })) {
         return Ok(false);
     }
@@ -176,11 +187,13 @@ pub async fn is_superseded(db: &Db, row: &OutboxRow) -> anyhow::Result<bool> {
 
 /// Rows by state, for tests and metrics.
 pub async fn count_by_state(db: &Db, state: &str) -> anyhow::Result<i64> {
-    Ok(sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE state = $1")
-        .bind(state)
-        .fetch_one(&db.pool)
-        .await?
-        .get("n"))
+    Ok(
+        sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE state = $1")
+            .bind(state)
+            .fetch_one(&db.pool)
+            .await?
+            .get("n"),
+    )
 }
 
 /// What became of one delivery attempt.
@@ -255,5 +268,6 @@ pub async fn run_sender(
 
 /// Exponential backoff for transient failures: 1 s, 2 s, 4 s … capped at five minutes.
 pub fn backoff(attempts: i64) -> std::time::Duration {
-    std::time::Duration::from_secs(1u64 << attempts.clamp(0, 8) as u64).min(std::time::Duration::from_secs(300))
+    std::time::Duration::from_secs(1u64 << attempts.clamp(0, 8) as u64)
+        .min(std::time::Duration::from_secs(300))
 }

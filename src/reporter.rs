@@ -23,17 +23,38 @@ pub enum Membership {
 #[async_trait]
 pub trait Reporter: Send + Sync {
     /// Shows the requester that Chime took the request (Slack: a reaction on the message).
-    async fn ack(&self, conn: &mut AnyConnection, thread: &ThreadRef, message_ts: &str) -> anyhow::Result<()>;
+    async fn ack(
+        &self,
+        conn: &mut AnyConnection,
+        thread: &ThreadRef,
+        message_ts: &str,
+    ) -> anyhow::Result<()>;
     /// Posts the task's one status message.
     async fn show_status(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()>;
     /// Edits the status message in place with a milestone.
-    async fn update_status(&self, conn: &mut AnyConnection, task: &Task, progress: &str) -> anyhow::Result<()>;
+    async fn update_status(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        progress: &str,
+    ) -> anyhow::Result<()>;
     /// Replaces the status message with the result, error or stop notice. Exactly once per task.
     async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()>;
     /// Asks which repository to use (as the task's status message).
-    async fn ask_repo(&self, conn: &mut AnyConnection, task: &Task, repos: &[RepoName]) -> anyhow::Result<()>;
+    async fn ask_repo(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        repos: &[RepoName],
+    ) -> anyhow::Result<()>;
     /// Says something to the thread: refusals and other user errors. `key` makes it idempotent.
-    async fn tell(&self, conn: &mut AnyConnection, thread: &ThreadRef, key: &str, text: &str) -> anyhow::Result<()>;
+    async fn tell(
+        &self,
+        conn: &mut AnyConnection,
+        thread: &ThreadRef,
+        key: &str,
+        text: &str,
+    ) -> anyhow::Result<()>;
     /// The thread's messages, quoted as data for the agent; empty when they cannot be read.
     async fn thread_context(&self, thread: &ThreadRef) -> Vec<QuotedMessage>;
     /// Whether this person may trigger work here.
@@ -49,7 +70,10 @@ pub fn final_key(task: &Task) -> String {
 }
 
 fn repo_label(task: &Task) -> String {
-    task.repo.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "none".into())
+    task.repo
+        .as_ref()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "none".into())
 }
 
 /// The status card: who asked, where, which backend, the latest milestone, and Stop.
@@ -66,10 +90,17 @@ pub fn status_card(t: &Templates, task: &Task, progress: Option<&str>) -> anyhow
     )
 }
 
-pub fn repo_picker_card(t: &Templates, task: &Task, repos: &[RepoName]) -> anyhow::Result<Rendered> {
+pub fn repo_picker_card(
+    t: &Templates,
+    task: &Task,
+    repos: &[RepoName],
+) -> anyhow::Result<Rendered> {
     // A static select holds at most 100 options.
     let repos: Vec<&str> = repos.iter().take(100).map(|r| r.as_str()).collect();
-    t.message("repo_picker", &json!({ "task_id": task.id, "requester": task.requester, "repos": repos }))
+    t.message(
+        "repo_picker",
+        &json!({ "task_id": task.id, "requester": task.requester, "repos": repos }),
+    )
 }
 
 /// The final card, chosen by how the task ended.
@@ -91,10 +122,26 @@ pub fn result_card(t: &Templates, task: &Task) -> anyhow::Result<Rendered> {
             view.insert("summary_chunks".into(), json!(chunks));
             view.insert("truncated".into(), json!(truncated));
             view.insert("total_chars".into(), json!(total));
-            view.insert("headline".into(), json!(truncate_chars(outcome.summary.lines().next().unwrap_or(""), 150)));
+            view.insert(
+                "headline".into(),
+                json!(truncate_chars(
+                    outcome.summary.lines().next().unwrap_or(""),
+                    150
+                )),
+            );
             view.insert("branch".into(), json!(outcome.branch));
-            view.insert("commit".into(), json!(outcome.commit.map(|c| c.chars().take(12).collect::<String>())));
-            view.insert("diff_stat".into(), json!(outcome.diff_stat.map(|d| truncate_chars(&d.replace("```", "ʼʼʼ"), 1500))));
+            view.insert(
+                "commit".into(),
+                json!(outcome
+                    .commit
+                    .map(|c| c.chars().take(12).collect::<String>())),
+            );
+            view.insert(
+                "diff_stat".into(),
+                json!(outcome
+                    .diff_stat
+                    .map(|d| truncate_chars(&d.replace("```", "ʼʼʼ"), 1500))),
+            );
             view.insert("pr_url".into(), json!(outcome.pr_url));
             if outcome.dry_run {
                 "dry_run"
@@ -103,12 +150,21 @@ pub fn result_card(t: &Templates, task: &Task) -> anyhow::Result<Rendered> {
             }
         }
         TaskState::Cancelled => {
-            view.insert("stopped_by".into(), json!(task.cancelled_by.clone().unwrap_or_else(|| task.requester.clone())));
+            view.insert(
+                "stopped_by".into(),
+                json!(task
+                    .cancelled_by
+                    .clone()
+                    .unwrap_or_else(|| task.requester.clone())),
+            );
             "stopped"
         }
         _ => {
             let error = task.error.clone().unwrap_or_else(|| "unknown error".into());
-            view.insert("error".into(), json!(truncate_chars(&error.replace("```", "ʼʼʼ"), 2500)));
+            view.insert(
+                "error".into(),
+                json!(truncate_chars(&error.replace("```", "ʼʼʼ"), 2500)),
+            );
             "failed"
         }
     };

@@ -161,10 +161,19 @@ pub async fn create(
     .execute(&mut *conn)
     .await
     .context("binding the session to its thread")?;
-    Ok(Session { id, surface, repo: repo.cloned(), backend: backend.to_string() })
+    Ok(Session {
+        id,
+        surface,
+        repo: repo.cloned(),
+        backend: backend.to_string(),
+    })
 }
 
-pub async fn set_repo(conn: &mut AnyConnection, session: &SessionId, repo: &RepoName) -> anyhow::Result<()> {
+pub async fn set_repo(
+    conn: &mut AnyConnection,
+    session: &SessionId,
+    repo: &RepoName,
+) -> anyhow::Result<()> {
     sqlx::query("UPDATE sessions SET repo = $1, updated_at = $2 WHERE id = $3")
         .bind(repo.as_str())
         .bind(now_ms())
@@ -186,12 +195,16 @@ pub struct NewTask<'a> {
 }
 
 /// Inserts the next turn of a session. Returns None when this source event already made a task.
-pub async fn insert_task(conn: &mut AnyConnection, t: NewTask<'_>) -> anyhow::Result<Option<TaskId>> {
-    let turn: i64 = sqlx::query("SELECT COALESCE(MAX(turn_no), 0) + 1 AS n FROM tasks WHERE session_id = $1")
-        .bind(t.session.id.as_str())
-        .fetch_one(&mut *conn)
-        .await?
-        .get("n");
+pub async fn insert_task(
+    conn: &mut AnyConnection,
+    t: NewTask<'_>,
+) -> anyhow::Result<Option<TaskId>> {
+    let turn: i64 =
+        sqlx::query("SELECT COALESCE(MAX(turn_no), 0) + 1 AS n FROM tasks WHERE session_id = $1")
+            .bind(t.session.id.as_str())
+            .fetch_one(&mut *conn)
+            .await?
+            .get("n");
     let id = TaskId::generate();
     let row = sqlx::query(
         "INSERT INTO tasks (id, session_id, turn_no, source_event, prompt, requester, repo, backend, \
@@ -216,18 +229,31 @@ pub async fn insert_task(conn: &mut AnyConnection, t: NewTask<'_>) -> anyhow::Re
 }
 
 pub async fn get_task(conn: &mut AnyConnection, id: &TaskId) -> anyhow::Result<Option<Task>> {
-    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t JOIN sessions s ON s.id = t.session_id WHERE t.id = $1");
-    let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(conn).await?;
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t JOIN sessions s ON s.id = t.session_id WHERE t.id = $1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?;
     Ok(row.as_ref().map(task_from_row))
 }
 
 /// Every turn of a session before `turn_no`, oldest first.
-pub async fn history(db: &Db, session: &SessionId, before_turn: i64) -> anyhow::Result<Vec<TurnRecord>> {
+pub async fn history(
+    db: &Db,
+    session: &SessionId,
+    before_turn: i64,
+) -> anyhow::Result<Vec<TurnRecord>> {
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t JOIN sessions s ON s.id = t.session_id \
          WHERE t.session_id = $1 AND t.turn_no < $2 ORDER BY t.turn_no"
     );
-    let rows = sqlx::query(&sql).bind(session.as_str()).bind(before_turn).fetch_all(&db.pool).await?;
+    let rows = sqlx::query(&sql)
+        .bind(session.as_str())
+        .bind(before_turn)
+        .fetch_all(&db.pool)
+        .await?;
     Ok(rows
         .iter()
         .map(task_from_row)
@@ -286,7 +312,12 @@ pub struct Heartbeat {
 }
 
 /// Renews the lease and reads whether someone asked to stop the task.
-pub async fn heartbeat(db: &Db, id: &TaskId, owner: &str, lease_ms: i64) -> anyhow::Result<Heartbeat> {
+pub async fn heartbeat(
+    db: &Db,
+    id: &TaskId,
+    owner: &str,
+    lease_ms: i64,
+) -> anyhow::Result<Heartbeat> {
     let now = now_ms();
     let row = sqlx::query(
         "UPDATE tasks SET lease_until = $1, heartbeat_at = $2 \
@@ -299,8 +330,14 @@ pub async fn heartbeat(db: &Db, id: &TaskId, owner: &str, lease_ms: i64) -> anyh
     .fetch_optional(&db.pool)
     .await?;
     Ok(match row {
-        Some(r) => Heartbeat { still_owner: true, cancel_requested: r.get::<i64, _>("cancel_requested") != 0 },
-        None => Heartbeat { still_owner: false, cancel_requested: false },
+        Some(r) => Heartbeat {
+            still_owner: true,
+            cancel_requested: r.get::<i64, _>("cancel_requested") != 0,
+        },
+        None => Heartbeat {
+            still_owner: false,
+            cancel_requested: false,
+        },
     })
 }
 
@@ -332,7 +369,11 @@ pub async fn finish_task(
 }
 
 /// Marks a task to be stopped; its worker notices at the next heartbeat.
-pub async fn request_cancel(conn: &mut AnyConnection, id: &TaskId, by: &str) -> anyhow::Result<bool> {
+pub async fn request_cancel(
+    conn: &mut AnyConnection,
+    id: &TaskId,
+    by: &str,
+) -> anyhow::Result<bool> {
     let n = sqlx::query(
         "UPDATE tasks SET cancel_requested = 1, cancelled_by = $1 \
          WHERE id = $2 AND state IN ('queued', 'running', 'awaiting_repo') AND cancel_requested = 0",
@@ -346,13 +387,19 @@ pub async fn request_cancel(conn: &mut AnyConnection, id: &TaskId, by: &str) -> 
 }
 
 /// Moves a task that waited for a repository into the queue.
-pub async fn assign_repo(conn: &mut AnyConnection, id: &TaskId, repo: &RepoName) -> anyhow::Result<bool> {
-    let n = sqlx::query("UPDATE tasks SET repo = $1, state = 'queued' WHERE id = $2 AND state = 'awaiting_repo'")
-        .bind(repo.as_str())
-        .bind(id.as_str())
-        .execute(conn)
-        .await?
-        .rows_affected();
+pub async fn assign_repo(
+    conn: &mut AnyConnection,
+    id: &TaskId,
+    repo: &RepoName,
+) -> anyhow::Result<bool> {
+    let n = sqlx::query(
+        "UPDATE tasks SET repo = $1, state = 'queued' WHERE id = $2 AND state = 'awaiting_repo'",
+    )
+    .bind(repo.as_str())
+    .bind(id.as_str())
+    .execute(conn)
+    .await?
+    .rows_affected();
     Ok(n == 1)
 }
 

@@ -20,7 +20,10 @@ const MESSAGES: &[(&str, &str)] = &[
     ("dry_run", include_str!("../templates/dry_run.json.hbs")),
     ("failed", include_str!("../templates/failed.json.hbs")),
     ("stopped", include_str!("../templates/stopped.json.hbs")),
-    ("repo_picker", include_str!("../templates/repo_picker.json.hbs")),
+    (
+        "repo_picker",
+        include_str!("../templates/repo_picker.json.hbs"),
+    ),
     ("notice", include_str!("../templates/notice.json.hbs")),
 ];
 
@@ -49,7 +52,10 @@ impl Templates {
         let mut agent = Handlebars::new();
         agent.register_escape_fn(handlebars::no_escape);
         agent.register_helper("quote", Box::new(quote));
-        agent.register_template_string("agent_input", include_str!("../templates/agent_input.md.hbs"))?;
+        agent.register_template_string(
+            "agent_input",
+            include_str!("../templates/agent_input.md.hbs"),
+        )?;
         Ok(Self { messages, agent })
     }
 
@@ -70,7 +76,9 @@ impl Templates {
 
 /// Slack's three control characters in mrkdwn; everything else is literal.
 pub fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn json_escape(s: &str) -> String {
@@ -84,7 +92,11 @@ pub fn quote_lines(s: &str) -> String {
     if trimmed.is_empty() {
         return "> ".into();
     }
-    trimmed.lines().map(|l| format!("> {l}")).collect::<Vec<_>>().join("\n")
+    trimmed
+        .lines()
+        .map(|l| format!("> {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn truncate_chars(s: &str, max: usize) -> String {
@@ -129,7 +141,10 @@ mod tests {
     fn agent_text_cannot_ping_or_break_json() {
         let t = Templates::new().unwrap();
         let r = t
-            .message("notice", &json!({ "text": "<!channel> \"quoted\" & <https://evil|click>" }))
+            .message(
+                "notice",
+                &json!({ "text": "<!channel> \"quoted\" & <https://evil|click>" }),
+            )
             .unwrap();
         let text = r.blocks[0]["text"]["text"].as_str().unwrap();
         assert!(!text.contains("<!channel>"));

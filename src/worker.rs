@@ -90,8 +90,17 @@ pub async fn run_task_loop(ctx: Arc<Ctx>, shutdown: CancellationToken, grace: Du
         }
     }
     if !running.is_empty() {
-        tracing::info!(tasks = running.len(), grace_secs = grace.as_secs(), "waiting for running tasks");
-        if tokio::time::timeout(grace, async { while running.join_next().await.is_some() {} }).await.is_err() {
+        tracing::info!(
+            tasks = running.len(),
+            grace_secs = grace.as_secs(),
+            "waiting for running tasks"
+        );
+        if tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
             abort.cancel();
             while running.join_next().await.is_some() {}
         }
@@ -99,7 +108,9 @@ pub async fn run_task_loop(ctx: Arc<Ctx>, shutdown: CancellationToken, grace: Du
     match session::release_leases(&ctx.db, &ctx.worker_id).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(tasks = n, "handed unfinished tasks back to the queue"),
-        Err(e) => tracing::error!(error = %format!("{e:#}"), "could not release leases; they expire on their own"),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "could not release leases; they expire on their own")
+        }
     }
 }
 
@@ -115,7 +126,10 @@ async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyho
         return finish(ctx, task, TaskState::Cancelled, None, None).await;
     }
     if task.attempts > ctx.config.worker.max_attempts {
-        let msg = format!("gave up after {} attempts: the worker running it stopped each time", task.attempts - 1);
+        let msg = format!(
+            "gave up after {} attempts: the worker running it stopped each time",
+            task.attempts - 1
+        );
         return finish(ctx, task, TaskState::Failed, None, Some(msg)).await;
     }
     let Some(backend) = ctx.backends.get(&task.backend).cloned() else {
@@ -137,7 +151,12 @@ async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyho
     let heartbeat = {
         let (db, id, owner) = (ctx.db.clone(), task.id.clone(), ctx.worker_id.clone());
         let lease_ms = ctx.config.worker.lease_secs as i64 * 1000;
-        let (cancel, stopped, lost, abort) = (cancel.clone(), stopped_by_user.clone(), lost_lease.clone(), abort.clone());
+        let (cancel, stopped, lost, abort) = (
+            cancel.clone(),
+            stopped_by_user.clone(),
+            lost_lease.clone(),
+            abort.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -146,8 +165,16 @@ async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyho
                     _ = cancel.cancelled() => return,
                 }
                 match session::heartbeat(&db, &id, &owner, lease_ms).await {
-                    Ok(hb) if !hb.still_owner => { lost.store(true, Ordering::SeqCst); cancel.cancel(); return; }
-                    Ok(hb) if hb.cancel_requested => { stopped.store(true, Ordering::SeqCst); cancel.cancel(); return; }
+                    Ok(hb) if !hb.still_owner => {
+                        lost.store(true, Ordering::SeqCst);
+                        cancel.cancel();
+                        return;
+                    }
+                    Ok(hb) if hb.cancel_requested => {
+                        stopped.store(true, Ordering::SeqCst);
+                        cancel.cancel();
+                        return;
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %format!("{e:#}"), "heartbeat failed"),
                 }
@@ -155,7 +182,13 @@ async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyho
         })
     };
     let (ptx, prx) = mpsc::channel::<Progress>(64);
-    let forwarder = tokio::spawn(forward_progress(ctx.db.clone(), reporter.clone(), task.clone(), prx, ctx.outbox_wake.clone()));
+    let forwarder = tokio::spawn(forward_progress(
+        ctx.db.clone(),
+        reporter.clone(),
+        task.clone(),
+        prx,
+        ctx.outbox_wake.clone(),
+    ));
     let result = backend.run(&input, ptx, cancel.clone()).await;
     cancel.cancel();
     let _ = heartbeat.await;
@@ -174,8 +207,19 @@ async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyho
             tracing::info!("stopped by shutdown; the task goes back to the queue");
             Ok(())
         }
-        Err(e @ BackendError::TimedOut(_)) => finish(ctx, task, TaskState::Failed, None, Some(format!("the agent {e}"))).await,
-        Err(BackendError::Failed(msg)) => finish(ctx, task, TaskState::Failed, None, Some(msg)).await,
+        Err(e @ BackendError::TimedOut(_)) => {
+            finish(
+                ctx,
+                task,
+                TaskState::Failed,
+                None,
+                Some(format!("the agent {e}")),
+            )
+            .await
+        }
+        Err(BackendError::Failed(msg)) => {
+            finish(ctx, task, TaskState::Failed, None, Some(msg)).await
+        }
     }
 }
 
@@ -189,11 +233,22 @@ async fn finish(
 ) -> anyhow::Result<()> {
     let reporter = ctx.reporter(task.surface)?;
     let mut tx = ctx.db.pool.begin().await?;
-    if !session::finish_task(&mut tx, &task.id, Some(&ctx.worker_id), state, outcome.as_ref(), error.as_deref()).await? {
+    if !session::finish_task(
+        &mut tx,
+        &task.id,
+        Some(&ctx.worker_id),
+        state,
+        outcome.as_ref(),
+        error.as_deref(),
+    )
+    .await?
+    {
         tracing::warn!("task was no longer ours to finish");
         return Ok(());
     }
-    let done = session::get_task(&mut tx, &task.id).await?.context("task vanished")?;
+    let done = session::get_task(&mut tx, &task.id)
+        .await?
+        .context("task vanished")?;
     reporter.show_result(&mut tx, &done).await?;
     tx.commit().await?;
     tracing::info!(state = state.as_str(), "task finished");
@@ -226,7 +281,9 @@ async fn forward_progress(
                 };
                 match write.await {
                     Ok(()) => wake.notify_one(),
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not queue a progress update"),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "could not queue a progress update")
+                    }
                 }
             }
         }
@@ -244,7 +301,12 @@ pub fn thread_of(task: &Task) -> Option<ThreadRef> {
 }
 
 /// Builds the agent input, dropping the oldest turns when the whole would exceed the budget.
-pub fn build_input(ctx: &Ctx, task: &Task, history: Vec<TurnRecord>, context: Vec<QuotedMessage>) -> anyhow::Result<AgentInput> {
+pub fn build_input(
+    ctx: &Ctx,
+    task: &Task,
+    history: Vec<TurnRecord>,
+    context: Vec<QuotedMessage>,
+) -> anyhow::Result<AgentInput> {
     let requester = match task.surface {
         Surface::Slack | Surface::Local => format!("<@{}>", task.requester),
     };

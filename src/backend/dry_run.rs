@@ -23,7 +23,9 @@ impl Backend for DryRun {
             return Err(BackendError::Cancelled);
         }
         let _ = progress
-            .send(Progress { text: "Prepared the agent input (dry run: nothing is executed)".into() })
+            .send(Progress {
+                text: "Prepared the agent input (dry run: nothing is executed)".into(),
+            })
             .await;
         Ok(Outcome {
             summary: input.rendered.clone(),

@@ -7,7 +7,12 @@ use crate::reporter::Membership;
 use crate::session::{self, NewTask, Session, TaskState};
 use anyhow::Context;
 
-pub async fn handle_button(ctx: &Ctx, inbox_id: i64, source_event: &str, b: ButtonClicked) -> anyhow::Result<()> {
+pub async fn handle_button(
+    ctx: &Ctx,
+    inbox_id: i64,
+    source_event: &str,
+    b: ButtonClicked,
+) -> anyhow::Result<()> {
     let Some(thread) = b.thread.clone() else {
         tracing::info!("button click without a thread; ignored");
         return inbox::complete(&ctx.db, inbox_id).await;
@@ -18,14 +23,23 @@ pub async fn handle_button(ctx: &Ctx, inbox_id: i64, source_event: &str, b: Butt
     let mut tx = ctx.db.pool.begin().await?;
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %user, reason = %why, "refused a button click");
-        reporter.tell(&mut tx, &thread, &format!("refusal:{source_event}"), &format!("Sorry <@{user}>, {why}.")).await?;
+        reporter
+            .tell(
+                &mut tx,
+                &thread,
+                &format!("refusal:{source_event}"),
+                &format!("Sorry <@{user}>, {why}."),
+            )
+            .await?;
         inbox::complete_in(&mut tx, inbox_id).await?;
         tx.commit().await?;
         ctx.wake();
         return Ok(());
     }
     let task_id = match &b.action {
-        ButtonAction::Stop { task } | ButtonAction::Retry { task } | ButtonAction::PickRepo { task, .. } => task.clone(),
+        ButtonAction::Stop { task }
+        | ButtonAction::Retry { task }
+        | ButtonAction::PickRepo { task, .. } => task.clone(),
     };
     let Some(task) = session::get_task(&mut tx, &task_id).await? else {
         tracing::info!(task_id = %task_id, "button for an unknown task; ignored");
@@ -45,8 +59,12 @@ pub async fn handle_button(ctx: &Ctx, inbox_id: i64, source_event: &str, b: Butt
             if session::request_cancel(&mut tx, &task.id, &user).await? {
                 tracing::info!(task_id = %task.id, by = %user, "stop requested");
                 // A task no worker holds yet stops here; a running one at its next heartbeat.
-                if session::finish_task(&mut tx, &task.id, None, TaskState::Cancelled, None, None).await? {
-                    let task = session::get_task(&mut tx, &task.id).await?.context("task vanished")?;
+                if session::finish_task(&mut tx, &task.id, None, TaskState::Cancelled, None, None)
+                    .await?
+                {
+                    let task = session::get_task(&mut tx, &task.id)
+                        .await?
+                        .context("task vanished")?;
                     reporter.show_result(&mut tx, &task).await?;
                 }
             }
@@ -70,17 +88,25 @@ pub async fn handle_button(ctx: &Ctx, inbox_id: i64, source_event: &str, b: Butt
                     state: TaskState::Queued,
                 };
                 if let Some(id) = session::insert_task(&mut tx, new).await? {
-                    let retry = session::get_task(&mut tx, &id).await?.context("task vanished")?;
+                    let retry = session::get_task(&mut tx, &id)
+                        .await?
+                        .context("task vanished")?;
                     reporter.show_status(&mut tx, &retry).await?;
                     tracing::info!(task_id = %retry.id, retry_of = %task.id, "retry queued");
                 }
             }
         }
         ButtonAction::PickRepo { repo, .. } => {
-            if ctx.config.known_repos().contains(&repo) && session::assign_repo(&mut tx, &task.id, &repo).await? {
+            if ctx.config.known_repos().contains(&repo)
+                && session::assign_repo(&mut tx, &task.id, &repo).await?
+            {
                 session::set_repo(&mut tx, &task.session_id, &repo).await?;
-                let task = session::get_task(&mut tx, &task.id).await?.context("task vanished")?;
-                reporter.update_status(&mut tx, &task, &format!("Repository: {repo}")).await?;
+                let task = session::get_task(&mut tx, &task.id)
+                    .await?
+                    .context("task vanished")?;
+                reporter
+                    .update_status(&mut tx, &task, &format!("Repository: {repo}"))
+                    .await?;
             }
         }
     }

@@ -8,7 +8,12 @@ use crate::reporter::Membership;
 use crate::session::{self, NewTask, TaskState};
 use anyhow::Context;
 
-pub async fn handle_mention(ctx: &Ctx, inbox_id: i64, source_event: &str, m: Mention) -> anyhow::Result<()> {
+pub async fn handle_mention(
+    ctx: &Ctx,
+    inbox_id: i64,
+    source_event: &str,
+    m: Mention,
+) -> anyhow::Result<()> {
     let reporter = ctx.reporter(m.thread.surface)?;
     let thread_key = m.thread.key();
     let membership = reporter.check_member(&m.thread.team, &m.author).await;
@@ -16,7 +21,14 @@ pub async fn handle_mention(ctx: &Ctx, inbox_id: i64, source_event: &str, m: Men
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %m.author.user, reason = %why, "refused a request");
         let text = format!("Sorry <@{}>, {why}.", m.author.user);
-        reporter.tell(&mut tx, &m.thread, &format!("refusal:{source_event}"), &text).await?;
+        reporter
+            .tell(
+                &mut tx,
+                &m.thread,
+                &format!("refusal:{source_event}"),
+                &text,
+            )
+            .await?;
         inbox::complete_in(&mut tx, inbox_id).await?;
         tx.commit().await?;
         ctx.wake();
@@ -25,7 +37,9 @@ pub async fn handle_mention(ctx: &Ctx, inbox_id: i64, source_event: &str, m: Men
     let (prompt, inline_repo) = extract_repo(&m.text);
     if prompt.trim().is_empty() {
         let text = "Mention me with what you need, for example: `@chime the retry client drops the last chunk on timeout repo=acme/api`";
-        reporter.tell(&mut tx, &m.thread, &format!("empty:{source_event}"), text).await?;
+        reporter
+            .tell(&mut tx, &m.thread, &format!("empty:{source_event}"), text)
+            .await?;
         inbox::complete_in(&mut tx, inbox_id).await?;
         tx.commit().await?;
         ctx.wake();
@@ -36,15 +50,29 @@ pub async fn handle_mention(ctx: &Ctx, inbox_id: i64, source_event: &str, m: Men
         Some(s) => s,
         None => {
             let backend = &ctx.config.agent.default_backend;
-            session::create(&mut tx, m.thread.surface, &thread_key, m.author.user.as_str(), None, backend)
-                .await
-                .context("creating a session")?
+            session::create(
+                &mut tx,
+                m.thread.surface,
+                &thread_key,
+                m.author.user.as_str(),
+                None,
+                backend,
+            )
+            .await
+            .context("creating a session")?
         }
     };
     let known = ctx.config.known_repos();
     // A session keeps its repository: later turns build on the same branch.
-    let repo = session.repo.clone().or_else(|| resolve_repo(ctx, &m, inline_repo.as_ref(), &known));
-    let state = if repo.is_some() || known.is_empty() { TaskState::Queued } else { TaskState::AwaitingRepo };
+    let repo = session
+        .repo
+        .clone()
+        .or_else(|| resolve_repo(ctx, &m, inline_repo.as_ref(), &known));
+    let state = if repo.is_some() || known.is_empty() {
+        TaskState::Queued
+    } else {
+        TaskState::AwaitingRepo
+    };
     if session.repo.is_none() {
         if let Some(r) = &repo {
             session::set_repo(&mut tx, &session.id, r).await?;
@@ -66,8 +94,12 @@ pub async fn handle_mention(ctx: &Ctx, inbox_id: i64, source_event: &str, m: Men
         tx.commit().await?;
         return Ok(());
     };
-    let task = session::get_task(&mut tx, &task_id).await?.context("task vanished inside its transaction")?;
-    reporter.ack(&mut tx, &m.thread, m.message_ts.as_str()).await?;
+    let task = session::get_task(&mut tx, &task_id)
+        .await?
+        .context("task vanished inside its transaction")?;
+    reporter
+        .ack(&mut tx, &m.thread, m.message_ts.as_str())
+        .await?;
     if state == TaskState::AwaitingRepo {
         reporter.ask_repo(&mut tx, &task, &known).await?;
     } else {
@@ -82,7 +114,12 @@ pub async fn handle_mention(ctx: &Ctx, inbox_id: i64, source_event: &str, m: Men
 
 /// The repository for a new session: inline `repo=`, then the channel map, then the default.
 /// An inline repository must be one the config knows, when it knows any.
-fn resolve_repo(ctx: &Ctx, m: &Mention, inline: Option<&RepoName>, known: &[RepoName]) -> Option<RepoName> {
+fn resolve_repo(
+    ctx: &Ctx,
+    m: &Mention,
+    inline: Option<&RepoName>,
+    known: &[RepoName],
+) -> Option<RepoName> {
     if let Some(r) = inline {
         if known.is_empty() || known.contains(r) {
             return Some(r.clone());
@@ -104,7 +141,7 @@ pub fn extract_repo(text: &str) -> (String, Option<RepoName>) {
     let mut words = Vec::new();
     for word in text.split(' ') {
         if let Some(rest) = word.strip_prefix("repo=") {
-            let candidate = rest.trim_end_matches(|c: char| matches!(c, ',' | '.' | ';' | ')' | ':'));
+            let candidate = rest.trim_end_matches([',', '.', ';', ')', ':']);
             if let (None, Some(r)) = (&repo, RepoName::parse(candidate)) {
                 repo = Some(r);
                 continue;

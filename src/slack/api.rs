@@ -141,8 +141,10 @@ impl SlackApi {
             .https_or_http()
             .enable_http1()
             .build();
-        let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url);
-        let per_sec = NonZeroU32::new(limits.post_message_per_channel_per_sec.max(1)).unwrap_or(NonZeroU32::MIN);
+        let connector =
+            SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url);
+        let per_sec = NonZeroU32::new(limits.post_message_per_channel_per_sec.max(1))
+            .unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             client: SlackClient::new(connector),
             token: SlackApiToken::new(SlackApiTokenValue(token.expose_secret().to_string())),
@@ -169,7 +171,11 @@ impl SlackApi {
         body: &RQ,
     ) -> Result<RS, SendError> {
         let session = self.client.open_session(&self.token);
-        session.http_session_api.http_post(method, body, None).await.map_err(classify)
+        session
+            .http_session_api
+            .http_post(method, body, None)
+            .await
+            .map_err(classify)
     }
 
     async fn get<RS: for<'de> Deserialize<'de> + Send>(
@@ -178,7 +184,11 @@ impl SlackApi {
         params: Vec<(&str, Option<String>)>,
     ) -> Result<RS, SendError> {
         let session = self.client.open_session(&self.token);
-        session.http_session_api.http_get(method, &params, None).await.map_err(classify)
+        session
+            .http_session_api
+            .http_get(method, &params, None)
+            .await
+            .map_err(classify)
     }
 
     /// Posts a threaded message stamped with `key` in its metadata; returns its ts.
@@ -191,7 +201,9 @@ impl SlackApi {
         blocks: &Value,
         key: &str,
     ) -> Result<Option<String>, SendError> {
-        self.per_channel_posts.until_key_ready(&channel.to_string()).await;
+        self.per_channel_posts
+            .until_key_ready(&channel.to_string())
+            .await;
         let body = PostMessage {
             channel,
             thread_ts,
@@ -205,16 +217,49 @@ impl SlackApi {
     }
 
     #[tracing::instrument(skip(self, text, blocks))]
-    pub async fn update_message(&self, team: &str, channel: &str, ts: &str, text: &str, blocks: &Value) -> Result<(), SendError> {
+    pub async fn update_message(
+        &self,
+        team: &str,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        blocks: &Value,
+    ) -> Result<(), SendError> {
         self.throttle(team, "chat.update", Tier::T3).await;
-        let _: Empty = self.post("chat.update", &Update { channel, ts, text, blocks }).await?;
+        let _: Empty = self
+            .post(
+                "chat.update",
+                &Update {
+                    channel,
+                    ts,
+                    text,
+                    blocks,
+                },
+            )
+            .await?;
         Ok(())
     }
 
     #[tracing::instrument(skip(self))]
-    pub async fn add_reaction(&self, team: &str, channel: &str, ts: &str, name: &str) -> Result<(), SendError> {
+    pub async fn add_reaction(
+        &self,
+        team: &str,
+        channel: &str,
+        ts: &str,
+        name: &str,
+    ) -> Result<(), SendError> {
         self.throttle(team, "reactions.add", Tier::T3).await;
-        match self.post::<_, Empty>("reactions.add", &React { channel, timestamp: ts, name }).await {
+        match self
+            .post::<_, Empty>(
+                "reactions.add",
+                &React {
+                    channel,
+                    timestamp: ts,
+                    name,
+                },
+            )
+            .await
+        {
             Err(SendError::Permanent(code)) if code == "already_reacted" => Ok(()),
             other => other.map(|_| ()),
         }
@@ -222,7 +267,12 @@ impl SlackApi {
 
     /// A thread's messages, metadata included (to find Chime's own posts after a crash).
     #[tracing::instrument(skip(self))]
-    pub async fn replies(&self, team: &str, channel: &str, thread_ts: &str) -> Result<Vec<ThreadMessage>, SendError> {
+    pub async fn replies(
+        &self,
+        team: &str,
+        channel: &str,
+        thread_ts: &str,
+    ) -> Result<Vec<ThreadMessage>, SendError> {
         self.throttle(team, "conversations.replies", Tier::T3).await;
         let r: RepliesResponse = self
             .get(
@@ -241,14 +291,23 @@ impl SlackApi {
     /// users.info, cached for ten minutes.
     #[tracing::instrument(skip(self))]
     pub async fn member(&self, team: &str, user: &UserId) -> Result<Member, SendError> {
-        if let Some((m, at)) = self.members.lock().ok().and_then(|c| c.get(user.as_str()).cloned()) {
+        if let Some((m, at)) = self
+            .members
+            .lock()
+            .ok()
+            .and_then(|c| c.get(user.as_str()).cloned())
+        {
             if at.elapsed() < Duration::from_secs(600) {
                 return Ok(m);
             }
         }
         self.throttle(team, "users.info", Tier::T4).await;
-        let r: UserResponse = self.get("users.info", vec![("user", Some(user.to_string()))]).await?;
-        let m = r.user.ok_or_else(|| SendError::Permanent("users.info returned no user".into()))?;
+        let r: UserResponse = self
+            .get("users.info", vec![("user", Some(user.to_string()))])
+            .await?;
+        let m = r
+            .user
+            .ok_or_else(|| SendError::Permanent("users.info returned no user".into()))?;
         if let Ok(mut c) = self.members.lock() {
             c.insert(user.to_string(), (m.clone(), Instant::now()));
         }
@@ -266,9 +325,11 @@ fn classify(e: SlackClientError) -> SendError {
         SlackClientError::RateLimitError(r) => SendError::RateLimited(r.retry_after),
         SlackClientError::ApiError(a) => match a.code.as_str() {
             "ratelimited" | "rate_limited" => SendError::RateLimited(None),
-            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" | "team_added_to_org" => {
-                SendError::Transient(a.code)
-            }
+            "internal_error"
+            | "fatal_error"
+            | "service_unavailable"
+            | "request_timeout"
+            | "team_added_to_org" => SendError::Transient(a.code),
             _ => SendError::Permanent(a.code),
         },
         SlackClientError::HttpError(h) if h.status_code.is_server_error() => {

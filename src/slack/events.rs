@@ -12,7 +12,11 @@ use serde::Deserialize;
 #[derive(Debug, PartialEq)]
 pub enum Inbound {
     UrlVerification(String),
-    Event { delivery_id: String, team: TeamId, event: Box<Event> },
+    Event {
+        delivery_id: String,
+        team: TeamId,
+        event: Box<Event>,
+    },
     Ignored(&'static str),
 }
 
@@ -61,10 +65,13 @@ struct MessageEvent {
 
 /// Parses an Events API body. `own_user` is the bot's user id when configured or learnt.
 pub fn parse_event_body(body: &[u8], own_user: Option<&str>) -> Result<Inbound, ParseError> {
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     match env.kind.as_deref() {
         Some("url_verification") => {
-            let c = env.challenge.ok_or(ParseError::Shape("url_verification without challenge"))?;
+            let c = env
+                .challenge
+                .ok_or(ParseError::Shape("url_verification without challenge"))?;
             if c.len() > 512 {
                 return Err(ParseError::Shape("challenge is too long"));
             }
@@ -81,9 +88,17 @@ pub fn parse_event_body(body: &[u8], own_user: Option<&str>) -> Result<Inbound, 
 }
 
 fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, ParseError> {
-    let delivery_id = env.event_id.filter(|id| is_token(id, 128)).ok_or(ParseError::Shape("missing or invalid event_id"))?;
-    let team = env.team_id.filter(|t| is_id(t)).ok_or(ParseError::Shape("missing or invalid team_id"))?;
-    let raw = env.event.ok_or(ParseError::Shape("event_callback without event"))?;
+    let delivery_id = env
+        .event_id
+        .filter(|id| is_token(id, 128))
+        .ok_or(ParseError::Shape("missing or invalid event_id"))?;
+    let team = env
+        .team_id
+        .filter(|t| is_id(t))
+        .ok_or(ParseError::Shape("missing or invalid team_id"))?;
+    let raw = env
+        .event
+        .ok_or(ParseError::Shape("event_callback without event"))?;
     if !raw.is_object() {
         return Err(ParseError::Shape("event is not an object"));
     }
@@ -92,10 +107,14 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
     if kind != "app_mention" && kind != "message" {
         return Ok(Inbound::Ignored("unhandled event type"));
     }
-    let ev: MessageEvent = serde_json::from_value(raw).map_err(|_| ParseError::Shape("event fields have the wrong types"))?;
-    let own = own_user
-        .map(str::to_string)
-        .or_else(|| env.authorizations.iter().find(|a| a.is_bot).and_then(|a| a.user_id.clone()));
+    let ev: MessageEvent = serde_json::from_value(raw)
+        .map_err(|_| ParseError::Shape("event fields have the wrong types"))?;
+    let own = own_user.map(str::to_string).or_else(|| {
+        env.authorizations
+            .iter()
+            .find(|a| a.is_bot)
+            .and_then(|a| a.user_id.clone())
+    });
     if ev.bot_id.is_some() || ev.subtype.is_some() {
         // Bot posts (ours included), edits, joins and other subtypes never start work.
         return Ok(Inbound::Ignored("bot message or subtype"));
@@ -106,12 +125,21 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
         // start the work twice.
         return Ok(Inbound::Ignored("message outside a DM"));
     }
-    let user = ev.user.filter(|u| is_id(u)).ok_or(ParseError::Shape("event without a valid user"))?;
+    let user = ev
+        .user
+        .filter(|u| is_id(u))
+        .ok_or(ParseError::Shape("event without a valid user"))?;
     if own.as_deref() == Some(user.as_str()) {
         return Ok(Inbound::Ignored("own message"));
     }
-    let channel = ev.channel.filter(|c| is_id(c)).ok_or(ParseError::Shape("event without a valid channel"))?;
-    let ts = ev.ts.filter(|t| is_ts(t)).ok_or(ParseError::Shape("event without a valid ts"))?;
+    let channel = ev
+        .channel
+        .filter(|c| is_id(c))
+        .ok_or(ParseError::Shape("event without a valid channel"))?;
+    let ts = ev
+        .ts
+        .filter(|t| is_ts(t))
+        .ok_or(ParseError::Shape("event without a valid ts"))?;
     let thread_ts = match ev.thread_ts {
         Some(t) if is_ts(&t) => t,
         Some(_) => return Err(ParseError::Shape("invalid thread_ts")),
@@ -129,11 +157,18 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
     let event = Event::Mention(Mention {
         thread,
         message_ts: ThreadTs(ts),
-        author: Author { user: UserId(user), external },
+        author: Author {
+            user: UserId(user),
+            external,
+        },
         text,
         is_dm,
     });
-    Ok(Inbound::Event { delivery_id, team: TeamId(team), event: Box::new(event) })
+    Ok(Inbound::Event {
+        delivery_id,
+        team: TeamId(team),
+        event: Box::new(event),
+    })
 }
 
 /// Removes Chime's own `<@U…>` mention; when the bot id is unknown, the leading mention.
@@ -222,22 +257,36 @@ pub fn parse_interaction_body(body: &[u8]) -> Result<Inbound, ParseError> {
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v)
         .ok_or(ParseError::Shape("form has no payload field"))?;
-    let i: Interaction = serde_json::from_str(&payload).map_err(|e| ParseError::Json(e.to_string()))?;
+    let i: Interaction =
+        serde_json::from_str(&payload).map_err(|e| ParseError::Json(e.to_string()))?;
     if i.kind.as_deref() != Some("block_actions") {
         return Ok(Inbound::Ignored("unhandled interaction type"));
     }
-    let team = i.team.and_then(|t| t.id).filter(|t| is_id(t)).ok_or(ParseError::Shape("missing or invalid team.id"))?;
+    let team = i
+        .team
+        .and_then(|t| t.id)
+        .filter(|t| is_id(t))
+        .ok_or(ParseError::Shape("missing or invalid team.id"))?;
     let user = i.user.ok_or(ParseError::Shape("missing user"))?;
-    let user_id = user.id.filter(|u| is_id(u)).ok_or(ParseError::Shape("missing or invalid user.id"))?;
+    let user_id = user
+        .id
+        .filter(|u| is_id(u))
+        .ok_or(ParseError::Shape("missing or invalid user.id"))?;
     let Some(action) = i.actions.into_iter().next() else {
         return Err(ParseError::Shape("block_actions without actions"));
     };
     let action_id = action.action_id.unwrap_or_default();
-    let value = action.value.or(action.selected_option.and_then(|o| o.value)).unwrap_or_default();
+    let value = action
+        .value
+        .or(action.selected_option.and_then(|o| o.value))
+        .unwrap_or_default();
     let Some(parsed) = ButtonAction::from_parts(&action_id, &value) else {
         return Ok(Inbound::Ignored("not one of Chime's buttons"));
     };
-    let action_ts = action.action_ts.filter(|t| is_ts(t)).ok_or(ParseError::Shape("missing or invalid action_ts"))?;
+    let action_ts = action
+        .action_ts
+        .filter(|t| is_ts(t))
+        .ok_or(ParseError::Shape("missing or invalid action_ts"))?;
     let container = i.container;
     let channel = i
         .channel
@@ -261,11 +310,18 @@ pub fn parse_interaction_body(body: &[u8]) -> Result<Inbound, ParseError> {
     let external = user.team_id.as_deref().is_some_and(|t| t != team);
     let event = Event::ButtonClicked(ButtonClicked {
         thread,
-        author: Author { user: UserId(user_id.clone()), external },
+        author: Author {
+            user: UserId(user_id.clone()),
+            external,
+        },
         action: parsed,
     });
     // A click has no event id; its action_ts and clicker identify it across Slack's retries.
-    Ok(Inbound::Event { delivery_id: format!("{action_ts}:{user_id}"), team: TeamId(team), event: Box::new(event) })
+    Ok(Inbound::Event {
+        delivery_id: format!("{action_ts}:{user_id}"),
+        team: TeamId(team),
+        event: Box::new(event),
+    })
 }
 
 /// Slack ids: short, upper-case letters and digits.
@@ -296,7 +352,9 @@ mod tests {
             "type": "app_mention", "user": "U1", "text": "<@UBOT> fix it", "ts": "1700000000.000100",
             "channel": "C1", "event_ts": "1700000000.000100"
         });
-        ev.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        ev.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         serde_json::to_vec(&json!({
             "type": "event_callback", "team_id": "T1", "event_id": "Ev1", "event": ev,
             "authorizations": [{ "user_id": "UBOT", "is_bot": true, "team_id": "T1" }]
@@ -306,7 +364,10 @@ mod tests {
 
     #[test]
     fn a_mention_becomes_an_event() {
-        let Inbound::Event { delivery_id, event, .. } = parse_event_body(&mention(json!({})), None).unwrap() else {
+        let Inbound::Event {
+            delivery_id, event, ..
+        } = parse_event_body(&mention(json!({})), None).unwrap()
+        else {
             panic!()
         };
         assert_eq!(delivery_id, "Ev1");
@@ -318,14 +379,23 @@ mod tests {
 
     #[test]
     fn bots_self_and_subtypes_are_ignored() {
-        for extra in [json!({"bot_id": "B1"}), json!({"subtype": "bot_message"}), json!({"user": "UBOT"})] {
-            assert!(matches!(parse_event_body(&mention(extra), None).unwrap(), Inbound::Ignored(_)));
+        for extra in [
+            json!({"bot_id": "B1"}),
+            json!({"subtype": "bot_message"}),
+            json!({"user": "UBOT"}),
+        ] {
+            assert!(matches!(
+                parse_event_body(&mention(extra), None).unwrap(),
+                Inbound::Ignored(_)
+            ));
         }
     }
 
     #[test]
     fn slack_connect_users_are_marked_external() {
-        let Inbound::Event { event, .. } = parse_event_body(&mention(json!({"user_team": "T9"})), None).unwrap() else {
+        let Inbound::Event { event, .. } =
+            parse_event_body(&mention(json!({"user_team": "T9"})), None).unwrap()
+        else {
             panic!()
         };
         let Event::Mention(m) = *event else { panic!() };
@@ -335,7 +405,10 @@ mod tests {
     #[test]
     fn unknown_types_are_ignored_and_garbage_refused() {
         let body = json!({"type":"event_callback","team_id":"T1","event_id":"Ev2","event":{"type":"reaction_added"}});
-        assert!(matches!(parse_event_body(body.to_string().as_bytes(), None).unwrap(), Inbound::Ignored(_)));
+        assert!(matches!(
+            parse_event_body(body.to_string().as_bytes(), None).unwrap(),
+            Inbound::Ignored(_)
+        ));
         assert!(parse_event_body(b"{not json", None).is_err());
         assert!(parse_event_body(b"[]", None).is_err());
     }
@@ -348,8 +421,12 @@ mod tests {
             "actions": [{"action_id": "chime_stop", "value": "abc123", "action_ts": "1700000002.1"}]
         });
         let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-        let Inbound::Event { event, .. } = parse_interaction_body(body.as_bytes()).unwrap() else { panic!() };
-        let Event::ButtonClicked(b) = *event else { panic!() };
+        let Inbound::Event { event, .. } = parse_interaction_body(body.as_bytes()).unwrap() else {
+            panic!()
+        };
+        let Event::ButtonClicked(b) = *event else {
+            panic!()
+        };
         assert_eq!(b.thread.unwrap().thread_ts.as_str(), "1700000000.000100");
         assert!(matches!(b.action, ButtonAction::Stop { .. }));
     }
@@ -378,16 +455,30 @@ mod tests {
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
             ".{0,40}".prop_map(serde_json::Value::from),
-            prop_oneof![Just("app_mention"), Just("message"), Just("event_callback"), Just("block_actions"), Just("im")]
-                .prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("app_mention"),
+                Just("message"),
+                Just("event_callback"),
+                Just("block_actions"),
+                Just("im")
+            ]
+            .prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
                 proptest::collection::btree_map(
-                    prop_oneof![Just("type".to_string()), Just("event".to_string()), Just("user".to_string()),
-                        Just("channel".to_string()), Just("ts".to_string()), Just("actions".to_string()),
-                        Just("team".to_string()), Just("id".to_string()), "[a-z_]{1,10}"],
+                    prop_oneof![
+                        Just("type".to_string()),
+                        Just("event".to_string()),
+                        Just("user".to_string()),
+                        Just("channel".to_string()),
+                        Just("ts".to_string()),
+                        Just("actions".to_string()),
+                        Just("team".to_string()),
+                        Just("id".to_string()),
+                        "[a-z_]{1,10}"
+                    ],
                     inner,
                     0..6
                 )

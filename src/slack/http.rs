@@ -34,38 +34,63 @@ fn reply(status: StatusCode, reason: &str) -> Response {
 }
 
 /// Verifies the signature; returns the response to send when it does not hold.
-fn check_signature(state: &SlackIngress, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+fn check_signature(
+    state: &SlackIngress,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Box<Response>> {
     let Some(secret) = &state.signing_secret else {
-        return Err(reply(StatusCode::SERVICE_UNAVAILABLE, "Slack is not configured here: SLACK_SIGNING_SECRET is not set"));
+        return Err(Box::new(reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Slack is not configured here: SLACK_SIGNING_SECRET is not set",
+        )));
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    match verify(secret, header("x-slack-signature"), header("x-slack-request-timestamp"), body, now_ms() / 1000) {
+    match verify(
+        secret,
+        header("x-slack-signature"),
+        header("x-slack-request-timestamp"),
+        body,
+        now_ms() / 1000,
+    ) {
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::warn!(reason = %e, "refused a Slack request");
-            Err(reply(StatusCode::UNAUTHORIZED, &e.to_string()))
+            Err(Box::new(reply(StatusCode::UNAUTHORIZED, &e.to_string())))
         }
     }
 }
 
-async fn events(State(state): State<Arc<SlackIngress>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn events(
+    State(state): State<Arc<SlackIngress>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(r) = check_signature(&state, &headers, &body) {
-        return r;
+        return *r;
     }
     let own = state.bot_user_id.read().ok().and_then(|g| g.clone());
     let parsed = parse_event_body(&body, own.as_deref());
     accept(&state, &headers, parsed).await
 }
 
-async fn interactions(State(state): State<Arc<SlackIngress>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn interactions(
+    State(state): State<Arc<SlackIngress>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(r) = check_signature(&state, &headers, &body) {
-        return r;
+        return *r;
     }
     accept(&state, &headers, parse_interaction_body(&body)).await
 }
 
 #[tracing::instrument(skip_all)]
-async fn accept(state: &SlackIngress, headers: &HeaderMap, parsed: Result<Inbound, ParseError>) -> Response {
+async fn accept(
+    state: &SlackIngress,
+    headers: &HeaderMap,
+    parsed: Result<Inbound, ParseError>,
+) -> Response {
     let inbound = match parsed {
         Ok(i) => i,
         Err(e) => {
@@ -74,22 +99,37 @@ async fn accept(state: &SlackIngress, headers: &HeaderMap, parsed: Result<Inboun
         }
     };
     match inbound {
-        Inbound::UrlVerification(challenge) => {
-            ([(axum::http::header::CONTENT_TYPE, "text/plain")], challenge).into_response()
-        }
+        Inbound::UrlVerification(challenge) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain")],
+            challenge,
+        )
+            .into_response(),
         Inbound::Ignored(why) => {
             tracing::debug!(reason = why, "ignored a Slack request");
             reply(StatusCode::OK, "")
         }
-        Inbound::Event { delivery_id, team, event } => {
-            if !state.allowed_workspaces.is_empty() && !state.allowed_workspaces.iter().any(|t| t == team.as_str()) {
+        Inbound::Event {
+            delivery_id,
+            team,
+            event,
+        } => {
+            if !state.allowed_workspaces.is_empty()
+                && !state.allowed_workspaces.iter().any(|t| t == team.as_str())
+            {
                 tracing::warn!(team = %team, "refused an event from a workspace outside slack.allowed_workspaces");
-                let mut r = reply(StatusCode::FORBIDDEN, "this workspace is not allowed to use this Chime");
-                r.headers_mut().insert("x-slack-no-retry", HeaderValue::from_static("1"));
+                let mut r = reply(
+                    StatusCode::FORBIDDEN,
+                    "this workspace is not allowed to use this Chime",
+                );
+                r.headers_mut()
+                    .insert("x-slack-no-retry", HeaderValue::from_static("1"));
                 return r;
             }
             // Retry headers are read only now that the request is known to come from Slack.
-            let retry = headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()).unwrap_or("0");
+            let retry = headers
+                .get("x-slack-retry-num")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("0");
             match state.inbox.accept("slack", &delivery_id, &event).await {
                 Ok(Accepted::New) => {
                     tracing::info!(delivery_id = %delivery_id, team = %team, retry, "accepted Slack event");
@@ -102,7 +142,10 @@ async fn accept(state: &SlackIngress, headers: &HeaderMap, parsed: Result<Inboun
                 Err(e) => {
                     // Slack retries a failed delivery, so nothing is lost by refusing here.
                     tracing::error!(delivery_id = %delivery_id, error = %format!("{e:#}"), "could not store a Slack event");
-                    reply(StatusCode::SERVICE_UNAVAILABLE, "could not store the event; Slack will retry")
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "could not store the event; Slack will retry",
+                    )
                 }
             }
         }

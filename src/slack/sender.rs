@@ -24,45 +24,84 @@ impl Deliver for SlackSender {
             Ok(op) => op,
             Err(e) => return Delivery::Failed(format!("unreadable payload: {e}")),
         };
-        let team = parse_key(&row.target).map(|(t, _, _)| t).unwrap_or_default();
+        let team = parse_key(&row.target)
+            .map(|(t, _, _)| t)
+            .unwrap_or_default();
         let result = match op {
-            Op::React { channel, ts, name } => self.api.add_reaction(&team, channel, ts, name).await.map(|_| None),
-            Op::Post { channel, thread_ts, text, blocks } => {
+            Op::React { channel, ts, name } => self
+                .api
+                .add_reaction(&team, channel, ts, name)
+                .await
+                .map(|_| None),
+            Op::Post {
+                channel,
+                thread_ts,
+                text,
+                blocks,
+            } => {
                 if row.attempts > 1 {
                     // An earlier attempt may have posted before the process died: adopt that message.
-                    if let Some(ts) = self.find_posted(&team, channel, thread_ts.as_deref(), &row.idempotency_key).await {
+                    if let Some(ts) = self
+                        .find_posted(&team, channel, thread_ts.as_deref(), &row.idempotency_key)
+                        .await
+                    {
                         tracing::info!(ts = %ts, "adopted a message posted by an earlier attempt");
                         return Delivery::Sent(Some(ts));
                     }
                 }
-                self.api.post_message(channel, thread_ts.as_deref(), text, blocks, &row.idempotency_key).await
+                self.api
+                    .post_message(
+                        channel,
+                        thread_ts.as_deref(),
+                        text,
+                        blocks,
+                        &row.idempotency_key,
+                    )
+                    .await
             }
-            Op::Update { channel, text, blocks, .. } => {
+            Op::Update {
+                channel,
+                text,
+                blocks,
+                ..
+            } => {
                 match outbox::is_superseded(db, row).await {
                     Ok(true) => return Delivery::Superseded,
                     Ok(false) => {}
                     Err(e) => return Delivery::RetryIn(Duration::from_secs(1), format!("{e:#}")),
                 }
                 let Some(ref_key) = &row.ref_key else {
-                    return Delivery::Failed("update without the key of the message it edits".into());
+                    return Delivery::Failed(
+                        "update without the key of the message it edits".into(),
+                    );
                 };
                 match outbox::external_ref(db, ref_key).await {
-                    Ok(Some((state, Some(ts)))) if state == "done" => {
-                        self.api.update_message(&team, channel, &ts, text, blocks).await.map(|_| None)
-                    }
+                    Ok(Some((state, Some(ts)))) if state == "done" => self
+                        .api
+                        .update_message(&team, channel, &ts, text, blocks)
+                        .await
+                        .map(|_| None),
                     Ok(Some((state, _))) if state == "failed" || state == "done" => {
-                        return Delivery::Failed(format!("the message to edit ({ref_key}) was never posted"));
+                        return Delivery::Failed(format!(
+                            "the message to edit ({ref_key}) was never posted"
+                        ));
                     }
-                    Ok(_) => return Delivery::RetryIn(Duration::from_secs(1), "the message to edit is not posted yet".into()),
+                    Ok(_) => {
+                        return Delivery::RetryIn(
+                            Duration::from_secs(1),
+                            "the message to edit is not posted yet".into(),
+                        )
+                    }
                     Err(e) => return Delivery::RetryIn(Duration::from_secs(1), format!("{e:#}")),
                 }
             }
         };
         match result {
             Ok(r) => Delivery::Sent(r),
-            Err(SendError::RateLimited(after)) => {
-                Delivery::RetryIn(after.unwrap_or(Duration::from_secs(1)), "rate limited (429)".into())
-            }
+            Err(SendError::RateLimited(after)) => Delivery::RetryIn(
+                after.unwrap_or(Duration::from_secs(1)),
+                "rate limited (429)".into(),
+            ),
             Err(SendError::Transient(e)) => Delivery::RetryIn(backoff(row.attempts), e),
             Err(SendError::Permanent(e)) => Delivery::Failed(e),
         }
@@ -70,7 +109,13 @@ impl Deliver for SlackSender {
 }
 
 impl SlackSender {
-    async fn find_posted(&self, team: &str, channel: &str, thread_ts: Option<&str>, key: &str) -> Option<String> {
+    async fn find_posted(
+        &self,
+        team: &str,
+        channel: &str,
+        thread_ts: Option<&str>,
+        key: &str,
+    ) -> Option<String> {
         let thread_ts = thread_ts?;
         let messages = self.api.replies(team, channel, thread_ts).await.ok()?;
         messages.into_iter().find_map(|m| {

@@ -34,7 +34,10 @@ pub fn verify(
     let (Some(signature), Some(timestamp)) = (signature, timestamp) else {
         return Err(VerifyError::MissingHeaders);
     };
-    let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
     if (now - ts).abs() > MAX_SKEW_SECS {
         return Err(VerifyError::Stale);
     }
@@ -45,7 +48,8 @@ pub fn verify(
     let mut mac = mac_for(secret, timestamp, body);
     // `verify_slice` compares in constant time.
     mac.update(&[]);
-    mac.verify_slice(&expected).map_err(|_| VerifyError::BadSignature)
+    mac.verify_slice(&expected)
+        .map_err(|_| VerifyError::BadSignature)
 }
 
 /// Computes the `X-Slack-Signature` value for a body; used by tests, the bench and local tools.
@@ -78,16 +82,34 @@ mod tests {
     fn accepts_its_own_signature_and_refuses_tampering() {
         let body = b"token=x&team_id=T1";
         let sig = sign(&secret(), "1531420618", body);
-        assert_eq!(verify(&secret(), Some(&sig), Some("1531420618"), body, 1531420618), Ok(()));
         assert_eq!(
-            verify(&secret(), Some(&sig), Some("1531420618"), b"token=y&team_id=T1", 1531420618),
+            verify(&secret(), Some(&sig), Some("1531420618"), body, 1531420618),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                &secret(),
+                Some(&sig),
+                Some("1531420618"),
+                b"token=y&team_id=T1",
+                1531420618
+            ),
             Err(VerifyError::BadSignature)
         );
         assert_eq!(
-            verify(&secret(), Some(&sig), Some("1531420618"), body, 1531420618 + 301),
+            verify(
+                &secret(),
+                Some(&sig),
+                Some("1531420618"),
+                body,
+                1531420618 + 301
+            ),
             Err(VerifyError::Stale)
         );
-        assert_eq!(verify(&secret(), None, Some("1"), body, 1), Err(VerifyError::MissingHeaders));
+        assert_eq!(
+            verify(&secret(), None, Some("1"), body, 1),
+            Err(VerifyError::MissingHeaders)
+        );
     }
 
     #[test]
@@ -95,7 +117,10 @@ mod tests {
         // From Slack's "Verifying requests from Slack" page.
         let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
         let sig = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
-        assert_eq!(verify(&secret(), Some(sig), Some("1531420618"), body, 1531420618), Ok(()));
+        assert_eq!(
+            verify(&secret(), Some(sig), Some("1531420618"), body, 1531420618),
+            Ok(())
+        );
     }
 
     proptest! {

@@ -1,0 +1,216 @@
+//! A stateful in-memory fake of the Slack Web API, served by wiremock, recording every call.
+
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wiremock::matchers::path_regex;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: String,
+    pub params: Value,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub calls: Vec<Call>,
+    /// channel → messages (each with ts, thread_ts, text, blocks, metadata, user/bot_id).
+    pub messages: HashMap<String, Vec<Value>>,
+    next_ts: u64,
+    /// Answer this many chat.postMessage calls with 429 Retry-After: 1 first.
+    pub posts_to_rate_limit: usize,
+    /// user id → users.info `user` object overrides.
+    pub users: HashMap<String, Value>,
+}
+
+#[derive(Clone)]
+pub struct FakeSlack {
+    pub server: Arc<MockServer>,
+    pub state: Arc<Mutex<State>>,
+}
+
+struct Responder(Arc<Mutex<State>>);
+
+impl FakeSlack {
+    pub async fn start() -> Self {
+        let server = MockServer::start().await;
+        let state = Arc::new(Mutex::new(State {
+            next_ts: 1,
+            ..State::default()
+        }));
+        Mock::given(path_regex("^/api/.+"))
+            .respond_with(Responder(state.clone()))
+            .mount(&server)
+            .await;
+        FakeSlack {
+            server: Arc::new(server),
+            state,
+        }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("{}/api", self.server.uri())
+    }
+
+    pub fn calls(&self, method: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .map(|c| c.params.clone())
+            .collect()
+    }
+
+    pub fn all_calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Chime's messages in a thread, as they read now.
+    pub fn thread(&self, channel: &str, thread_ts: &str) -> Vec<Value> {
+        let s = self.state.lock().unwrap();
+        s.messages
+            .get(channel)
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m["thread_ts"] == thread_ts)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Adds a human message to a thread, as if someone wrote it (for thread context).
+    pub fn add_user_message(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        ts: &str,
+        user: &str,
+        text: &str,
+    ) {
+        let mut s = self.state.lock().unwrap();
+        s.messages.entry(channel.into()).or_default().push(json!({
+            "type": "message", "user": user, "text": text, "ts": ts, "thread_ts": thread_ts
+        }));
+    }
+
+    pub fn set_user(&self, id: &str, user: Value) {
+        self.state.lock().unwrap().users.insert(id.into(), user);
+    }
+
+    pub fn rate_limit_next_posts(&self, n: usize) {
+        self.state.lock().unwrap().posts_to_rate_limit = n;
+    }
+}
+
+fn params(req: &Request) -> Value {
+    let mut map = Map::new();
+    for (k, v) in req.url.query_pairs() {
+        map.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&req.body) {
+        map.extend(body);
+    } else if let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&req.body) {
+        for (k, v) in form {
+            map.insert(k, Value::String(v));
+        }
+    }
+    Value::Object(map)
+}
+
+fn ok(extra: Value) -> ResponseTemplate {
+    let mut body = json!({ "ok": true });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+fn err(code: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": code }))
+}
+
+impl Respond for Responder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let method = req.url.path().trim_start_matches("/api/").to_string();
+        let p = params(req);
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(Call {
+            method: method.clone(),
+            params: p.clone(),
+        });
+        if req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            != Some("Bearer xoxb-test-token")
+        {
+            return err("not_authed");
+        }
+        let channel = p["channel"].as_str().unwrap_or_default().to_string();
+        match method.as_str() {
+            "auth.test" => ok(
+                json!({ "user_id": "UBOT", "bot_id": "BCHIME", "team_id": "T1", "user": "chime" }),
+            ),
+            "chat.postMessage" => {
+                if s.posts_to_rate_limit > 0 {
+                    s.posts_to_rate_limit -= 1;
+                    return ResponseTemplate::new(429)
+                        .insert_header("retry-after", "1")
+                        .set_body_json(json!({ "ok": false, "error": "ratelimited" }));
+                }
+                s.next_ts += 1;
+                let ts = format!("1800000000.{:06}", s.next_ts);
+                let msg = json!({
+                    "type": "message", "user": "UBOT", "bot_id": "BCHIME", "ts": ts,
+                    "thread_ts": p.get("thread_ts").cloned().unwrap_or(Value::String(ts.clone())),
+                    "text": p["text"], "blocks": p["blocks"], "metadata": p["metadata"],
+                });
+                s.messages
+                    .entry(channel.clone())
+                    .or_default()
+                    .push(msg.clone());
+                ok(json!({ "channel": channel, "ts": ts, "message": msg }))
+            }
+            "chat.update" => {
+                let ts = p["ts"].as_str().unwrap_or_default().to_string();
+                let Some(m) = s
+                    .messages
+                    .get_mut(&channel)
+                    .and_then(|ms| ms.iter_mut().find(|m| m["ts"] == ts.as_str()))
+                else {
+                    return err("message_not_found");
+                };
+                m["text"] = p["text"].clone();
+                m["blocks"] = p["blocks"].clone();
+                ok(json!({ "channel": channel, "ts": ts, "text": p["text"] }))
+            }
+            "reactions.add" => ok(json!({})),
+            "conversations.replies" => {
+                let ts = p["ts"].as_str().unwrap_or_default();
+                let msgs: Vec<Value> = s
+                    .messages
+                    .get(&channel)
+                    .map(|ms| {
+                        ms.iter()
+                            .filter(|m| m["thread_ts"] == ts || m["ts"] == ts)
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ok(json!({ "messages": msgs, "has_more": false }))
+            }
+            "users.info" => {
+                let id = p["user"].as_str().unwrap_or_default();
+                let user = s.users.get(id).cloned().unwrap_or_else(|| {
+                    json!({ "id": id, "team_id": "T1", "is_bot": false, "is_restricted": false, "is_ultra_restricted": false, "deleted": false })
+                });
+                ok(json!({ "user": user }))
+            }
+            _ => err("unknown_method"),
+        }
+    }
+}
