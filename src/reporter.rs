@@ -105,6 +105,20 @@ pub fn repo_picker_card(
 
 /// The final card, chosen by how the task ended.
 pub fn result_card(t: &Templates, task: &Task) -> anyhow::Result<Rendered> {
+    // Escaping (`&lt;`, JSON) makes rendered text longer than its source, so the budget for the
+    // agent's text shrinks until the whole message fits.
+    let mut budget = MESSAGE_CHARS - 2500;
+    loop {
+        let rendered = render_result(t, task, budget)?;
+        let size = rendered.blocks.to_string().chars().count();
+        if size <= MESSAGE_CHARS || budget < 500 {
+            return Ok(rendered);
+        }
+        budget = budget * MESSAGE_CHARS / size * 9 / 10;
+    }
+}
+
+fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Rendered> {
     let base = json!({
         "task_id": task.id,
         "requester": task.requester,
@@ -117,31 +131,14 @@ pub fn result_card(t: &Templates, task: &Task) -> anyhow::Result<Rendered> {
         TaskState::Succeeded => {
             let outcome = task.outcome.clone().unwrap_or_default();
             let total = outcome.summary.chars().count();
-            let budget = MESSAGE_CHARS - 2500;
             let (chunks, truncated) = chunk_for_blocks(&outcome.summary, budget);
             view.insert("summary_chunks".into(), json!(chunks));
             view.insert("truncated".into(), json!(truncated));
             view.insert("total_chars".into(), json!(total));
-            view.insert(
-                "headline".into(),
-                json!(truncate_chars(
-                    outcome.summary.lines().next().unwrap_or(""),
-                    150
-                )),
-            );
+            view.insert("headline".into(), json!(truncate_chars(outcome.summary.lines().next().unwrap_or(""), 150)));
             view.insert("branch".into(), json!(outcome.branch));
-            view.insert(
-                "commit".into(),
-                json!(outcome
-                    .commit
-                    .map(|c| c.chars().take(12).collect::<String>())),
-            );
-            view.insert(
-                "diff_stat".into(),
-                json!(outcome
-                    .diff_stat
-                    .map(|d| truncate_chars(&d.replace("```", "ʼʼʼ"), 1500))),
-            );
+            view.insert("commit".into(), json!(outcome.commit.map(|c| c.chars().take(12).collect::<String>())));
+            view.insert("diff_stat".into(), json!(outcome.diff_stat.map(|d| truncate_chars(&d.replace("```", "ʼʼʼ"), 1500))));
             view.insert("pr_url".into(), json!(outcome.pr_url));
             if outcome.dry_run {
                 "dry_run"
@@ -150,21 +147,12 @@ pub fn result_card(t: &Templates, task: &Task) -> anyhow::Result<Rendered> {
             }
         }
         TaskState::Cancelled => {
-            view.insert(
-                "stopped_by".into(),
-                json!(task
-                    .cancelled_by
-                    .clone()
-                    .unwrap_or_else(|| task.requester.clone())),
-            );
+            view.insert("stopped_by".into(), json!(task.cancelled_by.clone().unwrap_or_else(|| task.requester.clone())));
             "stopped"
         }
         _ => {
             let error = task.error.clone().unwrap_or_else(|| "unknown error".into());
-            view.insert(
-                "error".into(),
-                json!(truncate_chars(&error.replace("```", "ʼʼʼ"), 2500)),
-            );
+            view.insert("error".into(), json!(truncate_chars(&error.replace("```", "ʼʼʼ"), 2500)));
             "failed"
         }
     };

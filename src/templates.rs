@@ -124,11 +124,26 @@ pub fn chunk_for_blocks(s: &str, budget: usize) -> (Vec<String>, bool) {
         t.extend(chars[chars.len() - tail..].iter());
         (t, true)
     };
-    let chars: Vec<char> = text.chars().collect();
-    let chunks = chars
-        .chunks(SECTION_CHARS)
-        .map(|c| c.iter().collect::<String>())
-        .collect();
+    // Chunks are measured as Slack will see them: after `&`, `<`, `>` become entities.
+    let mut chunks = vec![];
+    let mut current = String::new();
+    let mut size = 0;
+    for c in text.chars() {
+        let w = match c {
+            '&' => 5,
+            '<' | '>' => 4,
+            _ => 1,
+        };
+        if size + w > SECTION_CHARS {
+            chunks.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        current.push(c);
+        size += w;
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
     (chunks, truncated)
 }
 
