@@ -1,5 +1,6 @@
 //! Agent backends: one trait, one implementation per way of running a coding agent.
 
+pub mod command;
 pub mod dry_run;
 
 use crate::ids::{RepoName, SessionId, TaskId};
