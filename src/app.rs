@@ -1,6 +1,7 @@
 //! Wires Chime together and runs it: HTTP server, inbox and task workers, outbox senders, and a
 //! graceful shutdown that stops taking work, lets tasks finish or hands them back, and exits.
 
+use crate::backend::command::CommandBackend;
 use crate::backend::dry_run::DryRun;
 use crate::backend::Backend;
 use crate::config::{BackendConfig, Config};
@@ -55,10 +56,18 @@ fn build_backends(config: &Config) -> HashMap<String, Arc<dyn Backend>> {
     for (name, b) in &config.backends {
         let backend: Arc<dyn Backend> = match b {
             BackendConfig::DryRun => Arc::new(DryRun),
-            BackendConfig::Command { .. } => {
-                tracing::warn!(backend = %name, "the command backend is not built into this version");
-                continue;
-            }
+            BackendConfig::Command {
+                command,
+                timeout_secs,
+                env,
+            } => Arc::new(CommandBackend::new(
+                name.clone(),
+                command.clone(),
+                Duration::from_secs(*timeout_secs),
+                env.clone(),
+                config.agent.workdir.clone(),
+                config.repos.clone(),
+            )),
         };
         backends.insert(name.clone(), backend);
     }

@@ -13,8 +13,6 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Largest batch one transaction takes; bounds the latency of the first row in a batch.
 const MAX_BATCH: usize = 512;
-/// After this many failed attempts an event is parked as `failed` (kept, never deleted).
-const MAX_ATTEMPTS: i64 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
@@ -169,10 +167,12 @@ pub async fn complete(db: &Db, id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records a failure; the row is retried with backoff, then parked as `failed` for an operator.
+/// Records a failure. The row is retried with backoff (capped at five minutes) for as long as it
+/// takes: an accepted event is never dropped. Only a row that cannot even be read is parked as
+/// `failed`, kept for an operator.
 pub async fn fail(db: &Db, row: &InboxRow, error: &str) -> anyhow::Result<()> {
-    let permanent = row.attempts >= MAX_ATTEMPTS || row.event.is_err();
-    let backoff = 1000 * (1i64 << row.attempts.clamp(0, 6));
+    let permanent = row.event.is_err();
+    let backoff = (250 * (1i64 << row.attempts.clamp(0, 11))).min(300_000);
     sqlx::query("UPDATE inbox SET state = $1, last_error = $2, lease_until = $3 WHERE id = $4")
         .bind(if permanent { "failed" } else { "pending" })
         .bind(error)

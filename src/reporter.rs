@@ -135,10 +135,26 @@ fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Re
             view.insert("summary_chunks".into(), json!(chunks));
             view.insert("truncated".into(), json!(truncated));
             view.insert("total_chars".into(), json!(total));
-            view.insert("headline".into(), json!(truncate_chars(outcome.summary.lines().next().unwrap_or(""), 150)));
+            view.insert(
+                "headline".into(),
+                json!(truncate_chars(
+                    outcome.summary.lines().next().unwrap_or(""),
+                    150
+                )),
+            );
             view.insert("branch".into(), json!(outcome.branch));
-            view.insert("commit".into(), json!(outcome.commit.map(|c| c.chars().take(12).collect::<String>())));
-            view.insert("diff_stat".into(), json!(outcome.diff_stat.map(|d| truncate_chars(&d.replace("```", "ʼʼʼ"), 1500))));
+            view.insert(
+                "commit".into(),
+                json!(outcome
+                    .commit
+                    .map(|c| c.chars().take(12).collect::<String>())),
+            );
+            view.insert(
+                "diff_stat".into(),
+                json!(outcome
+                    .diff_stat
+                    .map(|d| truncate_chars(&d.replace("```", "ʼʼʼ"), 1500))),
+            );
             view.insert("pr_url".into(), json!(outcome.pr_url));
             if outcome.dry_run {
                 "dry_run"
@@ -147,12 +163,21 @@ fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Re
             }
         }
         TaskState::Cancelled => {
-            view.insert("stopped_by".into(), json!(task.cancelled_by.clone().unwrap_or_else(|| task.requester.clone())));
+            view.insert(
+                "stopped_by".into(),
+                json!(task
+                    .cancelled_by
+                    .clone()
+                    .unwrap_or_else(|| task.requester.clone())),
+            );
             "stopped"
         }
         _ => {
             let error = task.error.clone().unwrap_or_else(|| "unknown error".into());
-            view.insert("error".into(), json!(truncate_chars(&error.replace("```", "ʼʼʼ"), 2500)));
+            view.insert(
+                "error".into(),
+                json!(truncate_chars(&error.replace("```", "ʼʼʼ"), 2500)),
+            );
             "failed"
         }
     };

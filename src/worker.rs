@@ -232,7 +232,7 @@ async fn finish(
     error: Option<String>,
 ) -> anyhow::Result<()> {
     let reporter = ctx.reporter(task.surface)?;
-    let mut tx = ctx.db.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     if !session::finish_task(
         &mut tx,
         &task.id,

@@ -36,10 +36,17 @@ fn task(state: TaskState) -> Task {
 fn assert_within_limits(r: &Rendered) {
     let blocks = r.blocks.as_array().expect("blocks is an array");
     assert!(blocks.len() <= 50, "at most 50 blocks");
-    assert!(r.blocks.to_string().chars().count() <= 11_000, "total size under msg_blocks_too_long");
+    assert!(
+        r.blocks.to_string().chars().count() <= 11_000,
+        "total size under msg_blocks_too_long"
+    );
     for b in blocks {
         if let Some(t) = b["text"]["text"].as_str() {
-            assert!(t.chars().count() <= 3000, "section text ≤ 3000: {}", t.chars().count());
+            assert!(
+                t.chars().count() <= 3000,
+                "section text ≤ 3000: {}",
+                t.chars().count()
+            );
         }
         for e in b["elements"].as_array().into_iter().flatten() {
             if let Some(v) = e["value"].as_str() {
@@ -53,13 +60,21 @@ fn assert_within_limits(r: &Rendered) {
             }
         }
     }
-    assert!(!r.blocks.to_string().contains("<!channel>"), "agent text never pings");
+    assert!(
+        !r.blocks.to_string().contains("<!channel>"),
+        "agent text never pings"
+    );
 }
 
 #[test]
 fn status_card_snapshot() {
     let t = Templates::new().unwrap();
-    let r = status_card(&t, &task(TaskState::Running), Some("Running the test suite")).unwrap();
+    let r = status_card(
+        &t,
+        &task(TaskState::Running),
+        Some("Running the test suite"),
+    )
+    .unwrap();
     assert_within_limits(&r);
     insta::assert_json_snapshot!(r);
 }
@@ -92,8 +107,18 @@ fn failed_stopped_picker_and_notice_snapshots() {
     let cards = vec![
         ("failed", result_card(&t, &failed).unwrap()),
         ("stopped", result_card(&t, &stopped).unwrap()),
-        ("picker", repo_picker_card(&t, &task(TaskState::AwaitingRepo), &repos).unwrap()),
-        ("notice", notice_card(&t, "Sorry <@U1>, guests cannot start or stop Chime tasks in this workspace.").unwrap()),
+        (
+            "picker",
+            repo_picker_card(&t, &task(TaskState::AwaitingRepo), &repos).unwrap(),
+        ),
+        (
+            "notice",
+            notice_card(
+                &t,
+                "Sorry <@U1>, guests cannot start or stop Chime tasks in this workspace.",
+            )
+            .unwrap(),
+        ),
     ];
     for (_, c) in &cards {
         assert_within_limits(c);
@@ -108,9 +133,16 @@ fn huge_and_hostile_agent_output_fits() {
         let mut done = task(TaskState::Succeeded);
         let mut summary = String::new();
         for i in 0..5000 {
-            summary.push_str(&format!("line {i} <!channel> & <https://evil.example|click> ``` \"quote\" \\ \u{1F600}\n"));
+            summary.push_str(&format!(
+                "line {i} <!channel> & <https://evil.example|click> ``` \"quote\" \\ \u{1F600}\n"
+            ));
         }
-        done.outcome = Some(Outcome { summary, dry_run, diff_stat: Some("x".repeat(10_000)), ..Outcome::default() });
+        done.outcome = Some(Outcome {
+            summary,
+            dry_run,
+            diff_stat: Some("x".repeat(10_000)),
+            ..Outcome::default()
+        });
         let r = result_card(&t, &done).unwrap();
         assert_within_limits(&r);
         let text = r.blocks.to_string();

@@ -20,7 +20,7 @@ pub async fn handle_button(
     let reporter = ctx.reporter(thread.surface)?;
     let user = b.author.user.to_string();
     let membership = reporter.check_member(&thread.team, &b.author).await;
-    let mut tx = ctx.db.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %user, reason = %why, "refused a button click");
         reporter

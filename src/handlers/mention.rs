@@ -17,7 +17,7 @@ pub async fn handle_mention(
     let reporter = ctx.reporter(m.thread.surface)?;
     let thread_key = m.thread.key();
     let membership = reporter.check_member(&m.thread.team, &m.author).await;
-    let mut tx = ctx.db.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %m.author.user, reason = %why, "refused a request");
         let text = format!("Sorry <@{}>, {why}.", m.author.user);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_slack;
+pub mod process;
 
 use chime::config::{BackendConfig, Config};
 use chime::db::Db;
