@@ -142,11 +142,12 @@ pub async fn start(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(db.clone())
-        .merge(slack::http::routes(ingress))
+        .merge(slack::http::routes(ingress.clone()))
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
     let mut tasks = JoinSet::new();
+    slack::socket::spawn(&mut tasks, &config, ingress, shutdown.clone());
     let stop = shutdown.clone();
     tasks.spawn(async move {
         let server = axum::serve(listener, router)

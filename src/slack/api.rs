@@ -16,7 +16,18 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// slack-morphism's connector pointed at `api_url` (`SLACK_API_URL`, no trailing slash).
+pub fn connector(api_url: &str) -> Connector {
+    // https_or_http: Slack is https, but tests and self-hosted fakes may be plain http on loopback.
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url)
+}
 
 /// How a failed call should be handled.
 #[derive(Debug, thiserror::Error)]
@@ -135,18 +146,10 @@ fn keyed(per_min: u32) -> DefaultKeyedRateLimiter<String> {
 
 impl SlackApi {
     pub fn new(api_url: &str, token: &SecretString, limits: &RateLimits) -> anyhow::Result<Self> {
-        // https_or_http: Slack is https, but tests and self-hosted fakes may be plain http on loopback.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let connector =
-            SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url);
         let per_sec = NonZeroU32::new(limits.post_message_per_channel_per_sec.max(1))
             .unwrap_or(NonZeroU32::MIN);
         Ok(Self {
-            client: SlackClient::new(connector),
+            client: SlackClient::new(connector(api_url)),
             token: SlackApiToken::new(SlackApiTokenValue(token.expose_secret().to_string())),
             per_channel_posts: RateLimiter::keyed(Quota::per_second(per_sec)),
             tier2: keyed(limits.tier2_per_min),

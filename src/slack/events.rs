@@ -257,8 +257,14 @@ pub fn parse_interaction_body(body: &[u8]) -> Result<Inbound, ParseError> {
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v)
         .ok_or(ParseError::Shape("form has no payload field"))?;
+    parse_interaction_json(payload.as_bytes())
+}
+
+/// Parses an interaction payload as JSON: the decoded `payload` field of an interactivity request,
+/// or the `payload` of a Socket Mode `interactive` envelope (which is not form-encoded).
+pub fn parse_interaction_json(payload: &[u8]) -> Result<Inbound, ParseError> {
     let i: Interaction =
-        serde_json::from_str(&payload).map_err(|e| ParseError::Json(e.to_string()))?;
+        serde_json::from_slice(payload).map_err(|e| ParseError::Json(e.to_string()))?;
     if i.kind.as_deref() != Some("block_actions") {
         return Ok(Inbound::Ignored("unhandled interaction type"));
     }
@@ -431,6 +437,30 @@ mod tests {
         assert!(matches!(b.action, ButtonAction::Stop { .. }));
     }
 
+    #[test]
+    fn form_and_json_interactions_parse_alike() {
+        let payload = json!({
+            "type": "block_actions", "team": {"id": "T1"}, "user": {"id": "U1", "team_id": "T9"},
+            "container": {"type": "message", "channel_id": "C1", "message_ts": "1700000001.000200"},
+            "actions": [{"action_id": "chime_retry", "value": "abc123", "action_ts": "1700000002.1"}]
+        });
+        let form = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        let from_form = parse_interaction_body(form.as_bytes()).unwrap();
+        let from_json = parse_interaction_json(payload.to_string().as_bytes()).unwrap();
+        assert_eq!(from_form, from_json);
+        let Inbound::Event { event, .. } = from_json else {
+            panic!()
+        };
+        let Event::ButtonClicked(b) = *event else {
+            panic!()
+        };
+        assert!(b.author.external);
+        assert_eq!(b.thread.unwrap().thread_ts.as_str(), "1700000001.000200");
+        // A form-encoded body is not JSON, and a JSON body has no form field.
+        assert!(parse_interaction_json(form.as_bytes()).is_err());
+        assert!(parse_interaction_body(payload.to_string().as_bytes()).is_err());
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
@@ -446,6 +476,7 @@ mod tests {
             let _ = parse_event_body(wrapped.to_string().as_bytes(), None);
             let form = serde_urlencoded::to_string([("payload", v.to_string())]).unwrap();
             let _ = parse_interaction_body(form.as_bytes());
+            let _ = parse_interaction_json(&body);
         }
     }
 

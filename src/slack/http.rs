@@ -69,8 +69,7 @@ async fn events(
     if let Err(r) = check_signature(&state, &headers, &body) {
         return *r;
     }
-    let own = state.bot_user_id.read().ok().and_then(|g| g.clone());
-    let parsed = parse_event_body(&body, own.as_deref());
+    let parsed = parse_event_body(&body, state.own_user().as_deref());
     accept(&state, &headers, parsed).await
 }
 
@@ -85,7 +84,6 @@ async fn interactions(
     accept(&state, &headers, parse_interaction_body(&body)).await
 }
 
-#[tracing::instrument(skip_all)]
 async fn accept(
     state: &SlackIngress,
     headers: &HeaderMap,
@@ -98,55 +96,97 @@ async fn accept(
             return reply(StatusCode::BAD_REQUEST, &e.to_string());
         }
     };
-    match inbound {
-        Inbound::UrlVerification(challenge) => (
+    // Retry headers are read only now that the request is known to come from Slack.
+    let retry = headers
+        .get("x-slack-retry-num")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("0");
+    match state.admit(inbound, "http", retry).await {
+        Ok(Admitted::Challenge(challenge)) => (
             [(axum::http::header::CONTENT_TYPE, "text/plain")],
             challenge,
         )
             .into_response(),
-        Inbound::Ignored(why) => {
-            tracing::debug!(reason = why, "ignored a Slack request");
-            reply(StatusCode::OK, "")
+        Ok(Admitted::Ignored | Admitted::New | Admitted::Duplicate) => reply(StatusCode::OK, ""),
+        Ok(Admitted::NotAllowed) => {
+            let mut r = reply(
+                StatusCode::FORBIDDEN,
+                "this workspace is not allowed to use this Chime",
+            );
+            r.headers_mut()
+                .insert("x-slack-no-retry", HeaderValue::from_static("1"));
+            r
         }
-        Inbound::Event {
-            delivery_id,
-            team,
-            event,
-        } => {
-            if !state.allowed_workspaces.is_empty()
-                && !state.allowed_workspaces.iter().any(|t| t == team.as_str())
-            {
-                tracing::warn!(team = %team, "refused an event from a workspace outside slack.allowed_workspaces");
-                let mut r = reply(
-                    StatusCode::FORBIDDEN,
-                    "this workspace is not allowed to use this Chime",
-                );
-                r.headers_mut()
-                    .insert("x-slack-no-retry", HeaderValue::from_static("1"));
-                return r;
+        // Slack retries a failed delivery, so nothing is lost by refusing here.
+        Err(_) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "could not store the event; Slack will retry",
+        ),
+    }
+}
+
+/// What became of a translated Slack delivery.
+#[derive(Debug, PartialEq)]
+pub enum Admitted {
+    /// A URL verification request (HTTP only): answer with this challenge.
+    Challenge(String),
+    /// Nothing Chime acts on; acknowledge it so Slack does not retry.
+    Ignored,
+    /// Stored in the inbox.
+    New,
+    /// Stored before under the same delivery id (a retry, or the same event over another path).
+    Duplicate,
+    /// From a workspace outside `slack.allowed_workspaces`; acknowledge it and stop retries.
+    NotAllowed,
+}
+
+impl SlackIngress {
+    /// The bot's user id, when known.
+    pub fn own_user(&self) -> Option<String> {
+        self.bot_user_id.read().ok().and_then(|g| g.clone())
+    }
+
+    /// The step every Slack transport (HTTP, Socket Mode) shares after parsing: the workspace
+    /// allowlist, then the durable inbox write, deduplicated on the delivery id. `via` and `retry`
+    /// are only logged. An `Err` means the event is not stored: the transport must not
+    /// acknowledge it, so that Slack delivers it again.
+    #[tracing::instrument(skip_all, fields(via = %via))]
+    pub async fn admit(
+        &self,
+        inbound: Inbound,
+        via: &'static str,
+        retry: &str,
+    ) -> anyhow::Result<Admitted> {
+        let (delivery_id, team, event) = match inbound {
+            Inbound::UrlVerification(challenge) => return Ok(Admitted::Challenge(challenge)),
+            Inbound::Ignored(why) => {
+                tracing::debug!(reason = why, "ignored a Slack delivery");
+                return Ok(Admitted::Ignored);
             }
-            // Retry headers are read only now that the request is known to come from Slack.
-            let retry = headers
-                .get("x-slack-retry-num")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("0");
-            match state.inbox.accept("slack", &delivery_id, &event).await {
-                Ok(Accepted::New) => {
-                    tracing::info!(delivery_id = %delivery_id, team = %team, retry, "accepted Slack event");
-                    reply(StatusCode::OK, "")
-                }
-                Ok(Accepted::Duplicate) => {
-                    tracing::info!(delivery_id = %delivery_id, retry, "duplicate Slack delivery ignored");
-                    reply(StatusCode::OK, "")
-                }
-                Err(e) => {
-                    // Slack retries a failed delivery, so nothing is lost by refusing here.
-                    tracing::error!(delivery_id = %delivery_id, error = %format!("{e:#}"), "could not store a Slack event");
-                    reply(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "could not store the event; Slack will retry",
-                    )
-                }
+            Inbound::Event {
+                delivery_id,
+                team,
+                event,
+            } => (delivery_id, team, event),
+        };
+        if !self.allowed_workspaces.is_empty()
+            && !self.allowed_workspaces.iter().any(|t| t == team.as_str())
+        {
+            tracing::warn!(team = %team, "refused an event from a workspace outside slack.allowed_workspaces");
+            return Ok(Admitted::NotAllowed);
+        }
+        match self.inbox.accept("slack", &delivery_id, &event).await {
+            Ok(Accepted::New) => {
+                tracing::info!(delivery_id = %delivery_id, team = %team, retry, "accepted Slack event");
+                Ok(Admitted::New)
+            }
+            Ok(Accepted::Duplicate) => {
+                tracing::info!(delivery_id = %delivery_id, retry, "duplicate Slack delivery ignored");
+                Ok(Admitted::Duplicate)
+            }
+            Err(e) => {
+                tracing::error!(delivery_id = %delivery_id, error = %format!("{e:#}"), "could not store a Slack event");
+                Err(e)
             }
         }
     }

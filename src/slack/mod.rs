@@ -5,4 +5,5 @@ pub mod events;
 pub mod http;
 pub mod reporter;
 pub mod sender;
+pub mod socket;
 pub mod verify;

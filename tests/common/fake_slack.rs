@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex};
 use wiremock::matchers::path_regex;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+/// The app-level token tests configure for Socket Mode.
+pub const APP_TOKEN: &str = "xapp-1-test-token";
+
 #[derive(Clone, Debug)]
 pub struct Call {
     pub method: String,
@@ -22,6 +25,8 @@ pub struct State {
     pub posts_to_rate_limit: usize,
     /// user id → users.info `user` object overrides.
     pub users: HashMap<String, Value>,
+    /// What apps.connections.open hands out (a fake Socket Mode server); unset, it answers an error.
+    pub socket_url: Option<String>,
 }
 
 #[derive(Clone)]
@@ -101,6 +106,11 @@ impl FakeSlack {
         self.state.lock().unwrap().users.insert(id.into(), user);
     }
 
+    /// Makes apps.connections.open return `url` (for a test Socket Mode server).
+    pub fn set_socket_url(&self, url: &str) {
+        self.state.lock().unwrap().socket_url = Some(url.into());
+    }
+
     pub fn rate_limit_next_posts(&self, n: usize) {
         self.state.lock().unwrap().posts_to_rate_limit = n;
     }
@@ -142,11 +152,17 @@ impl Respond for Responder {
             method: method.clone(),
             params: p.clone(),
         });
+        // apps.connections.open takes the app-level token; every other method the bot token.
+        let token = if method == "apps.connections.open" {
+            format!("Bearer {APP_TOKEN}")
+        } else {
+            "Bearer xoxb-test-token".to_string()
+        };
         if req
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            != Some("Bearer xoxb-test-token")
+            != Some(token.as_str())
         {
             return err("not_authed");
         }
@@ -210,6 +226,10 @@ impl Respond for Responder {
                 });
                 ok(json!({ "user": user }))
             }
+            "apps.connections.open" => match &s.socket_url {
+                Some(url) => ok(json!({ "url": url })),
+                None => err("socket_mode_not_enabled"),
+            },
             _ => err("unknown_method"),
         }
     }

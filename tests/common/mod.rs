@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_slack;
+pub mod fake_socket;
 pub mod process;
 
 use chime::config::{BackendConfig, Config};
