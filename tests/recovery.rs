@@ -1,0 +1,247 @@
+//! Stop, crash recovery and re-posting after a crash: the paths where work must end exactly once.
+
+mod common;
+
+use common::process::{free_port, ChimeProcess, FAST_CONFIG};
+use common::*;
+use serde_json::json;
+use sqlx::Row;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn write_agent(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&path)
+        .status()
+        .unwrap();
+    path.display().to_string()
+}
+
+fn alive(pid: &str) -> bool {
+    std::process::Command::new("kill")
+        .arg("-0")
+        .arg(pid)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+async fn task_id(db: &chime::db::Db) -> String {
+    sqlx::query("SELECT id FROM tasks ORDER BY created_at LIMIT 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn stop_kills_the_agent(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let agent = write_agent(
+        dir.path(),
+        "agent.sh",
+        &format!(
+            "cat >/dev/null\nsleep 300 &\necho $! > {p}.child\necho $$ > {p}\necho '{{\"type\":\"progress\",\"text\":\"thinking hard\"}}'\nwait",
+            p = pids.display()
+        ),
+    );
+    let mut config = test_config(&db, &slack);
+    config.agent.workdir = dir.path().join("work");
+    command_backend(&mut config, "slow", vec![agent], 600);
+    let app = TestApp::spawn(config).await;
+    let root = "1700000000.002000";
+    app.post_event(&mention("EvStop", "C5", "U1", root, None, "take your time"))
+        .await;
+    let pid = eventually(WAIT, "the agent started", || async {
+        std::fs::read_to_string(&pids)
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+    .await;
+    let child = std::fs::read_to_string(pids.with_extension("child")).unwrap();
+    let (pid, child) = (pid.trim().to_string(), child.trim().to_string());
+    assert!(alive(&pid) && alive(&child));
+
+    let id = task_id(&app.db).await;
+    let pressed = Instant::now();
+    let r = app
+        .click(&button(
+            "chime_stop",
+            &id,
+            "U2",
+            "C5",
+            root,
+            "1700000005.000001",
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    eventually(
+        Duration::from_secs(5),
+        "the agent and its child were killed",
+        || async { (!alive(&pid) && !alive(&child)).then_some(()) },
+    )
+    .await;
+    let card = eventually(WAIT, "a stopped card", || async {
+        slack
+            .thread("C5", root)
+            .into_iter()
+            .find(|m| m["blocks"].to_string().contains("Stopped"))
+    })
+    .await;
+    eprintln!("stop took {:?}", pressed.elapsed());
+    assert!(
+        card["blocks"].to_string().contains("<@U2>"),
+        "says who stopped it"
+    );
+    assert!(
+        card["blocks"].to_string().contains("chime_retry"),
+        "offers a retry"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks WHERE state = 'cancelled'")
+            .await,
+        1
+    );
+    app.stop().await;
+}
+dual_db!(stop_test, stop_kills_the_agent);
+
+async fn kill9_then_restart_finishes_once(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let agent = write_agent(
+        dir.path(),
+        "agent.sh",
+        &format!(
+            "cat >/dev/null\necho start >> {s}\necho '{{\"type\":\"progress\",\"text\":\"working\"}}'\nsleep 4\necho '{{\"type\":\"result\",\"text\":\"finished after the crash\"}}'",
+            s = starts.display()
+        ),
+    );
+    let config = format!(
+        "{FAST_CONFIG}\n[agent]\ndefault_backend = \"slow\"\nworkdir = \"{}\"\n\n[backends.slow]\nkind = \"command\"\ncommand = [\"{agent}\"]\ntimeout_secs = 60\n",
+        dir.path().join("work").display()
+    );
+    let env = vec![
+        ("DATABASE_URL", db.url().to_string()),
+        ("SLACK_SIGNING_SECRET", SECRET.to_string()),
+        ("SLACK_BOT_TOKEN", "xoxb-test-token".to_string()),
+        ("SLACK_API_URL", slack.api_url()),
+    ];
+    let port = free_port();
+    let mut first = ChimeProcess::start(dir.path(), "first", port, &env, &config).await;
+    let root = "1700000000.003000";
+    let ev = mention("EvCrash", "C6", "U1", root, None, "survive a crash");
+    let url = format!("{}/slack/events", first.base);
+    let http = reqwest::Client::new();
+    assert_eq!(
+        signed_post(
+            &http,
+            &url,
+            ev.to_string().into_bytes(),
+            "application/json",
+            &[]
+        )
+        .await
+        .status(),
+        200
+    );
+    eventually(
+        WAIT,
+        "the agent started and the status was posted",
+        || async {
+            (std::fs::read_to_string(&starts).is_ok()
+                && !slack.calls("chat.postMessage").is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    first.kill9();
+
+    let second = ChimeProcess::start(dir.path(), "second", port, &env, &config).await;
+    let card = eventually(
+        Duration::from_secs(60),
+        "the final result after restart",
+        || async {
+            slack
+                .thread("C6", root)
+                .into_iter()
+                .find(|m| m["blocks"].to_string().contains("finished after the crash"))
+        },
+    )
+    .await;
+    assert!(card["blocks"].to_string().contains("Done"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let finals = slack
+        .calls("chat.update")
+        .into_iter()
+        .filter(|u| u["blocks"].to_string().contains("finished after the crash"))
+        .count();
+    assert_eq!(finals, 1, "exactly one final result");
+    assert_eq!(
+        slack.calls("chat.postMessage").len(),
+        1,
+        "the status message was not posted twice"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&starts).unwrap().lines().count(),
+        2,
+        "the agent ran again after the crash"
+    );
+    drop(second);
+}
+dual_db!(crash_test, kill9_then_restart_finishes_once);
+
+/// A post whose sender died after Slack took it but before the row was marked sent is found again
+/// by its metadata, and not posted twice.
+async fn repost_adopts_the_earlier_message(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let config = test_config(&db, &slack);
+    {
+        let pre = chime::db::Db::connect(&config.database).await.unwrap();
+        pre.migrate().await.unwrap();
+        let op = json!({ "op": "post", "channel": "C7", "thread_ts": "1700000000.004000", "text": "Working on it", "blocks": [] });
+        sqlx::query(
+            "INSERT INTO outbox (surface, target, kind, payload, idempotency_key, state, attempts, lease_until, created_at) \
+             VALUES ('slack', 'T1/C7/1700000000.004000', 'post', $1, 'task:x:status', 'sending', 1, 0, 0)",
+        )
+        .bind(op.to_string())
+        .execute(&pre.pool)
+        .await
+        .unwrap();
+    }
+    // Slack already has the message from the first attempt.
+    {
+        let mut s = slack.state.lock().unwrap();
+        s.messages.entry("C7".into()).or_default().push(json!({
+            "type": "message", "user": "UBOT", "bot_id": "BCHIME", "ts": "1700000000.004001", "thread_ts": "1700000000.004000",
+            "text": "Working on it", "metadata": { "event_type": "chime_message", "event_payload": { "chime_key": "task:x:status" } }
+        }));
+    }
+    let app = TestApp::spawn(config).await;
+    let state: String = eventually(WAIT, "the row settled", || async {
+        let r = sqlx::query(
+            "SELECT state, external_ref FROM outbox WHERE idempotency_key = 'task:x:status'",
+        )
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        let state: String = r.get(0);
+        (state == "done").then(|| r.get::<Option<String>, _>(1).unwrap_or_default())
+    })
+    .await;
+    assert_eq!(state, "1700000000.004001", "adopted the earlier post's ts");
+    assert!(
+        slack.calls("chat.postMessage").is_empty(),
+        "nothing was posted again"
+    );
+    app.stop().await;
+}
+dual_db!(adopt_test, repost_adopts_the_earlier_message);
