@@ -159,6 +159,11 @@ pub async fn start(
     tasks.spawn(worker::run_inbox_loop(ctx.clone(), shutdown.clone()));
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tasks.spawn(worker::run_task_loop(ctx.clone(), shutdown.clone(), grace));
+    tasks.spawn(crate::janitor::run(
+        db.clone(),
+        config.worker.retention_days,
+        shutdown.clone(),
+    ));
     let poll = Duration::from_millis(config.worker.poll_ms);
     for sender in senders {
         for _ in 0..SENDERS {

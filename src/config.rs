@@ -155,6 +155,8 @@ pub struct WorkerConfig {
     pub lease_secs: u64,
     pub max_attempts: i64,
     pub poll_ms: u64,
+    /// Handled inbox and sent outbox rows are deleted after this many days.
+    pub retention_days: u64,
 }
 
 impl Default for WorkerConfig {
@@ -164,6 +166,7 @@ impl Default for WorkerConfig {
             lease_secs: 15,
             max_attempts: 3,
             poll_ms: 250,
+            retention_days: 7,
         }
     }
 }
@@ -386,6 +389,10 @@ impl Config {
         }
         if self.worker.lease_secs < 3 {
             r.errors.push("worker.lease_secs must be at least 3".into());
+        }
+        if self.worker.retention_days < 1 {
+            r.errors
+                .push("worker.retention_days must be at least 1".into());
         }
         if self.worker.max_attempts < 1 {
             r.errors

@@ -13,6 +13,7 @@ pub mod event;
 pub mod handlers;
 pub mod ids;
 pub mod inbox;
+pub mod janitor;
 pub mod outbox;
 pub mod reporter;
 pub mod router;

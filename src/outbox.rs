@@ -86,7 +86,7 @@ pub async fn claim(db: &Db, surface: Surface, lease_ms: i64) -> anyhow::Result<O
     let now = now_ms();
     let sql = format!(
         "UPDATE outbox SET state = 'sending', lease_until = $1, attempts = attempts + 1 \
-         WHERE id = (SELECT o.id FROM outbox o WHERE o.surface = $2 AND \
+         WHERE id = (SELECT o.id FROM outbox o WHERE o.state IN ('pending', 'sending') AND o.surface = $2 AND \
              ((o.state = 'pending' AND o.next_at <= $3) OR (o.state = 'sending' AND o.lease_until < $3)) \
            AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target = o.target AND p.id < o.id \
                            AND p.state IN ('pending', 'sending')) \

@@ -286,7 +286,7 @@ pub async fn claim_task(db: &Db, owner: &str, lease_ms: i64) -> anyhow::Result<O
     let sql = format!(
         "UPDATE tasks SET state = 'running', lease_owner = $1, lease_until = $2, heartbeat_at = $3, \
          attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
-         WHERE id = (SELECT t.id FROM tasks t WHERE (t.state = 'queued' OR (t.state = 'running' AND t.lease_until < $3)) \
+         WHERE id = (SELECT t.id FROM tasks t WHERE t.state IN ('queued', 'running') AND (t.state = 'queued' OR (t.state = 'running' AND t.lease_until < $3)) \
            AND NOT EXISTS (SELECT 1 FROM tasks p WHERE p.session_id = t.session_id AND p.turn_no < t.turn_no \
                            AND p.state IN ('queued', 'running', 'awaiting_repo')) \
            ORDER BY t.created_at LIMIT 1{}) \

@@ -382,3 +382,38 @@ async fn health_endpoints(db: TestDb) {
     app.stop().await;
 }
 dual_db!(health_test, health_endpoints);
+
+async fn retention_sweep_removes_only_handled_rows(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(test_config(&db, &slack)).await;
+    app.post_event(&mention(
+        "EvSweep",
+        "C9",
+        "U1",
+        "1700000000.009000",
+        None,
+        "sweep me",
+    ))
+    .await;
+    final_card(&slack, "C9", "1700000000.009000", "Dry run").await;
+    eventually(WAIT, "outbox drained", || async {
+        (app.count("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    // Nothing is old enough under the default retention.
+    assert_eq!(chime::janitor::sweep(&app.db, 7).await.unwrap(), (0, 0));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (inbox, outbox) = chime::janitor::sweep(&app.db, 0).await.unwrap();
+    assert_eq!(inbox, 1);
+    assert!(outbox >= 3, "reaction, status post and its edits");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks").await,
+        1,
+        "tasks and sessions are history, never swept"
+    );
+    app.stop().await;
+}
+dual_db!(retention_test, retention_sweep_removes_only_handled_rows);

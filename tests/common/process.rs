@@ -105,7 +105,7 @@ impl Drop for ChimeProcess {
 pub const FAST_CONFIG: &str = r#"
 [worker]
 poll_ms = 50
-lease_secs = 3
+lease_secs = 10
 
 [slack.rate_limits]
 post_message_per_channel_per_sec = 100
