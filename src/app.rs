@@ -9,9 +9,13 @@ use crate::context::Ctx;
 use crate::db::Db;
 use crate::event::Surface;
 use crate::inbox::InboxWriter;
+use crate::local::http::Playground;
+use crate::local::sender::LocalSender;
+use crate::local::LocalWorkspace;
 use crate::outbox::{self, Deliver};
-use crate::reporter::Reporter;
+use crate::reporter::{ChatReporter, People, Reporter};
 use crate::slack;
+use crate::slack::people::SlackPeople;
 use crate::templates::Templates;
 use crate::worker;
 use anyhow::Context;
@@ -32,6 +36,8 @@ const SENDERS: usize = 4;
 
 pub struct RunningApp {
     pub addr: SocketAddr,
+    /// No Slack credentials: the playground serves at `/`.
+    pub local_mode: bool,
     pub db: Db,
     pub shutdown: CancellationToken,
     tasks: JoinSet<()>,
@@ -111,14 +117,44 @@ pub async fn start(
         slack_config.bot_user_id = bot_user_id.clone().unwrap_or_default();
         reporters.insert(
             Surface::Slack,
-            Arc::new(slack::reporter::SlackReporter {
-                api: api.clone(),
+            Arc::new(ChatReporter {
+                surface: Surface::Slack,
                 templates: templates.clone(),
-                config: slack_config,
+                ack_reaction: config.slack.ack_reaction.clone(),
+                people: People::Slack(SlackPeople {
+                    api: api.clone(),
+                    config: slack_config,
+                }),
             }),
         );
         senders.push(Arc::new(slack::sender::SlackSender { api }));
     }
+
+    // Without Slack, the local workspace takes its place, through the same pipeline.
+    let local = (!config.slack_enabled()).then(|| {
+        let workspace = Arc::new(LocalWorkspace::new(
+            db.clone(),
+            config.slack.allow_guests,
+            config.slack.allow_external,
+        ));
+        reporters.insert(
+            Surface::Local,
+            Arc::new(ChatReporter {
+                surface: Surface::Local,
+                templates: templates.clone(),
+                ack_reaction: config.slack.ack_reaction.clone(),
+                people: People::Local(workspace.clone()),
+            }),
+        );
+        senders.push(Arc::new(LocalSender {
+            workspace: workspace.clone(),
+        }));
+        Arc::new(Playground {
+            workspace,
+            inbox: inbox.clone(),
+            access_token: config.secrets.playground_token.clone(),
+        })
+    });
 
     let ctx = Arc::new(Ctx {
         db: db.clone(),
@@ -138,11 +174,16 @@ pub async fn start(
         allowed_workspaces: config.slack.allowed_workspaces.clone(),
         bot_user_id: RwLock::new(bot_user_id),
     });
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(db.clone())
-        .merge(slack::http::routes(ingress.clone()))
+        .merge(slack::http::routes(ingress.clone()));
+    let local_mode = local.is_some();
+    if let Some(playground) = local {
+        router = router.merge(crate::local::http::routes(playground));
+    }
+    let router = router
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
@@ -178,6 +219,7 @@ pub async fn start(
     }
     Ok(RunningApp {
         addr,
+        local_mode,
         db,
         shutdown,
         tasks,

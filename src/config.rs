@@ -35,6 +35,8 @@ pub struct Secrets {
     pub slack_signing_secret: Option<SecretString>,
     pub slack_bot_token: Option<SecretString>,
     pub slack_app_token: Option<SecretString>,
+    /// Required by the playground when it listens beyond loopback (`CHIME_PLAYGROUND_TOKEN`).
+    pub playground_token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +258,7 @@ impl Config {
         self.secrets.slack_signing_secret = non_empty("SLACK_SIGNING_SECRET").map(Into::into);
         self.secrets.slack_bot_token = non_empty("SLACK_BOT_TOKEN").map(Into::into);
         self.secrets.slack_app_token = non_empty("SLACK_APP_TOKEN").map(Into::into);
+        self.secrets.playground_token = non_empty("CHIME_PLAYGROUND_TOKEN").map(Into::into);
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -271,6 +274,39 @@ impl Config {
         self.secrets.slack_bot_token.is_some()
             && (self.secrets.slack_signing_secret.is_some()
                 || self.secrets.slack_app_token.is_some())
+    }
+
+    /// Without Slack credentials Chime runs its local playground instead.
+    pub fn local_mode(&self) -> bool {
+        !self.slack_enabled()
+    }
+
+    /// The playground has no sign-in of its own, so it stays on loopback unless the operator says
+    /// otherwise twice: with `--allow-remote-playground` and with an access token.
+    pub fn check_playground_binding(&self, allow_remote: bool) -> Result<(), String> {
+        let addr = self.listen_addr().map_err(|e| e.to_string())?;
+        if !self.local_mode() || addr.ip().is_loopback() {
+            return Ok(());
+        }
+        if !allow_remote {
+            return Err(format!(
+                "refusing to serve the local playground on {addr}: it has no sign-in, so it listens on loopback only \
+                 (127.0.0.1). To expose it anyway, pass --allow-remote-playground and set CHIME_PLAYGROUND_TOKEN; \
+                 or set Slack credentials to run against Slack."
+            ));
+        }
+        if self.secrets.playground_token.is_none() {
+            return Err(format!(
+                "refusing to serve the local playground on {addr}: --allow-remote-playground needs an access token in \
+                 CHIME_PLAYGROUND_TOKEN"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a backend name can be chosen (`dry-run` always can).
+    pub fn has_backend(&self, name: &str) -> bool {
+        name == "dry-run" || self.backends.contains_key(name)
     }
 
     /// Every repository the config knows, for the repo picker.
@@ -401,7 +437,7 @@ impl Config {
         let s = &self.secrets;
         match (s.slack_bot_token.is_some(), s.slack_signing_secret.is_some(), s.slack_app_token.is_some()) {
             (false, false, false) => r.warnings.push(
-                "no Slack credentials (SLACK_BOT_TOKEN with SLACK_SIGNING_SECRET or SLACK_APP_TOKEN): Slack is off".into(),
+                "no Slack credentials (SLACK_BOT_TOKEN with SLACK_SIGNING_SECRET or SLACK_APP_TOKEN): running in local mode, with the playground instead of Slack".into(),
             ),
             (false, _, _) => r.errors.push("SLACK_BOT_TOKEN is not set: Chime cannot post to Slack".into()),
             (true, false, false) => r.errors.push(
@@ -475,6 +511,26 @@ mod tests {
         let r = c.check();
         assert!(r.errors.iter().any(|e| e.contains("codex")));
         assert!(r.errors.iter().any(|e| e.contains("nope")));
+    }
+
+    #[test]
+    fn playground_stays_on_loopback_unless_told_twice() {
+        let mut c = Config::default();
+        assert!(c.check_playground_binding(false).is_ok());
+        c.server.listen = "0.0.0.0:8080".into();
+        let err = c.check_playground_binding(false).unwrap_err();
+        assert!(err.contains("--allow-remote-playground"), "{err}");
+        assert!(c
+            .check_playground_binding(true)
+            .unwrap_err()
+            .contains("CHIME_PLAYGROUND_TOKEN"));
+        c.secrets.playground_token = Some("t".to_string().into());
+        assert!(c.check_playground_binding(true).is_ok());
+        // With Slack configured there is no playground to protect.
+        c.secrets.playground_token = None;
+        c.secrets.slack_bot_token = Some("xoxb".to_string().into());
+        c.secrets.slack_signing_secret = Some("s".to_string().into());
+        assert!(c.check_playground_binding(false).is_ok());
     }
 
     #[test]

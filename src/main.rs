@@ -24,7 +24,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run Chime: HTTP endpoints, workers and senders, until SIGTERM or SIGINT.
-    Serve,
+    /// Without Slack credentials it runs in local mode, with the playground at `/`.
+    Serve {
+        /// Let the local playground listen beyond loopback (also needs CHIME_PLAYGROUND_TOKEN).
+        #[arg(long)]
+        allow_remote_playground: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Validate the configuration and the environment, and say exactly what is missing or wrong.
@@ -49,7 +54,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => serve(cli.config).await,
+            Command::Serve {
+                allow_remote_playground,
+            } => serve(cli.config, allow_remote_playground).await,
             Command::Migrate => migrate(cli.config).await,
             Command::CheckConfig => check_config(cli.config),
         }
@@ -109,9 +116,12 @@ async fn migrate(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn serve(path: Option<PathBuf>, allow_remote_playground: bool) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
     let addr = config.listen_addr()?;
+    if let Err(why) = config.check_playground_binding(allow_remote_playground) {
+        anyhow::bail!(why);
+    }
     let db = Db::connect(&config.database).await?;
     db.migrate().await?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -125,6 +135,13 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         version = env!("CARGO_PKG_VERSION"),
         "Chime is listening on http://{}", app.addr
     );
+    if app.local_mode {
+        // One clear line for a newcomer: what this is and where to go.
+        println!(
+            "Chime is running in local mode (no Slack credentials): open the playground at http://{}/",
+            app.addr
+        );
+    }
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -5,13 +5,17 @@
 //! change that caused it does.
 
 use crate::backend::QuotedMessage;
-use crate::event::{Author, ThreadRef};
+use crate::event::{Author, Surface, ThreadRef};
 use crate::ids::{RepoName, TeamId};
+use crate::local::LocalWorkspace;
+use crate::outbox::{self, Op};
 use crate::session::{Task, TaskState};
+use crate::slack::people::SlackPeople;
 use crate::templates::{chunk_for_blocks, truncate_chars, Rendered, Templates, MESSAGE_CHARS};
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::AnyConnection;
+use std::sync::Arc;
 
 /// Whether someone may start or stop work, and if not, why (shown to them).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +63,174 @@ pub trait Reporter: Send + Sync {
     async fn thread_context(&self, thread: &ThreadRef) -> Vec<QuotedMessage>;
     /// Whether this person may trigger work here.
     async fn check_member(&self, team: &TeamId, author: &Author) -> Membership;
+}
+
+/// Splits a thread key `T/C/ts` back into its parts.
+pub fn parse_key(key: &str) -> Option<(String, String, String)> {
+    let mut it = key.splitn(3, '/');
+    Some((
+        it.next()?.to_string(),
+        it.next()?.to_string(),
+        it.next()?.to_string(),
+    ))
+}
+
+/// Where a chat surface looks up people and threads.
+pub enum People {
+    Slack(SlackPeople),
+    Local(Arc<LocalWorkspace>),
+}
+
+/// A chat surface (Slack, or the local playground that stands in for it): Block Kit cards in a
+/// thread, sent through the outbox by that surface's sender.
+pub struct ChatReporter {
+    pub surface: Surface,
+    pub templates: Arc<Templates>,
+    pub ack_reaction: String,
+    pub people: People,
+}
+
+impl ChatReporter {
+    async fn enqueue(
+        &self,
+        conn: &mut AnyConnection,
+        target: &str,
+        key: &str,
+        ref_key: Option<&str>,
+        op: Op,
+    ) -> anyhow::Result<()> {
+        outbox::enqueue(conn, self.surface, target, key, ref_key, &op).await?;
+        Ok(())
+    }
+
+    async fn post_card(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        card: Rendered,
+    ) -> anyhow::Result<()> {
+        let (_, channel, thread_ts) = parse_key(&task.thread_key)
+            .ok_or_else(|| anyhow::anyhow!("bad thread key {}", task.thread_key))?;
+        let op = Op::Post {
+            channel,
+            thread_ts: Some(thread_ts),
+            text: card.text,
+            blocks: card.blocks,
+        };
+        self.enqueue(conn, &task.thread_key, &status_key(task), None, op)
+            .await
+    }
+
+    async fn edit_card(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        key: &str,
+        card: Rendered,
+        last: bool,
+    ) -> anyhow::Result<()> {
+        let (_, channel, _) = parse_key(&task.thread_key)
+            .ok_or_else(|| anyhow::anyhow!("bad thread key {}", task.thread_key))?;
+        let op = Op::Update {
+            channel,
+            text: card.text,
+            blocks: card.blocks,
+            last,
+        };
+        self.enqueue(conn, &task.thread_key, key, Some(&status_key(task)), op)
+            .await
+    }
+}
+
+#[async_trait]
+impl Reporter for ChatReporter {
+    async fn ack(
+        &self,
+        conn: &mut AnyConnection,
+        thread: &ThreadRef,
+        message_ts: &str,
+    ) -> anyhow::Result<()> {
+        let op = Op::React {
+            channel: thread.channel.to_string(),
+            ts: message_ts.to_string(),
+            name: self.ack_reaction.clone(),
+        };
+        let key = format!(
+            "ack:{}:{}:{}:{}",
+            self.surface.as_str(),
+            thread.team,
+            thread.channel,
+            message_ts
+        );
+        self.enqueue(conn, &thread.key(), &key, None, op).await
+    }
+
+    async fn show_status(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
+        let card = status_card(&self.templates, task, None)?;
+        self.post_card(conn, task, card).await
+    }
+
+    async fn update_status(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        progress: &str,
+    ) -> anyhow::Result<()> {
+        let card = status_card(&self.templates, task, Some(progress))?;
+        let key = format!(
+            "task:{}:progress:{}",
+            task.id,
+            uuid::Uuid::new_v4().simple()
+        );
+        self.edit_card(conn, task, &key, card, false).await
+    }
+
+    async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
+        let card = result_card(&self.templates, task)?;
+        self.edit_card(conn, task, &final_key(task), card, true)
+            .await
+    }
+
+    async fn ask_repo(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        repos: &[RepoName],
+    ) -> anyhow::Result<()> {
+        let card = repo_picker_card(&self.templates, task, repos)?;
+        self.post_card(conn, task, card).await
+    }
+
+    async fn tell(
+        &self,
+        conn: &mut AnyConnection,
+        thread: &ThreadRef,
+        key: &str,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        let card = notice_card(&self.templates, text)?;
+        let op = Op::Post {
+            channel: thread.channel.to_string(),
+            thread_ts: Some(thread.thread_ts.to_string()),
+            text: card.text,
+            blocks: card.blocks,
+        };
+        self.enqueue(conn, &thread.key(), key, None, op).await
+    }
+
+    async fn thread_context(&self, thread: &ThreadRef) -> Vec<QuotedMessage> {
+        match &self.people {
+            People::Slack(p) => p.thread_context(thread).await,
+            People::Local(w) => w.thread_context(thread).await,
+        }
+    }
+
+    async fn check_member(&self, team: &TeamId, author: &Author) -> Membership {
+        match &self.people {
+            People::Slack(p) => p.check_member(team, author).await,
+            People::Local(w) => w.check_member(author),
+        }
+    }
 }
 
 pub fn status_key(task: &Task) -> String {

@@ -34,7 +34,7 @@ pub async fn handle_mention(
         ctx.wake();
         return Ok(());
     }
-    let (prompt, inline_repo) = extract_repo(&m.text);
+    let (prompt, inline_repo, inline_backend) = extract_options(&m.text);
     if prompt.trim().is_empty() {
         let text = "Mention me with what you need, for example: `@chime the retry client drops the last chunk on timeout repo=acme/api`";
         reporter
@@ -46,10 +46,36 @@ pub async fn handle_mention(
         return Ok(());
     }
 
-    let session = match session::find_by_binding(&mut tx, m.thread.surface, &thread_key).await? {
+    let existing = session::find_by_binding(&mut tx, m.thread.surface, &thread_key).await?;
+    if let (None, Some(b)) = (&existing, &inline_backend) {
+        if !ctx.config.has_backend(b) {
+            let mut known: Vec<&str> = ctx.config.backends.keys().map(String::as_str).collect();
+            known.push("dry-run");
+            let text = format!(
+                "I don't know the backend `{b}`. Known backends: {}.",
+                known.join(", ")
+            );
+            reporter
+                .tell(
+                    &mut tx,
+                    &m.thread,
+                    &format!("backend:{source_event}"),
+                    &text,
+                )
+                .await?;
+            inbox::complete_in(&mut tx, inbox_id).await?;
+            tx.commit().await?;
+            ctx.wake();
+            return Ok(());
+        }
+    }
+    let session = match existing {
         Some(s) => s,
         None => {
-            let backend = &ctx.config.agent.default_backend;
+            // A session keeps the backend it started with; `backend=` picks it for a new one.
+            let backend = inline_backend
+                .as_deref()
+                .unwrap_or(&ctx.config.agent.default_backend);
             session::create(
                 &mut tx,
                 m.thread.surface,
@@ -135,21 +161,33 @@ fn resolve_repo(
         .and_then(|r| RepoName::parse(r))
 }
 
-/// Splits an inline `repo=owner/name` out of the request text.
-pub fn extract_repo(text: &str) -> (String, Option<RepoName>) {
+/// Splits inline `repo=owner/name` and `backend=name` options out of the request text.
+pub fn extract_options(text: &str) -> (String, Option<RepoName>, Option<String>) {
     let mut repo = None;
+    let mut backend = None;
     let mut words = Vec::new();
     for word in text.split(' ') {
-        if let Some(rest) = word.strip_prefix("repo=") {
-            let candidate = rest.trim_end_matches([',', '.', ';', ')', ':']);
-            if let (None, Some(r)) = (&repo, RepoName::parse(candidate)) {
+        let trimmed = word.trim_end_matches([',', '.', ';', ')', ':']);
+        if let Some(rest) = trimmed.strip_prefix("repo=") {
+            if let (None, Some(r)) = (&repo, RepoName::parse(rest)) {
                 repo = Some(r);
+                continue;
+            }
+        }
+        if let Some(rest) = trimmed.strip_prefix("backend=") {
+            let valid = !rest.is_empty()
+                && rest.len() <= 64
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if backend.is_none() && valid {
+                backend = Some(rest.to_string());
                 continue;
             }
         }
         words.push(word);
     }
-    (words.join(" ").trim().to_string(), repo)
+    (words.join(" ").trim().to_string(), repo, backend)
 }
 
 #[cfg(test)]
@@ -157,12 +195,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inline_repo_is_extracted() {
-        let (p, r) = extract_repo("fix the retry client repo=acme/api, please");
+    fn inline_options_are_extracted() {
+        let (p, r, b) = extract_options("fix the retry client repo=acme/api, backend=codex please");
         assert_eq!(p, "fix the retry client please");
         assert_eq!(r.unwrap().as_str(), "acme/api");
-        let (p, r) = extract_repo("repo=../etc fix");
-        assert!(r.is_none());
-        assert_eq!(p, "repo=../etc fix");
+        assert_eq!(b.as_deref(), Some("codex"));
+        let (p, r, b) = extract_options("repo=../etc backend=$(rm) fix");
+        assert!(r.is_none() && b.is_none());
+        assert_eq!(p, "repo=../etc backend=$(rm) fix");
     }
 }

@@ -3,7 +3,7 @@
 pub mod api;
 pub mod events;
 pub mod http;
-pub mod reporter;
+pub mod people;
 pub mod sender;
 pub mod socket;
 pub mod verify;

@@ -1,10 +1,10 @@
 //! Delivers Slack outbox rows: reactions, threaded posts and in-place edits.
 
 use super::api::{SendError, SlackApi};
-use super::reporter::parse_key;
 use crate::db::Db;
 use crate::event::Surface;
 use crate::outbox::{self, backoff, Deliver, Delivery, Op, OutboxRow};
+use crate::reporter::parse_key;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;

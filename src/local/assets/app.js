@@ -1,0 +1,1 @@
+// The playground page is being written.
