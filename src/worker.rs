@@ -20,8 +20,12 @@ use tokio_util::sync::CancellationToken;
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// How often a running task renews its lease and looks for a Stop.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(700);
-/// Earlier results are cut to this size inside the agent input.
+/// Earlier results are cut to this size inside the agent input (the last two turns)...
 const HISTORY_RESULT_CHARS: usize = 6000;
+/// ...and older turns' results to these, step by step, while the input is over budget.
+const OLDER_RESULT_CHARS: [usize; 4] = [6000, 2000, 500, 120];
+/// An earlier request is kept up to this size.
+const HISTORY_PROMPT_CHARS: usize = 4000;
 
 pub async fn run_inbox_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let poll = Duration::from_millis(ctx.config.worker.poll_ms);
@@ -314,15 +318,28 @@ pub fn build_input(
         .into_iter()
         .map(|mut t| {
             t.requester = format!("<@{}>", t.requester);
-            if let Some(o) = t.outcome.as_mut() {
-                o.summary = truncate_chars(&o.summary, HISTORY_RESULT_CHARS);
-            }
             t
         })
         .collect();
+    // Every earlier turn stays in the input. When the whole is over budget, older turns' results
+    // (never their requests, branches or diffs) are cut harder; only past the last level are the
+    // oldest turns left out, and the input says so.
+    let recent = history.len().saturating_sub(2);
     let mut omitted = 0;
+    let mut level = 0;
     loop {
-        let kept = &history[omitted..];
+        let kept: Vec<TurnRecord> = history[omitted..]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let cap = if i + omitted >= recent {
+                    HISTORY_RESULT_CHARS
+                } else {
+                    OLDER_RESULT_CHARS[level]
+                };
+                shorten(t, cap)
+            })
+            .collect();
         let rendered = ctx.templates.agent_input(&json!({
             "requester": requester,
             "repo": task.repo,
@@ -342,11 +359,26 @@ pub fn build_input(
                 requester: requester.clone(),
                 repo: task.repo.clone(),
                 backend: task.backend.clone(),
-                history: kept.to_vec(),
+                history: kept,
                 thread_context: context,
                 rendered,
             });
         }
-        omitted += 1;
+        if level + 1 < OLDER_RESULT_CHARS.len() {
+            level += 1;
+        } else {
+            omitted += 1;
+        }
     }
+}
+
+fn shorten(t: &TurnRecord, result_cap: usize) -> TurnRecord {
+    let mut t = t.clone();
+    t.prompt = truncate_chars(&t.prompt, HISTORY_PROMPT_CHARS);
+    if let Some(o) = t.outcome.as_mut() {
+        o.summary = truncate_chars(&o.summary, result_cap);
+        o.diff_stat = o.diff_stat.as_deref().map(|d| truncate_chars(d, 2000));
+    }
+    t.error = t.error.as_deref().map(|e| truncate_chars(e, 1000));
+    t
 }
