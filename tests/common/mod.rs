@@ -32,6 +32,38 @@ pub enum TestDb {
     },
 }
 
+impl Drop for TestDb {
+    /// A test's Postgres database goes when the test does, so repeated runs leave nothing behind.
+    fn drop(&mut self) {
+        let TestDb::Postgres { url } = self else {
+            return;
+        };
+        let (Ok(admin), Some((_, name))) = (std::env::var(PG_ENV), url.rsplit_once('/')) else {
+            return;
+        };
+        let name = name.to_string();
+        // Drop may run inside a runtime; a thread of its own can block.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) =
+                    <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await
+                {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 impl TestDb {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
