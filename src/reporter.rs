@@ -6,7 +6,7 @@
 
 use crate::backend::QuotedMessage;
 use crate::event::{Author, Surface, ThreadRef};
-use crate::ids::{RepoName, TeamId};
+use crate::ids::{RepoName, TeamId, UserId};
 use crate::local::LocalWorkspace;
 use crate::outbox::{self, Op};
 use crate::session::{Task, TaskState};
@@ -51,12 +51,14 @@ pub trait Reporter: Send + Sync {
         task: &Task,
         repos: &[RepoName],
     ) -> anyhow::Result<()>;
-    /// Says something to the thread: refusals and other user errors. `key` makes it idempotent.
+    /// Says something to someone in the thread: refusals and other user errors. `key` makes it
+    /// idempotent; `to` is mentioned before the (escaped) text.
     async fn tell(
         &self,
         conn: &mut AnyConnection,
         thread: &ThreadRef,
         key: &str,
+        to: &UserId,
         text: &str,
     ) -> anyhow::Result<()>;
     /// The thread's messages, quoted as data for the agent; empty when they cannot be read.
@@ -206,9 +208,10 @@ impl Reporter for ChatReporter {
         conn: &mut AnyConnection,
         thread: &ThreadRef,
         key: &str,
+        to: &UserId,
         text: &str,
     ) -> anyhow::Result<()> {
-        let card = notice_card(&self.templates, text)?;
+        let card = notice_card(&self.templates, Some(to), text)?;
         let op = Op::Post {
             channel: thread.channel.to_string(),
             thread_ts: Some(thread.thread_ts.to_string()),
@@ -356,6 +359,11 @@ fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Re
     t.message(name, &view)
 }
 
-pub fn notice_card(t: &Templates, text: &str) -> anyhow::Result<Rendered> {
-    t.message("notice", &json!({ "text": truncate_chars(text, 2800) }))
+/// A notice, optionally addressed to someone: the mention is Chime's own markup, the text is
+/// escaped like everything else.
+pub fn notice_card(t: &Templates, to: Option<&UserId>, text: &str) -> anyhow::Result<Rendered> {
+    t.message(
+        "notice",
+        &json!({ "to": to, "text": truncate_chars(text, 2800) }),
+    )
 }

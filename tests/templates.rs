@@ -115,7 +115,8 @@ fn failed_stopped_picker_and_notice_snapshots() {
             "notice",
             notice_card(
                 &t,
-                "Sorry <@U1>, guests cannot start or stop Chime tasks in this workspace.",
+                Some(&chime::ids::UserId::new("U1")),
+                "Sorry, guests cannot start or stop Chime tasks in this workspace.",
             )
             .unwrap(),
         ),

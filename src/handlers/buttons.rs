@@ -28,7 +28,8 @@ pub async fn handle_button(
                 &mut tx,
                 &thread,
                 &format!("refusal:{source_event}"),
-                &format!("Sorry <@{user}>, {why}."),
+                &b.author.user,
+                &format!("Sorry, {why}."),
             )
             .await?;
         inbox::complete_in(&mut tx, inbox_id).await?;

@@ -20,12 +20,13 @@ pub async fn handle_mention(
     let mut tx = ctx.db.begin().await?;
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %m.author.user, reason = %why, "refused a request");
-        let text = format!("Sorry <@{}>, {why}.", m.author.user);
+        let text = format!("Sorry, {why}.");
         reporter
             .tell(
                 &mut tx,
                 &m.thread,
                 &format!("refusal:{source_event}"),
+                &m.author.user,
                 &text,
             )
             .await?;
@@ -38,7 +39,13 @@ pub async fn handle_mention(
     if prompt.trim().is_empty() {
         let text = "Mention me with what you need, for example: `@chime the retry client drops the last chunk on timeout repo=acme/api`";
         reporter
-            .tell(&mut tx, &m.thread, &format!("empty:{source_event}"), text)
+            .tell(
+                &mut tx,
+                &m.thread,
+                &format!("empty:{source_event}"),
+                &m.author.user,
+                text,
+            )
             .await?;
         inbox::complete_in(&mut tx, inbox_id).await?;
         tx.commit().await?;
@@ -60,6 +67,7 @@ pub async fn handle_mention(
                     &mut tx,
                     &m.thread,
                     &format!("backend:{source_event}"),
+                    &m.author.user,
                     &text,
                 )
                 .await?;
