@@ -243,3 +243,48 @@ fn refuses_to_expose_the_playground() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CHIME_PLAYGROUND_TOKEN"));
 }
+
+/// U+0000 in a playground message, or in an agent's result shown in the playground, is stored and
+/// shown like any other text (Postgres refuses NUL in TEXT columns, so it must not reach one).
+async fn nul_in_playground_text(db: TestDb) {
+    use std::os::unix::fs::PermissionsExt;
+    let slack = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = tmp.path().join("agent.sh");
+    std::fs::write(
+        &agent,
+        "#!/bin/bash\ncat >/dev/null\necho '{\"type\":\"result\",\"text\":\"done \\u0000 and dusted\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut config = test_config(&db, &slack);
+    config.secrets = Default::default();
+    config.agent.workdir = tmp.path().join("work");
+    command_backend(&mut config, "agent", vec![agent.display().to_string()], 60);
+    let app = TestApp::spawn(config).await;
+    let r = say(
+        &app,
+        json!({ "channel": "CGENERAL", "user": "U0ANA", "text": "@chime fix the \u{0} parser" }),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let root = r.json::<Value>().await.unwrap()["ts"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let card = eventually(WAIT, "the result in the playground", || async {
+        thread(&app, &root)
+            .await
+            .into_iter()
+            .find(|m| m["blocks"].to_string().contains("and dusted"))
+    })
+    .await;
+    assert!(card["blocks"].to_string().contains("done"), "{card}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'")
+            .await,
+        1
+    );
+    app.stop().await;
+}
+dual_db!(nul_test, nul_in_playground_text);

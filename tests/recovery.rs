@@ -245,3 +245,125 @@ async fn repost_adopts_the_earlier_message(db: TestDb) {
     app.stop().await;
 }
 dual_db!(adopt_test, repost_adopts_the_earlier_message);
+
+/// The password put into a Postgres URL for the secrets test (the test server trusts local
+/// connections, so any password connects).
+const DB_PASSWORD: &str = "db-password-hunter2";
+
+/// Secrets never reach the logs, even at `RUST_LOG=trace` (everything `debug` logs and more, every
+/// crate included): neither the bot token, the signing
+/// secret, the app-level token, nor a database password, over a full round trip on the Events API
+/// and on Socket Mode, refused requests and a shutdown included.
+async fn secrets_stay_out_of_debug_logs(db: TestDb) {
+    use common::fake_slack::APP_TOKEN;
+    use common::fake_socket::{events_api, FakeSocket};
+
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = match db.url().split_once("postgres://") {
+        Some(("", rest)) => match rest.split_once('@') {
+            Some((user, host)) if !user.contains(':') => {
+                format!("postgres://{user}:{DB_PASSWORD}@{host}")
+            }
+            _ => db.url().to_string(),
+        },
+        _ => db.url().to_string(),
+    };
+    let base_env = vec![
+        ("DATABASE_URL", db_url),
+        ("SLACK_BOT_TOKEN", "xoxb-test-token".to_string()),
+        ("SLACK_API_URL", slack.api_url()),
+        ("RUST_LOG", "trace".to_string()),
+    ];
+
+    // The Events API.
+    let mut env = base_env.clone();
+    env.push(("SLACK_SIGNING_SECRET", SECRET.to_string()));
+    let mut http_chime =
+        ChimeProcess::start(dir.path(), "http", free_port(), &env, FAST_CONFIG).await;
+    let url = format!("{}/slack/events", http_chime.base);
+    let http = reqwest::Client::new();
+    let root = "1700000000.005000";
+    let ev = mention("EvSecret", "C7", "U1", root, None, "keep my secrets");
+    let body = ev.to_string().into_bytes();
+    let r = signed_post(&http, &url, body.clone(), "application/json", &[]).await;
+    assert_eq!(r.status(), 200);
+    eventually(WAIT, "the final card", || async {
+        slack
+            .thread("C7", root)
+            .into_iter()
+            .find(|m| m["blocks"].to_string().contains("keep my secrets"))
+    })
+    .await;
+    // Refused requests are logged too: a forged signature, a malformed body, a stray click.
+    let forged = http
+        .post(&url)
+        .header("x-slack-request-timestamp", chrono_now().to_string())
+        .header("x-slack-signature", format!("v0={}", "0".repeat(64)))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let bad = signed_post(&http, &url, b"{".to_vec(), "application/json", &[]).await;
+    assert_eq!(bad.status(), 400);
+    let click = button(
+        "chime_stop",
+        "nosuchtask",
+        "U1",
+        "C7",
+        root,
+        "1700000001.000001",
+    );
+    let form = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
+    let r = signed_post(
+        &http,
+        &format!("{}/slack/interactions", http_chime.base),
+        form.into_bytes(),
+        "application/x-www-form-urlencoded",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(http_chime.terminate().success());
+
+    // Socket Mode.
+    let mut socket = FakeSocket::start().await;
+    slack.set_socket_url(&socket.url);
+    let mut env = base_env.clone();
+    env.push(("SLACK_APP_TOKEN", APP_TOKEN.to_string()));
+    let mut socket_chime =
+        ChimeProcess::start(dir.path(), "socket", free_port(), &env, FAST_CONFIG).await;
+    let mut conn = socket.next_connection(WAIT).await;
+    let root = "1700000000.005100";
+    let ev = mention("EvSecret2", "C7", "U1", root, None, "over the socket");
+    conn.send(&events_api("env-secret", &ev, 0)).await;
+    conn.expect_ack("env-secret", WAIT).await;
+    eventually(WAIT, "the final card over Socket Mode", || async {
+        slack
+            .thread("C7", root)
+            .into_iter()
+            .find(|m| m["blocks"].to_string().contains("over the socket"))
+    })
+    .await;
+    assert!(socket_chime.terminate().success());
+
+    for p in [&http_chime, &socket_chime] {
+        let log = p.log_text();
+        assert!(
+            log.contains("DEBUG") && log.contains("TRACE"),
+            "trace logging was on: {}",
+            p.log.display()
+        );
+        for secret in ["xoxb-test-token", SECRET, APP_TOKEN, DB_PASSWORD] {
+            let hits: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+            assert!(
+                hits.is_empty(),
+                "{secret:?} is in {}:\n{}",
+                p.log.display(),
+                hits.join("\n")
+            );
+        }
+    }
+}
+dual_db!(secrets_test, secrets_stay_out_of_debug_logs);

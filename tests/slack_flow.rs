@@ -417,3 +417,172 @@ async fn retention_sweep_removes_only_handled_rows(db: TestDb) {
     app.stop().await;
 }
 dual_db!(retention_test, retention_sweep_removes_only_handled_rows);
+
+/// A `message` event as Slack sends it: a DM (`channel_type: "im"`) or a channel message.
+fn message(
+    event_id: &str,
+    channel: &str,
+    channel_type: &str,
+    ts: &str,
+    thread_ts: Option<&str>,
+    text: &str,
+) -> Value {
+    let mut ev = json!({
+        "type": "message", "channel_type": channel_type, "user": "U1", "text": text, "ts": ts,
+        "channel": channel, "event_ts": ts, "team": "T1"
+    });
+    if let Some(t) = thread_ts {
+        ev["thread_ts"] = json!(t);
+    }
+    json!({
+        "token": "legacy", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+        "event_id": event_id, "event_time": chrono_now(), "event": ev,
+        "authorizations": [{ "enterprise_id": null, "team_id": "T1", "user_id": "UBOT", "is_bot": true }]
+    })
+}
+
+/// A direct message is a request on its own (no mention needed), with the same round trip as a
+/// mention; a reply in its thread continues the session. A plain channel message is not a request:
+/// one that mentions Chime also arrives as `app_mention`, which is what starts the work.
+async fn dm_works_like_a_mention(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(test_config(&db, &slack)).await;
+    let root = "1700000000.005000";
+    let r = app
+        .post_event(&message(
+            "EvDm1",
+            "D1",
+            "im",
+            root,
+            None,
+            "why does the nightly build time out",
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let card = final_card(&slack, "D1", root, "Dry run").await;
+    assert!(
+        card["blocks"]
+            .to_string()
+            .contains("why does the nightly build time out"),
+        "{card}"
+    );
+    let reactions = slack.calls("reactions.add");
+    assert_eq!(reactions.len(), 1, "{reactions:?}");
+    assert_eq!(reactions[0]["name"], "eyes");
+    assert_eq!(reactions[0]["channel"], "D1");
+    assert_eq!(reactions[0]["timestamp"], root);
+    let posts = slack.calls("chat.postMessage");
+    assert_eq!(posts.len(), 1, "exactly one status message: {posts:?}");
+    assert_eq!(posts[0]["channel"], "D1");
+    assert_eq!(posts[0]["thread_ts"], root);
+    assert!(slack
+        .calls("chat.update")
+        .iter()
+        .all(|u| u["ts"] == card["ts"] && u["channel"] == "D1"));
+
+    // A follow-up in the DM's thread continues the session.
+    let r = app
+        .post_event(&message(
+            "EvDm2",
+            "D1",
+            "im",
+            "1700000000.005100",
+            Some(root),
+            "and the weekly one too",
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let second = final_card(&slack, "D1", root, "and the weekly one too").await;
+    let text = second["blocks"].to_string();
+    assert!(text.contains("Dry run"), "{text}");
+    assert!(
+        text.contains("why does the nightly build time out"),
+        "turn 2's input carries turn 1: {text}"
+    );
+    assert_ne!(second["ts"], card["ts"], "each turn has its own message");
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 2);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks WHERE turn_no = 2")
+            .await,
+        1
+    );
+    let reactions = slack.calls("reactions.add");
+    assert_eq!(reactions.len(), 2);
+    assert_eq!(reactions[1]["timestamp"], "1700000000.005100");
+
+    // A message in a public channel starts nothing, mention text or not.
+    for (id, text) in [
+        ("EvChan1", "<@UBOT> please look at this"),
+        ("EvChan2", "just chatting"),
+    ] {
+        let r = app
+            .post_event(&message(
+                id,
+                "C1",
+                "channel",
+                "1700000000.005200",
+                None,
+                text,
+            ))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    // Proof that the worker has caught up: a mention sent after them is answered.
+    app.post_event(&mention(
+        "EvAfter",
+        "C2",
+        "U1",
+        "1700000000.005300",
+        None,
+        "a real mention",
+    ))
+    .await;
+    final_card(&slack, "C2", "1700000000.005300", "Dry run").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 3);
+    assert!(
+        slack.thread("C1", "1700000000.005200").is_empty(),
+        "nothing was posted for the channel message"
+    );
+    assert!(
+        slack
+            .calls("reactions.add")
+            .iter()
+            .all(|r| r["channel"] != "C1"),
+        "no reaction on the channel message"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM inbox").await, 3);
+    app.stop().await;
+}
+dual_db!(dm_test, dm_works_like_a_mention);
+
+/// Slack text is arbitrary Unicode, U+0000 included. A request carrying it is answered like any
+/// other (Postgres refuses NUL in TEXT columns, so it must not reach one unchanged).
+async fn nul_in_a_request_is_answered(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(test_config(&db, &slack)).await;
+    let root = "1700000000.006000";
+    let r = app
+        .post_event(&mention(
+            "EvNul",
+            "C1",
+            "U1",
+            root,
+            None,
+            "the parser chokes on \u{0} bytes",
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let card = final_card(&slack, "C1", root, "Dry run").await;
+    let text = card["blocks"].to_string();
+    assert!(text.contains("the parser chokes on"), "{text}");
+    assert!(text.contains("bytes"), "{text}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM inbox WHERE state = 'done'")
+            .await,
+        1
+    );
+    app.stop().await;
+}
+dual_db!(nul_test, nul_in_a_request_is_answered);

@@ -1,0 +1,283 @@
+//! The `chime` binary's command line, run as an operator would: `--version`, `check-config`,
+//! `migrate`, and `serve` until SIGTERM.
+
+mod common;
+
+use common::process::{free_port, ChimeProcess};
+use common::SECRET;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BOT_TOKEN: &str = "xoxb-test-token";
+const APP_TOKEN: &str = "xapp-1-test-token";
+
+/// Runs `chime <args>` in `dir` with a clean environment plus `env`.
+fn chime(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chime"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run chime")
+}
+
+/// stdout and stderr together, for checks that do not care which one a line went to.
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_no_secrets(out: &Output) {
+    let all = text(out);
+    for secret in [BOT_TOKEN, SECRET, APP_TOKEN, "db-password-hunter2"] {
+        assert!(!all.contains(secret), "{secret:?} was printed:\n{all}");
+    }
+}
+
+#[test]
+fn version_prints_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chime(dir.path(), &["--version"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("chime {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_names_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("chime.toml");
+    for (toml, key) in [
+        (
+            "[slack]\nallowed_workspace = [\"T1\"]\n",
+            "allowed_workspace",
+        ),
+        ("[sever]\nlisten = \"127.0.0.1:1\"\n", "sever"),
+        ("[worker]\npoll_msec = 50\n", "poll_msec"),
+    ] {
+        std::fs::write(&config, toml).unwrap();
+        let path = config.display().to_string();
+        for args in [
+            vec!["check-config", "--config", path.as_str()],
+            vec!["--config", path.as_str(), "check-config"],
+        ] {
+            let out = chime(dir.path(), &args, &[]);
+            assert!(!out.status.success(), "{key}: {}", text(&out));
+            assert!(text(&out).contains(key), "{key} not named: {}", text(&out));
+        }
+        // CHIME_CONFIG names the file as well as --config does.
+        let out = chime(dir.path(), &["check-config"], &[("CHIME_CONFIG", &path)]);
+        assert!(!out.status.success());
+        assert!(text(&out).contains(key), "{}", text(&out));
+        // And `serve` refuses to start on it.
+        let out = chime(
+            dir.path(),
+            &["serve"],
+            &[("CHIME_CONFIG", &path), ("CHIME_LISTEN", "127.0.0.1:0")],
+        );
+        assert!(!out.status.success());
+        assert!(text(&out).contains(key), "{}", text(&out));
+    }
+}
+
+#[test]
+fn check_config_names_a_bad_database_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chime(
+        dir.path(),
+        &["check-config"],
+        &[("DATABASE_URL", "mysql://chime:db-password-hunter2@db/chime")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("DATABASE_URL"), "{all}");
+    assert!(all.contains("mysql://chime:***@db/chime"), "{all}");
+    assert_no_secrets(&out);
+}
+
+#[test]
+fn check_config_says_which_slack_secret_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A bot token alone: the way in (signing secret or app token) is missing.
+    let out = chime(
+        dir.path(),
+        &["check-config"],
+        &[("SLACK_BOT_TOKEN", BOT_TOKEN), ("RUST_LOG", "trace")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("SLACK_SIGNING_SECRET") && all.contains("SLACK_APP_TOKEN"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("SLACK_BOT_TOKEN is not set"),
+        "the bot token is there: {all}"
+    );
+    assert_no_secrets(&out);
+
+    // A signing secret or an app token alone: the bot token is missing.
+    for (k, v) in [
+        ("SLACK_SIGNING_SECRET", SECRET),
+        ("SLACK_APP_TOKEN", APP_TOKEN),
+    ] {
+        let out = chime(
+            dir.path(),
+            &["check-config"],
+            &[(k, v), ("RUST_LOG", "trace")],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("SLACK_BOT_TOKEN"), "{}", text(&out));
+        assert_no_secrets(&out);
+    }
+
+    // Nothing at all: Slack is off, which is only a warning.
+    let out = chime(dir.path(), &["check-config"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("no Slack credentials"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn check_config_accepts_a_valid_config_without_printing_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("chime.toml");
+    std::fs::write(
+        &config,
+        r#"
+[server]
+listen = "127.0.0.1:9999"
+
+[agent]
+default_backend = "codex"
+
+[backends.codex]
+kind = "command"
+command = ["codex", "exec", "--json", "-"]
+timeout_secs = 600
+
+[repos."acme/api"]
+url = "https://github.com/acme/api.git"
+default_branch = "main"
+
+[routing]
+default_repo = "acme/api"
+"#,
+    )
+    .unwrap();
+    let path = config.display().to_string();
+    for way_in in [
+        ("SLACK_SIGNING_SECRET", SECRET),
+        ("SLACK_APP_TOKEN", APP_TOKEN),
+    ] {
+        let out = chime(
+            dir.path(),
+            &["check-config"],
+            &[
+                ("CHIME_CONFIG", &path),
+                ("SLACK_BOT_TOKEN", BOT_TOKEN),
+                way_in,
+                (
+                    "DATABASE_URL",
+                    "postgres://chime:db-password-hunter2@127.0.0.1:1/chime",
+                ),
+                ("RUST_LOG", "trace"),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("ok:"), "{stdout}");
+        assert!(stdout.contains("Slack on"), "{stdout}");
+        assert!(stdout.contains("127.0.0.1:9999"), "{stdout}");
+        assert!(stdout.contains("codex"), "{stdout}");
+        assert!(
+            stdout.contains("postgres://chime:***@127.0.0.1:1/chime"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("error"), "{stdout}");
+        assert_no_secrets(&out);
+    }
+}
+
+#[tokio::test]
+async fn migrate_creates_the_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let url = format!("sqlite://{}", db.display());
+    assert!(!db.exists());
+    let out = chime(dir.path(), &["migrate"], &[("DATABASE_URL", &url)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(db.exists(), "{} was not created", db.display());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("migrations applied"),
+        "{}",
+        text(&out)
+    );
+    // Applying them again is a no-op.
+    let out = chime(dir.path(), &["migrate"], &[("DATABASE_URL", &url)]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The schema is there.
+    let store = chime::db::Db::connect(&chime::config::DatabaseConfig {
+        url,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let n: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) FROM tasks")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap(),
+        0,
+    );
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn migrate_refuses_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chime(
+        dir.path(),
+        &["migrate"],
+        &[("DATABASE_URL", "mysql://chime:db-password-hunter2@db/chime")],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("DATABASE_URL"), "{}", text(&out));
+    assert_no_secrets(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![(
+        "DATABASE_URL",
+        format!("sqlite://{}", dir.path().join("serve.db").display()),
+    )];
+    let mut p = ChimeProcess::start(dir.path(), "serve", free_port(), &env, "").await;
+    let sent = Instant::now();
+    let status = p.terminate_within(Duration::from_secs(5)).await;
+    let Some(status) = status else {
+        panic!(
+            "chime serve was still running 5 s after SIGTERM; log:\n{}",
+            p.log_text()
+        );
+    };
+    eprintln!("serve stopped {:?} after SIGTERM", sent.elapsed());
+    assert!(status.success(), "{status}; log:\n{}", p.log_text());
+    let log = p.log_text();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
