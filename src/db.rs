@@ -94,6 +94,17 @@ impl Db {
     }
 }
 
+/// Untrusted text (a chat message, an agent's output or stderr) may hold U+0000, which Postgres
+/// refuses in a TEXT column; bind such text through this, which stores U+FFFD instead, as invalid
+/// UTF-8 already is.
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}").into()
+    } else {
+        text.into()
+    }
+}
+
 fn normalize_url(url: &str) -> anyhow::Result<(DbKind, String)> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok((DbKind::Postgres, url.to_string()));

@@ -1,7 +1,7 @@
 //! Sessions (one conversation, bound to a thread) and their tasks (one turn each), as stored rows.
 
 use crate::backend::{Outcome, TurnRecord};
-use crate::db::{Db, Row};
+use crate::db::{storable, Db, Row};
 use crate::event::Surface;
 use crate::ids::{now_ms, RepoName, SessionId, TaskId};
 use anyhow::Context;
@@ -215,7 +215,7 @@ pub async fn insert_task(
     .bind(t.session.id.as_str())
     .bind(turn)
     .bind(t.source_event)
-    .bind(t.prompt)
+    .bind(storable(t.prompt).as_ref())
     .bind(t.requester)
     .bind(t.repo.map(|r| r.as_str()))
     .bind(&t.session.backend)
@@ -358,7 +358,7 @@ pub async fn finish_task(
     )
     .bind(state.as_str())
     .bind(result)
-    .bind(error)
+    .bind(error.map(storable).as_deref())
     .bind(now_ms())
     .bind(id.as_str())
     .bind(owner)

@@ -195,7 +195,7 @@ impl LocalWorkspace {
         .bind(channel)
         .bind(thread_ts)
         .bind(user)
-        .bind(text)
+        .bind(crate::db::storable(text).as_ref())
         .bind(blocks.map(|b| b.to_string()))
         .bind(chime_key)
         .bind(now)
@@ -224,7 +224,7 @@ impl LocalWorkspace {
         sqlx::query(
             "UPDATE local_messages SET text = $1, blocks = $2, updated_at = $3 WHERE ts = $4",
         )
-        .bind(text)
+        .bind(crate::db::storable(text).as_ref())
         .bind(blocks.to_string())
         .bind(now_ms())
         .bind(ts)
