@@ -86,7 +86,13 @@ fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path.as_deref())?;
+    let config = match Config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let report = config.check();
     for w in &report.warnings {
         println!("warning: {w}");

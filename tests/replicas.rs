@@ -20,8 +20,11 @@ async fn two_replicas_run_each_task_once(db: TestDb) {
         ("SLACK_BOT_TOKEN", "xoxb-test-token".to_string()),
         ("SLACK_API_URL", slack.api_url()),
     ];
-    let a = ChimeProcess::start(dir.path(), "a", free_port(), &env, FAST_CONFIG).await;
-    let b = ChimeProcess::start(dir.path(), "b", free_port(), &env, FAST_CONFIG).await;
+    // A long lease: on a loaded two-core machine a 10 s lease can run out under a live worker,
+    // and the task would (correctly) run twice, which this test is not about.
+    let config = FAST_CONFIG.replace("lease_secs = 10", "lease_secs = 60");
+    let a = ChimeProcess::start(dir.path(), "a", free_port(), &env, &config).await;
+    let b = ChimeProcess::start(dir.path(), "b", free_port(), &env, &config).await;
     let http = reqwest::Client::new();
     let bases = [a.base.clone(), b.base.clone()];
     let statuses: Vec<u16> = stream::iter(0..MENTIONS)
