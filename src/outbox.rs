@@ -214,6 +214,40 @@ pub async fn is_superseded(db: &Db, row: &OutboxRow) -> anyhow::Result<bool> {
     Ok(n > 0)
 }
 
+/// For an update row: the platform id of the message it edits, or what to do instead (it was
+/// superseded, its message is not posted yet, or never will be).
+pub async fn update_target(db: &Db, row: &OutboxRow) -> Result<String, Delivery> {
+    match is_superseded(db, row).await {
+        Ok(true) => return Err(Delivery::Superseded),
+        Ok(false) => {}
+        Err(e) => {
+            return Err(Delivery::RetryIn(
+                std::time::Duration::from_secs(1),
+                format!("{e:#}"),
+            ))
+        }
+    }
+    let Some(ref_key) = &row.ref_key else {
+        return Err(Delivery::Failed(
+            "update without the key of the message it edits".into(),
+        ));
+    };
+    match external_ref(db, ref_key).await {
+        Ok(Some((state, Some(ts)))) if state == "done" => Ok(ts),
+        Ok(Some((state, _))) if state == "failed" || state == "done" => Err(Delivery::Failed(
+            format!("the message to edit ({ref_key}) was never posted"),
+        )),
+        Ok(_) => Err(Delivery::RetryIn(
+            std::time::Duration::from_millis(500),
+            "the message to edit is not posted yet".into(),
+        )),
+        Err(e) => Err(Delivery::RetryIn(
+            std::time::Duration::from_secs(1),
+            format!("{e:#}"),
+        )),
+    }
+}
+
 /// Rows by state, for tests and metrics.
 pub async fn count_by_state(db: &Db, state: &str) -> anyhow::Result<i64> {
     Ok(

@@ -18,39 +18,25 @@ pub async fn handle_mention(
     let thread_key = m.thread.key();
     let membership = reporter.check_member(&m.thread.team, &m.author).await;
     let mut tx = ctx.db.begin().await?;
+    // User errors are answered in the thread, and the event is done.
+    let answer = |tx, kind: &'static str, text: String| {
+        reply_and_finish(
+            ctx,
+            tx,
+            &m,
+            inbox_id,
+            format!("{kind}:{source_event}"),
+            text,
+        )
+    };
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %m.author.user, reason = %why, "refused a request");
-        let text = format!("Sorry, {why}.");
-        reporter
-            .tell(
-                &mut tx,
-                &m.thread,
-                &format!("refusal:{source_event}"),
-                &m.author.user,
-                &text,
-            )
-            .await?;
-        inbox::complete_in(&mut tx, inbox_id).await?;
-        tx.commit().await?;
-        ctx.wake();
-        return Ok(());
+        return answer(tx, "refusal", format!("Sorry, {why}.")).await;
     }
     let (prompt, inline_repo, inline_backend) = extract_options(&m.text);
     if prompt.trim().is_empty() {
         let text = "Mention me with what you need, for example: `@chime the retry client drops the last chunk on timeout repo=acme/api`";
-        reporter
-            .tell(
-                &mut tx,
-                &m.thread,
-                &format!("empty:{source_event}"),
-                &m.author.user,
-                text,
-            )
-            .await?;
-        inbox::complete_in(&mut tx, inbox_id).await?;
-        tx.commit().await?;
-        ctx.wake();
-        return Ok(());
+        return answer(tx, "empty", text.to_string()).await;
     }
 
     let existing = session::find_by_binding(&mut tx, m.thread.surface, &thread_key).await?;
@@ -62,19 +48,7 @@ pub async fn handle_mention(
                 "I don't know the backend `{b}`. Known backends: {}.",
                 known.join(", ")
             );
-            reporter
-                .tell(
-                    &mut tx,
-                    &m.thread,
-                    &format!("backend:{source_event}"),
-                    &m.author.user,
-                    &text,
-                )
-                .await?;
-            inbox::complete_in(&mut tx, inbox_id).await?;
-            tx.commit().await?;
-            ctx.wake();
-            return Ok(());
+            return answer(tx, "backend", text).await;
         }
     }
     let session = match existing {
@@ -142,6 +116,24 @@ pub async fn handle_mention(
     inbox::complete_in(&mut tx, inbox_id).await?;
     tx.commit().await?;
     tracing::info!(task_id = %task.id, session_id = %task.session_id, turn = task.turn_no, "task created");
+    ctx.wake();
+    Ok(())
+}
+
+async fn reply_and_finish(
+    ctx: &Ctx,
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    m: &Mention,
+    inbox_id: i64,
+    key: String,
+    text: String,
+) -> anyhow::Result<()> {
+    let reporter = ctx.reporter(m.thread.surface)?;
+    reporter
+        .tell(&mut tx, &m.thread, &key, &m.author.user, &text)
+        .await?;
+    inbox::complete_in(&mut tx, inbox_id).await?;
+    tx.commit().await?;
     ctx.wake();
     Ok(())
 }

@@ -64,37 +64,14 @@ impl Deliver for SlackSender {
                 text,
                 blocks,
                 ..
-            } => {
-                match outbox::is_superseded(db, row).await {
-                    Ok(true) => return Delivery::Superseded,
-                    Ok(false) => {}
-                    Err(e) => return Delivery::RetryIn(Duration::from_secs(1), format!("{e:#}")),
-                }
-                let Some(ref_key) = &row.ref_key else {
-                    return Delivery::Failed(
-                        "update without the key of the message it edits".into(),
-                    );
-                };
-                match outbox::external_ref(db, ref_key).await {
-                    Ok(Some((state, Some(ts)))) if state == "done" => self
-                        .api
-                        .update_message(&team, channel, &ts, text, blocks)
-                        .await
-                        .map(|_| None),
-                    Ok(Some((state, _))) if state == "failed" || state == "done" => {
-                        return Delivery::Failed(format!(
-                            "the message to edit ({ref_key}) was never posted"
-                        ));
-                    }
-                    Ok(_) => {
-                        return Delivery::RetryIn(
-                            Duration::from_secs(1),
-                            "the message to edit is not posted yet".into(),
-                        )
-                    }
-                    Err(e) => return Delivery::RetryIn(Duration::from_secs(1), format!("{e:#}")),
-                }
-            }
+            } => match outbox::update_target(db, row).await {
+                Ok(ts) => self
+                    .api
+                    .update_message(&team, channel, &ts, text, blocks)
+                    .await
+                    .map(|_| None),
+                Err(delivery) => return delivery,
+            },
         };
         match result {
             Ok(r) => Delivery::Sent(r),
