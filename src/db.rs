@@ -6,7 +6,9 @@
 use crate::config::{redact_url, DatabaseConfig};
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use std::str::FromStr;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +21,14 @@ pub enum DbKind {
 pub struct Db {
     pub pool: AnyPool,
     pub kind: DbKind,
+    /// SQLite only: how to open a dedicated connection beside the pool (the inbox writer's).
+    sqlite: Option<SqliteTarget>,
+}
+
+#[derive(Clone, Debug)]
+struct SqliteTarget {
+    url: String,
+    full_sync: bool,
 }
 
 pub type Row = AnyRow;
@@ -53,7 +63,46 @@ impl Db {
             .connect(&url)
             .await
             .with_context(|| format!("cannot open database {}", redact_url(&config.url)))?;
-        Ok(Self { pool, kind })
+        let sqlite = (kind == DbKind::Sqlite).then(|| SqliteTarget {
+            url: url.clone(),
+            full_sync: synchronous == "FULL",
+        });
+        Ok(Self { pool, kind, sqlite })
+    }
+
+    /// SQLite only (None on Postgres): a dedicated native connection outside the pool, with the
+    /// same pragmas as the pool's. The inbox writer uses one, so its hot path skips the `Any`
+    /// layer and never waits for a pool slot. With `autocheckpoint` false, this connection never
+    /// runs a WAL checkpoint itself at commit; another connection must (see `inbox`).
+    pub async fn dedicated_sqlite(
+        &self,
+        name: &'static str,
+        autocheckpoint: bool,
+    ) -> anyhow::Result<Option<SqliteConnection>> {
+        let Some(target) = &self.sqlite else {
+            return Ok(None);
+        };
+        let mut options = SqliteConnectOptions::from_str(&target.url)
+            .context("parsing the SQLite URL")?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if target.full_sync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            // A batch's RETURNING rows come back without stalling the SQLite thread.
+            .row_buffer_size(1024)
+            .thread_name(move |id| format!("{name}-{id}"));
+        if !autocheckpoint {
+            options = options.pragma("wal_autocheckpoint", "0");
+        }
+        let conn = options
+            .connect()
+            .await
+            .with_context(|| format!("opening a dedicated SQLite connection for {name}"))?;
+        Ok(Some(conn))
     }
 
     #[tracing::instrument(skip_all)]
