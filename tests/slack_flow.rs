@@ -8,21 +8,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The final text of Chime's status message in a thread, once it is a final card.
-async fn final_card(slack: &FakeSlack, channel: &str, thread_ts: &str, marker: &str) -> Value {
-    eventually(
-        WAIT,
-        &format!("a final card containing {marker:?}"),
-        || async {
-            slack
-                .thread(channel, thread_ts)
-                .into_iter()
-                .find(|m| m["blocks"].to_string().contains(marker))
-        },
-    )
-    .await
-}
-
 async fn mention_round_trip(db: TestDb) {
     let slack = FakeSlack::start().await;
     let app = TestApp::spawn(test_config(&db, &slack)).await;
@@ -38,7 +23,7 @@ async fn mention_round_trip(db: TestDb) {
         .await;
     assert_eq!(r.status(), 200);
 
-    let card = final_card(&slack, "C1", "1700000000.000100", "Dry run").await;
+    let card = slack.card("C1", "1700000000.000100", "Dry run").await;
     let text = card["blocks"].to_string();
     assert!(
         text.contains("the retry client drops the last chunk"),
@@ -89,7 +74,7 @@ async fn five_turns(db: TestDb) {
             ))
             .await;
         assert_eq!(r.status(), 200);
-        final_card(&slack, "C2", root, &format!("turn {turn}:")).await;
+        slack.card("C2", root, &format!("turn {turn}:")).await;
     }
     let cards = slack.thread("C2", root);
     let last = cards
@@ -226,7 +211,7 @@ async fn duplicates_and_bots(db: TestDb) {
     for e in [bot, own, edited] {
         assert_eq!(app.post_event(&e).await.status(), 200);
     }
-    final_card(&slack, "C1", "1700000000.000500", "Dry run").await;
+    slack.card("C1", "1700000000.000500", "Dry run").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM inbox").await, 1);
@@ -248,7 +233,7 @@ async fn rate_limited_post_arrives_once(db: TestDb) {
         "limited",
     ))
     .await;
-    final_card(&slack, "C3", "1700000000.000900", "Dry run").await;
+    slack.card("C3", "1700000000.000900", "Dry run").await;
     let posts = slack.calls("chat.postMessage");
     assert_eq!(posts.len(), 2, "one 429, then one accepted post");
     assert_eq!(
@@ -279,8 +264,10 @@ async fn guests_and_external_users_are_refused(db: TestDb) {
     let mut ext = mention("EvExt", "C4", "UEXT", "1700000000.001100", None, "do it");
     ext["event"]["user_team"] = json!("T9");
     app.post_event(&ext).await;
-    final_card(&slack, "C4", "1700000000.001000", "guests cannot").await;
-    final_card(&slack, "C4", "1700000000.001100", "other organisations").await;
+    slack.card("C4", "1700000000.001000", "guests cannot").await;
+    slack
+        .card("C4", "1700000000.001100", "other organisations")
+        .await;
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
     app.stop().await;
 }
@@ -311,7 +298,9 @@ async fn repo_picker_then_pick(db: TestDb) {
         "mapped",
     ))
     .await;
-    final_card(&slack, "CMAPPED", "1700000000.001200", "repo `acme/web`").await;
+    slack
+        .card("CMAPPED", "1700000000.001200", "repo `acme/web`")
+        .await;
     app.post_event(&mention(
         "EvInline",
         "CMAPPED",
@@ -321,7 +310,9 @@ async fn repo_picker_then_pick(db: TestDb) {
         "inline repo=acme/api",
     ))
     .await;
-    final_card(&slack, "CMAPPED", "1700000000.001250", "repo `acme/api`").await;
+    slack
+        .card("CMAPPED", "1700000000.001250", "repo `acme/api`")
+        .await;
     // An unmapped channel gets a picker.
     app.post_event(&mention(
         "EvPick",
@@ -332,7 +323,9 @@ async fn repo_picker_then_pick(db: TestDb) {
         "which one",
     ))
     .await;
-    let picker = final_card(&slack, "COTHER", "1700000000.001300", "chime_pick_repo").await;
+    let picker = slack
+        .card("COTHER", "1700000000.001300", "chime_pick_repo")
+        .await;
     let task_id: String = {
         use sqlx::Row;
         sqlx::query("SELECT id FROM tasks WHERE state = 'awaiting_repo'")
@@ -353,7 +346,7 @@ async fn repo_picker_then_pick(db: TestDb) {
     click["actions"][0] = json!({ "action_id": "chime_pick_repo", "type": "static_select",
         "selected_option": { "value": format!("{task_id} acme/api") }, "action_ts": "1700000001.000001" });
     assert_eq!(app.click(&click).await.status(), 200);
-    final_card(&slack, "COTHER", "1700000000.001300", "Dry run").await;
+    slack.card("COTHER", "1700000000.001300", "Dry run").await;
     app.stop().await;
 }
 dual_db!(repo_routing_test, repo_picker_then_pick);
@@ -395,7 +388,7 @@ async fn retention_sweep_removes_only_handled_rows(db: TestDb) {
         "sweep me",
     ))
     .await;
-    final_card(&slack, "C9", "1700000000.009000", "Dry run").await;
+    slack.card("C9", "1700000000.009000", "Dry run").await;
     eventually(WAIT, "outbox drained", || async {
         (app.count("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')")
             .await
@@ -460,7 +453,7 @@ async fn dm_works_like_a_mention(db: TestDb) {
         .await;
     assert_eq!(r.status(), 200);
 
-    let card = final_card(&slack, "D1", root, "Dry run").await;
+    let card = slack.card("D1", root, "Dry run").await;
     assert!(
         card["blocks"]
             .to_string()
@@ -493,7 +486,7 @@ async fn dm_works_like_a_mention(db: TestDb) {
         ))
         .await;
     assert_eq!(r.status(), 200);
-    let second = final_card(&slack, "D1", root, "and the weekly one too").await;
+    let second = slack.card("D1", root, "and the weekly one too").await;
     let text = second["blocks"].to_string();
     assert!(text.contains("Dry run"), "{text}");
     assert!(
@@ -539,7 +532,7 @@ async fn dm_works_like_a_mention(db: TestDb) {
         "a real mention",
     ))
     .await;
-    final_card(&slack, "C2", "1700000000.005300", "Dry run").await;
+    slack.card("C2", "1700000000.005300", "Dry run").await;
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 3);
     assert!(
         slack.thread("C1", "1700000000.005200").is_empty(),
@@ -574,7 +567,7 @@ async fn nul_in_a_request_is_answered(db: TestDb) {
         ))
         .await;
     assert_eq!(r.status(), 200);
-    let card = final_card(&slack, "C1", root, "Dry run").await;
+    let card = slack.card("C1", root, "Dry run").await;
     let text = card["blocks"].to_string();
     assert!(text.contains("the parser chokes on"), "{text}");
     assert!(text.contains("bytes"), "{text}");

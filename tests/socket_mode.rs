@@ -28,20 +28,6 @@ async fn start(db: &TestDb, adjust: impl FnOnce(&mut Config)) -> (FakeSlack, Fak
     (slack, socket, app)
 }
 
-async fn final_card(slack: &FakeSlack, channel: &str, thread_ts: &str, marker: &str) -> Value {
-    eventually(
-        WAIT,
-        &format!("a final card containing {marker:?}"),
-        || async {
-            slack
-                .thread(channel, thread_ts)
-                .into_iter()
-                .find(|m| m["blocks"].to_string().contains(marker))
-        },
-    )
-    .await
-}
-
 /// Sends an envelope and waits for its ack.
 async fn deliver(conn: &mut Conn, frame: Value) {
     let id = frame["envelope_id"].as_str().unwrap().to_string();
@@ -63,7 +49,7 @@ async fn mention_over_socket(db: TestDb) {
     deliver(&mut conn, events_api("env-1", &ev, 0)).await;
     deliver(&mut conn, events_api("env-1", &ev, 1)).await;
 
-    let card = final_card(&slack, "C1", root, "Dry run").await;
+    let card = slack.card("C1", root, "Dry run").await;
     assert!(card["blocks"]
         .to_string()
         .contains("the socket drops frames"));
@@ -113,7 +99,7 @@ async fn mention_over_socket(db: TestDb) {
     let mut ext = mention("EvS2", "C1", "UEXT", ext_root, None, "do it");
     ext["event"]["user_team"] = json!("T9");
     deliver(&mut conn, events_api("env-3", &ext, 0)).await;
-    final_card(&slack, "C1", ext_root, "other organisations").await;
+    slack.card("C1", ext_root, "other organisations").await;
 
     // Slack asks for a reconnect: Chime closes that socket and opens another.
     conn.send(&disconnect("refresh_requested")).await;
@@ -159,7 +145,7 @@ async fn no_ack_before_commit(db: TestDb) {
         .unwrap();
 
     deliver(&mut conn, events_api("env-5", &ev, 1)).await;
-    final_card(&slack, "C2", root, "Dry run").await;
+    slack.card("C2", root, "Dry run").await;
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
     app.stop().await;
 }
@@ -178,7 +164,7 @@ async fn both_paths(db: TestDb) {
     let ev = mention("EvS5", "C3", "U1", root, None, "twice over");
     assert_eq!(app.post_event(&ev).await.status(), 200);
     deliver(&mut conn, events_api("env-6", &ev, 0)).await;
-    final_card(&slack, "C3", root, "Dry run").await;
+    slack.card("C3", root, "Dry run").await;
 
     // Another workspace: acked over Socket Mode (as HTTP's 403 stops retries), stored nowhere.
     let mut other = mention("EvS6", "C3", "U1", "1700000000.000600", None, "let me in");

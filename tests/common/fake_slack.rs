@@ -87,6 +87,20 @@ impl FakeSlack {
             .unwrap_or_default()
     }
 
+    /// Waits (up to 20 s) for a message of Chime's in a thread whose blocks contain `marker`.
+    pub async fn card(&self, channel: &str, thread_ts: &str, marker: &str) -> Value {
+        super::eventually(
+            std::time::Duration::from_secs(20),
+            &format!("a card containing {marker:?}"),
+            || async {
+                self.thread(channel, thread_ts)
+                    .into_iter()
+                    .find(|m| m["blocks"].to_string().contains(marker))
+            },
+        )
+        .await
+    }
+
     /// Adds a human message to a thread, as if someone wrote it (for thread context).
     pub fn add_user_message(
         &self,
