@@ -338,6 +338,16 @@ pub struct InboxRow {
 #[tracing::instrument(skip(db))]
 pub async fn claim(db: &Db, limit: i64, lease_ms: i64) -> anyhow::Result<Vec<InboxRow>> {
     let now = now_ms();
+    // An idle poll reads instead of writing: on SQLite even an UPDATE that matches nothing takes
+    // the write lock, which the ingest writer needs.
+    let open = sqlx::query("SELECT 1 FROM inbox WHERE state IN ('pending', 'processing') AND lease_until <= $1 LIMIT 1")
+        .bind(now)
+        .fetch_optional(&db.pool)
+        .await
+        .context("looking for inbox rows")?;
+    if open.is_none() {
+        return Ok(vec![]);
+    }
     let sql = format!(
         "UPDATE inbox SET state = 'processing', lease_until = $1, attempts = attempts + 1 \
          WHERE id IN (SELECT id FROM inbox WHERE state IN ('pending', 'processing') AND lease_until <= $2 \

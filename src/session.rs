@@ -283,6 +283,17 @@ pub async fn list_tasks(db: &Db, limit: i64) -> anyhow::Result<Vec<Task>> {
 #[tracing::instrument(skip(db))]
 pub async fn claim_task(db: &Db, owner: &str, lease_ms: i64) -> anyhow::Result<Option<Task>> {
     let now = now_ms();
+    // An idle poll reads instead of writing (an empty UPDATE still takes SQLite's write lock).
+    let open = sqlx::query(
+        "SELECT 1 FROM tasks WHERE state IN ('queued', 'running') AND (state = 'queued' OR lease_until < $1) LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(&db.pool)
+    .await
+    .context("looking for runnable tasks")?;
+    if open.is_none() {
+        return Ok(None);
+    }
     let sql = format!(
         "UPDATE tasks SET state = 'running', lease_owner = $1, lease_until = $2, heartbeat_at = $3, \
          attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
