@@ -154,6 +154,29 @@ pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Retries a store operation a few times with a short backoff. For steps whose failure would
+/// otherwise leave work to a lease that must expire first (recording a delivery, ending a task):
+/// a database that is briefly busy or out of connections should cost milliseconds, not a lease.
+pub async fn retry<T, F, Fut>(what: &str, mut op: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < 6 => {
+                tracing::warn!(error = %format!("{e:#}"), attempt, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 fn normalize_url(url: &str) -> anyhow::Result<(DbKind, String)> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok((DbKind::Postgres, url.to_string()));

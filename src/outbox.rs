@@ -311,18 +311,25 @@ pub async fn run_sender(
             _ = shutdown.cancelled() => return,
         };
         let _enter = span.enter();
-        let result = match outcome {
-            Delivery::Sent(r) => mark_sent(&db, row.id, r.as_deref()).await,
-            Delivery::Superseded => mark_superseded(&db, row.id).await,
+        let (db, id) = (&db, row.id);
+        let result = crate::db::retry("recording a delivery outcome", || async {
+            match &outcome {
+                Delivery::Sent(r) => mark_sent(db, id, r.as_deref()).await,
+                Delivery::Superseded => mark_superseded(db, id).await,
+                Delivery::RetryIn(d, why) => retry_later(db, id, d.as_millis() as i64, why).await,
+                Delivery::Failed(why) => mark_failed(db, id, why).await,
+            }
+        })
+        .await;
+        match &outcome {
             Delivery::RetryIn(d, why) => {
-                tracing::info!(retry_in_ms = d.as_millis() as u64, reason = %why, "delivery postponed");
-                retry_later(&db, row.id, d.as_millis() as i64, &why).await
+                tracing::info!(retry_in_ms = d.as_millis() as u64, reason = %why, "delivery postponed")
             }
             Delivery::Failed(why) => {
-                tracing::error!(reason = %why, "delivery refused for good; row kept as failed");
-                mark_failed(&db, row.id, &why).await
+                tracing::error!(reason = %why, "delivery refused for good; row kept as failed")
             }
-        };
+            _ => {}
+        }
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "recording delivery outcome failed");
         }

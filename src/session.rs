@@ -313,8 +313,12 @@ pub async fn claim_task(db: &Db, owner: &str, lease_ms: i64) -> anyhow::Result<O
         .context("claiming a task")?;
     let Some(row) = row else { return Ok(None) };
     let id = TaskId(row.get("id"));
-    let mut conn = db.pool.acquire().await?;
-    get_task(&mut conn, &id).await
+    // The task is ours now; failing to read it back would strand it until its lease ran out.
+    crate::db::retry("reading a claimed task", || async {
+        let mut conn = db.pool.acquire().await?;
+        get_task(&mut conn, &id).await
+    })
+    .await
 }
 
 pub struct Heartbeat {

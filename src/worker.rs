@@ -141,7 +141,10 @@ async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyho
         return finish(ctx, task, TaskState::Failed, None, Some(msg)).await;
     };
     let reporter = ctx.reporter(task.surface)?.clone();
-    let history = session::history(&ctx.db, &task.session_id, task.turn_no).await?;
+    let history = crate::db::retry("loading the session's history", || {
+        session::history(&ctx.db, &task.session_id, task.turn_no)
+    })
+    .await?;
     let context = match thread_of(task) {
         Some(thread) => reporter.thread_context(&thread).await,
         None => vec![],
@@ -229,6 +232,19 @@ async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyho
 
 /// Ends the task and posts its final card in one transaction, if this worker still holds it.
 async fn finish(
+    ctx: &Ctx,
+    task: &Task,
+    state: TaskState,
+    outcome: Option<crate::backend::Outcome>,
+    error: Option<String>,
+) -> anyhow::Result<()> {
+    crate::db::retry("ending the task", || {
+        finish_once(ctx, task, state, outcome.clone(), error.clone())
+    })
+    .await
+}
+
+async fn finish_once(
     ctx: &Ctx,
     task: &Task,
     state: TaskState,

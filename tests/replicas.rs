@@ -99,11 +99,31 @@ async fn two_replicas_run_each_task_once(db: TestDb) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("replicas: {MENTIONS} tasks done in {:?}", start.elapsed());
+    for p in [&a, &b] {
+        for l in p
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+            .take(10)
+        {
+            eprintln!("replica log: {l}");
+        }
+    }
     assert_eq!(count("SELECT COUNT(*) FROM tasks").await, MENTIONS as i64);
+    let errors = |p: &ChimeProcess| {
+        p.log_text()
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert_eq!(
         count("SELECT COUNT(*) FROM tasks WHERE attempts <> 1").await,
         0,
-        "each task ran exactly once"
+        "each task ran exactly once; warnings and errors:\n{}\n{}",
+        errors(&a),
+        errors(&b)
     );
     assert_eq!(
         count("SELECT COUNT(*) FROM outbox WHERE state = 'failed'").await,
