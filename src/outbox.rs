@@ -310,29 +310,36 @@ pub async fn run_sender(
             // matched to an earlier attempt by their metadata before being re-sent).
             _ = shutdown.cancelled() => return,
         };
-        let _enter = span.enter();
-        let (db, id) = (&db, row.id);
-        let result = crate::db::retry("recording a delivery outcome", || async {
+        // Record the outcome inside the row's span. The span is attached to the future, never
+        // entered across an await: a guard held over an await can be dropped on another thread,
+        // which corrupts the subscriber's span bookkeeping (it panicked here under load).
+        let record = async {
+            let (db, id) = (&db, row.id);
+            let result = crate::db::retry("recording a delivery outcome", || async {
+                match &outcome {
+                    Delivery::Sent(r) => mark_sent(db, id, r.as_deref()).await,
+                    Delivery::Superseded => mark_superseded(db, id).await,
+                    Delivery::RetryIn(d, why) => {
+                        retry_later(db, id, d.as_millis() as i64, why).await
+                    }
+                    Delivery::Failed(why) => mark_failed(db, id, why).await,
+                }
+            })
+            .await;
             match &outcome {
-                Delivery::Sent(r) => mark_sent(db, id, r.as_deref()).await,
-                Delivery::Superseded => mark_superseded(db, id).await,
-                Delivery::RetryIn(d, why) => retry_later(db, id, d.as_millis() as i64, why).await,
-                Delivery::Failed(why) => mark_failed(db, id, why).await,
+                Delivery::RetryIn(d, why) => {
+                    tracing::info!(retry_in_ms = d.as_millis() as u64, reason = %why, "delivery postponed")
+                }
+                Delivery::Failed(why) => {
+                    tracing::error!(reason = %why, "delivery refused for good; row kept as failed")
+                }
+                _ => {}
             }
-        })
-        .await;
-        match &outcome {
-            Delivery::RetryIn(d, why) => {
-                tracing::info!(retry_in_ms = d.as_millis() as u64, reason = %why, "delivery postponed")
+            if let Err(e) = result {
+                tracing::error!(error = %format!("{e:#}"), "recording delivery outcome failed");
             }
-            Delivery::Failed(why) => {
-                tracing::error!(reason = %why, "delivery refused for good; row kept as failed")
-            }
-            _ => {}
-        }
-        if let Err(e) = result {
-            tracing::error!(error = %format!("{e:#}"), "recording delivery outcome failed");
-        }
+        };
+        tracing::Instrument::instrument(record, span).await;
     }
 }
 

@@ -103,7 +103,7 @@ async fn two_replicas_run_each_task_once(db: TestDb) {
         for l in p
             .log_text()
             .lines()
-            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+            .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("panicked"))
             .take(10)
         {
             eprintln!("replica log: {l}");
@@ -113,7 +113,7 @@ async fn two_replicas_run_each_task_once(db: TestDb) {
     let errors = |p: &ChimeProcess| {
         p.log_text()
             .lines()
-            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+            .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("panicked"))
             .take(20)
             .collect::<Vec<_>>()
             .join("\n")
