@@ -8,27 +8,10 @@ use common::*;
 use serde_json::Value;
 use sqlx::Row;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 const REPO: &str = "acme/api";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        output.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
 
 /// The final card of turn `turn` in a thread, once it is there.
 async fn done_card(slack: &FakeSlack, channel: &str, root: &str, turn: i64) -> Value {

@@ -420,18 +420,11 @@ fn message(
     thread_ts: Option<&str>,
     text: &str,
 ) -> Value {
-    let mut ev = json!({
+    let ev = json!({
         "type": "message", "channel_type": channel_type, "user": "U1", "text": text, "ts": ts,
         "channel": channel, "event_ts": ts, "team": "T1"
     });
-    if let Some(t) = thread_ts {
-        ev["thread_ts"] = json!(t);
-    }
-    json!({
-        "token": "legacy", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
-        "event_id": event_id, "event_time": chrono_now(), "event": ev,
-        "authorizations": [{ "enterprise_id": null, "team_id": "T1", "user_id": "UBOT", "is_bot": true }]
-    })
+    envelope(event_id, ev, thread_ts)
 }
 
 /// A direct message is a request on its own (no mention needed), with the same round trip as a

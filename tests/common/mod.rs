@@ -282,10 +282,15 @@ pub fn mention(
     thread_ts: Option<&str>,
     text: &str,
 ) -> Value {
-    let mut ev = json!({
+    let ev = json!({
         "type": "app_mention", "user": user, "text": format!("<@UBOT> {text}"), "ts": ts,
         "channel": channel, "event_ts": ts, "team": "T1"
     });
+    envelope(event_id, ev, thread_ts)
+}
+
+/// Wraps an inner event (in thread `thread_ts`, if any) in the `event_callback` envelope Slack sends.
+pub fn envelope(event_id: &str, mut ev: Value, thread_ts: Option<&str>) -> Value {
     if let Some(t) = thread_ts {
         ev["thread_ts"] = json!(t);
     }
@@ -330,4 +335,21 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Runs git in `dir`, failing the test with git's stderr when it fails; returns trimmed stdout.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
