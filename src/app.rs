@@ -113,7 +113,9 @@ pub async fn start(
                 bot_user_id = bot_user_id.or(a.user_id);
                 home_team = a.team_id;
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "auth.test failed; retrying in the background"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "auth.test failed; retrying in the background")
+            }
             Err(_) => tracing::warn!("auth.test timed out; retrying in the background"),
         }
         let mut slack_config = config.slack.clone();
@@ -152,11 +154,12 @@ pub async fn start(
         senders.push(Arc::new(LocalSender {
             workspace: workspace.clone(),
         }));
-        Arc::new(Playground {
+        Arc::new(Playground::new(
             workspace,
-            inbox: inbox.clone(),
-            access_token: config.secrets.playground_token.clone(),
-        })
+            inbox.clone(),
+            config.secrets.playground_token.clone(),
+            addr,
+        ))
     });
 
     let ctx = Arc::new(Ctx {

@@ -443,8 +443,9 @@ impl Config {
         );
         for (key, name) in inline {
             if !self.has_backend(name) {
-                r.errors
-                    .push(format!("{key} names {name:?}, but there is no [backends.{name}] section"));
+                r.errors.push(format!(
+                    "{key} names {name:?}, but there is no [backends.{name}] section"
+                ));
             }
         }
         for (name, b) in &self.backends {

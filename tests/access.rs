@@ -12,12 +12,16 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Waits for a message of Chime's in the thread whose text or blocks contain `marker`.
 async fn notice(slack: &FakeSlack, channel: &str, root: &str, marker: &str) -> Value {
-    eventually(WAIT, &format!("a message containing {marker:?}"), || async {
-        slack
-            .thread(channel, root)
-            .into_iter()
-            .find(|m| m.to_string().contains(marker))
-    })
+    eventually(
+        WAIT,
+        &format!("a message containing {marker:?}"),
+        || async {
+            slack
+                .thread(channel, root)
+                .into_iter()
+                .find(|m| m.to_string().contains(marker))
+        },
+    )
     .await
 }
 
@@ -48,7 +52,11 @@ async fn foreign_workspace_and_failed_lookup(db: TestDb) {
     other["team_id"] = json!("T2");
     other["authorizations"][0]["team_id"] = json!("T2");
     let r = app.post_event(&other).await;
-    assert_eq!(r.status(), 403, "an event from another workspace is refused");
+    assert_eq!(
+        r.status(),
+        403,
+        "an event from another workspace is refused"
+    );
     assert_eq!(r.headers()["x-slack-no-retry"], "1");
     assert!(r.text().await.unwrap().contains("workspace"));
     assert_eq!(app.count("SELECT COUNT(*) FROM inbox").await, 0);
@@ -85,14 +93,7 @@ async fn buttons_belong_to_the_requester(db: TestDb) {
     let mut n = 0;
     let mut press = |action: &str, value: &str, user: &str| {
         n += 1;
-        let mut click = button(
-            action,
-            value,
-            user,
-            ch,
-            root,
-            &format!("1700000001.{n:06}"),
-        );
+        let mut click = button(action, value, user, ch, root, &format!("1700000001.{n:06}"));
         if action == "chime_pick_repo" {
             click["actions"][0] = json!({ "action_id": action, "type": "static_select",
                 "selected_option": { "value": value }, "action_ts": format!("1700000001.{n:06}") });
@@ -203,7 +204,14 @@ async fn inline_backend_is_restricted(db: TestDb) {
     let app = TestApp::spawn(config).await;
 
     let root = "1700000000.000400";
-    let ev = mention("EvPriv", "CPLAIN", "U1", root, None, "deploy backend=privileged");
+    let ev = mention(
+        "EvPriv",
+        "CPLAIN",
+        "U1",
+        root,
+        None,
+        "deploy backend=privileged",
+    );
     assert_eq!(app.post_event(&ev).await.status(), 200);
     let told = notice(&slack, "CPLAIN", root, "can't be chosen").await;
     assert!(told.to_string().contains("dry-run"), "{told}");
