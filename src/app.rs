@@ -199,14 +199,13 @@ pub async fn start(
         tasks.spawn(ingress.clone().learn_identity(api, shutdown.clone()));
     }
     slack::socket::spawn(&mut tasks, &config, ingress, shutdown.clone());
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let limits = crate::server::Limits::from_config(&config.server);
+    tasks.spawn(crate::server::serve(
+        listener,
+        router,
+        limits,
+        shutdown.clone(),
+    ));
     tasks.spawn(worker::run_inbox_loop(ctx.clone(), shutdown.clone()));
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tasks.spawn(worker::run_task_loop(ctx.clone(), shutdown.clone(), grace));

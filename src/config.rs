@@ -47,6 +47,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seconds to wait for running tasks on shutdown before their leases are released.
     pub shutdown_grace_secs: u64,
+    /// Connections served at once (at most half the open-file limit); more wait until one closes.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; idle keep-alive connections close after it.
+    pub header_read_timeout_secs: u64,
+    /// A request's body must arrive within this once its headers have.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +61,9 @@ impl Default for ServerConfig {
             listen: DEFAULT_LISTEN.into(),
             max_body_bytes: 256 * 1024,
             shutdown_grace_secs: 10,
+            max_connections: 512,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
         }
     }
 }
@@ -362,6 +371,15 @@ impl Config {
                 "DATABASE_URL / database.url must start with sqlite: or postgres://, got {:?}",
                 redact_url(url)
             ));
+        }
+        let sv = &self.server;
+        if sv.max_connections == 0
+            || sv.header_read_timeout_secs == 0
+            || sv.body_read_timeout_secs == 0
+        {
+            r.errors.push(
+                "server.max_connections, server.header_read_timeout_secs and server.body_read_timeout_secs must be at least 1".into(),
+            );
         }
         if !matches!(self.database.sqlite_synchronous.as_str(), "normal" | "full") {
             r.errors.push(format!(

@@ -5,6 +5,7 @@ use super::events::{parse_event_body, parse_interaction_body, Inbound, ParseErro
 use super::verify::verify;
 use crate::ids::now_ms;
 use crate::inbox::{Accepted, InboxWriter};
+use crate::server::Sampled;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -64,7 +65,17 @@ fn check_signature(
     ) {
         Ok(()) => Ok(()),
         Err(e) => {
-            tracing::warn!(reason = %e, "refused a Slack request");
+            // Anyone can send these, as fast as they like: one WARN line a minute, with a count.
+            static REFUSED: Sampled = Sampled::new(std::time::Duration::from_secs(60));
+            match REFUSED.hit() {
+                Some(suppressed) => tracing::warn!(
+                    reason = %e,
+                    suppressed,
+                    "refused a Slack request with a bad signature (logged at most once a minute; \
+                     `suppressed` counts those refused since the last line)"
+                ),
+                None => tracing::debug!(reason = %e, "refused a Slack request"),
+            }
             Err(Box::new(reply(StatusCode::UNAUTHORIZED, &e.to_string())))
         }
     }
