@@ -426,6 +426,7 @@ async fn half_open_connections(db: TestDb) {
     let mut config = test_config(&db, &slack);
     config.server.max_connections = 20;
     config.server.header_read_timeout_secs = 1;
+    config.server.body_read_timeout_secs = 1;
     let app = TestApp::spawn(config).await;
     let health = || async {
         // A fresh client each time: a pooled connection would dodge the cap.
@@ -462,6 +463,23 @@ async fn half_open_connections(db: TestDb) {
         Ok(Err(_)) => {}
         Err(_) => panic!("a partial header kept its connection open for {HANG:?}"),
     }
+
+    // A body that stops arriving is refused once the body timeout passes.
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(
+        b"POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"type\":",
+    )
+    .await
+    .unwrap();
+    let n = tokio::time::timeout(HANG, s.read(&mut buf))
+        .await
+        .expect("a stalled body is answered before the test gives up")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        n == 0 || answer.starts_with("HTTP/1.1 4"),
+        "a stalled body gets a 4xx or a close: {answer:?}"
+    );
 
     // Over the cap: 60 more connections that send nothing at all.
     for _ in 0..60 {

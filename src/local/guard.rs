@@ -87,7 +87,7 @@ pub fn is_loopback_host(host: &str, bound: SocketAddr) -> bool {
     port_ok && name_ok
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
