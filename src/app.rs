@@ -98,20 +98,25 @@ pub async fn start(
     let mut senders: Vec<Arc<dyn Deliver>> = vec![];
     let mut bot_user_id =
         (!config.slack.bot_user_id.is_empty()).then(|| config.slack.bot_user_id.clone());
+    // Which workspace the token belongs to: without an allowlist, the only one served.
+    let mut home_team = None;
+    let mut slack_api = None;
     if let Some(token) = &config.secrets.slack_bot_token {
         let api = Arc::new(slack::api::SlackApi::new(
             &config.slack.api_url,
             token,
             &config.slack.rate_limits,
         )?);
-        if bot_user_id.is_none() {
-            match tokio::time::timeout(Duration::from_secs(5), api.auth_test()).await {
-                Ok(Ok(a)) => bot_user_id = a.user_id,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "auth.test failed; the bot id is learnt from events")
-                }
-                Err(_) => tracing::warn!("auth.test timed out; the bot id is learnt from events"),
+        slack_api = Some(api.clone());
+        match tokio::time::timeout(Duration::from_secs(5), api.auth_test()).await {
+            Ok(Ok(a)) => {
+                bot_user_id = bot_user_id.or(a.user_id);
+                home_team = a.team_id;
             }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "auth.test failed; retrying in the background")
+            }
+            Err(_) => tracing::warn!("auth.test timed out; retrying in the background"),
         }
         let mut slack_config = config.slack.clone();
         slack_config.bot_user_id = bot_user_id.clone().unwrap_or_default();
@@ -149,11 +154,12 @@ pub async fn start(
         senders.push(Arc::new(LocalSender {
             workspace: workspace.clone(),
         }));
-        Arc::new(Playground {
+        Arc::new(Playground::new(
             workspace,
-            inbox: inbox.clone(),
-            access_token: config.secrets.playground_token.clone(),
-        })
+            inbox.clone(),
+            config.secrets.playground_token.clone(),
+            addr,
+        ))
     });
 
     let ctx = Arc::new(Ctx {
@@ -173,6 +179,7 @@ pub async fn start(
         inbox,
         allowed_workspaces: config.slack.allowed_workspaces.clone(),
         bot_user_id: RwLock::new(bot_user_id),
+        home_team: RwLock::new(home_team.clone()),
     });
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -188,15 +195,17 @@ pub async fn start(
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
     let mut tasks = JoinSet::new();
+    if let (None, Some(api)) = (&home_team, slack_api) {
+        tasks.spawn(ingress.clone().learn_identity(api, shutdown.clone()));
+    }
     slack::socket::spawn(&mut tasks, &config, ingress, shutdown.clone());
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let limits = crate::server::Limits::from_config(&config.server);
+    tasks.spawn(crate::server::serve(
+        listener,
+        router,
+        limits,
+        shutdown.clone(),
+    ));
     tasks.spawn(worker::run_inbox_loop(ctx.clone(), shutdown.clone()));
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tasks.spawn(worker::run_task_loop(ctx.clone(), shutdown.clone(), grace));

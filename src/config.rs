@@ -47,6 +47,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seconds to wait for running tasks on shutdown before their leases are released.
     pub shutdown_grace_secs: u64,
+    /// Connections served at once (at most half the open-file limit); more wait until one closes.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; idle keep-alive connections close after it.
+    pub header_read_timeout_secs: u64,
+    /// A request's body must arrive within this once its headers have.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +61,9 @@ impl Default for ServerConfig {
             listen: DEFAULT_LISTEN.into(),
             max_body_bytes: 256 * 1024,
             shutdown_grace_secs: 10,
+            max_connections: 512,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
         }
     }
 }
@@ -82,7 +91,8 @@ impl Default for DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SlackConfig {
     pub api_url: String,
-    /// When non-empty, only these workspaces (team ids) are served.
+    /// When non-empty, only these workspaces (team ids) are served; when empty, only the one
+    /// `auth.test` names for the bot token.
     pub allowed_workspaces: Vec<String>,
     /// The bot's own user id; learnt from `auth.test` and from event authorizations when empty.
     pub bot_user_id: String,
@@ -90,6 +100,8 @@ pub struct SlackConfig {
     pub allow_external: bool,
     /// What to do when `users.info` cannot tell whether someone is a guest: `allow` or `deny`.
     pub on_lookup_error: String,
+    /// User ids who may press Stop, Retry and the repo picker on anyone's task.
+    pub admins: Vec<String>,
     pub ack_reaction: String,
     pub rate_limits: RateLimits,
 }
@@ -102,7 +114,8 @@ impl Default for SlackConfig {
             bot_user_id: String::new(),
             allow_guests: false,
             allow_external: false,
-            on_lookup_error: "allow".into(),
+            on_lookup_error: "deny".into(),
+            admins: vec![],
             ack_reaction: "eyes".into(),
             rate_limits: RateLimits::default(),
         }
@@ -138,6 +151,10 @@ pub struct RoutingConfig {
     pub default_repo: Option<String>,
     /// Channel id → `owner/name`.
     pub channels: BTreeMap<String, String>,
+    /// Backends anyone may choose inline (`backend=`) in any channel, besides the default and dry-run.
+    pub inline_backends: Vec<String>,
+    /// Channel id → further backends that may be chosen inline there.
+    pub backends: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -309,6 +326,26 @@ impl Config {
         name == "dry-run" || self.backends.contains_key(name)
     }
 
+    /// The backends someone may choose with `backend=` in `channel`: the default, dry-run,
+    /// `routing.inline_backends`, and the channel's `[routing.backends]` entry. A backend with a
+    /// privileged `env` stays out of reach unless the operator lists it.
+    pub fn inline_backends(&self, channel: &str) -> Vec<&str> {
+        let mut names = vec!["dry-run", self.agent.default_backend.as_str()];
+        names.extend(self.routing.inline_backends.iter().map(String::as_str));
+        names.extend(
+            self.routing
+                .backends
+                .get(channel)
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
+        names.sort_unstable();
+        names.dedup();
+        names.retain(|n| self.has_backend(n));
+        names
+    }
+
     /// Every repository the config knows, for the repo picker.
     pub fn known_repos(&self) -> Vec<RepoName> {
         let mut names: Vec<String> = self.repos.keys().cloned().collect();
@@ -334,6 +371,15 @@ impl Config {
                 "DATABASE_URL / database.url must start with sqlite: or postgres://, got {:?}",
                 redact_url(url)
             ));
+        }
+        let sv = &self.server;
+        if sv.max_connections == 0
+            || sv.header_read_timeout_secs == 0
+            || sv.body_read_timeout_secs == 0
+        {
+            r.errors.push(
+                "server.max_connections, server.header_read_timeout_secs and server.body_read_timeout_secs must be at least 1".into(),
+            );
         }
         if !matches!(self.database.sqlite_synchronous.as_str(), "normal" | "full") {
             r.errors.push(format!(
@@ -401,6 +447,24 @@ impl Config {
                 "agent.default_backend = {backend:?} names no [backends.{backend}] section (known: dry-run{})",
                 self.backends.keys().map(|k| format!(", {k}")).collect::<String>()
             ));
+        }
+        let inline = self.routing.backends.iter().flat_map(|(ch, names)| {
+            names
+                .iter()
+                .map(move |n| (format!("routing.backends.{ch}"), n))
+        });
+        let inline = inline.chain(
+            self.routing
+                .inline_backends
+                .iter()
+                .map(|n| ("routing.inline_backends".to_string(), n)),
+        );
+        for (key, name) in inline {
+            if !self.has_backend(name) {
+                r.errors.push(format!(
+                    "{key} names {name:?}, but there is no [backends.{name}] section"
+                ));
+            }
         }
         for (name, b) in &self.backends {
             if let BackendConfig::Command {

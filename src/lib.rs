@@ -18,6 +18,7 @@ pub mod local;
 pub mod outbox;
 pub mod reporter;
 pub mod router;
+pub mod server;
 pub mod session;
 pub mod slack;
 pub mod templates;

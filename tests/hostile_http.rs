@@ -415,3 +415,166 @@ async fn hostile_requests(db: TestDb) {
     app.stop().await;
 }
 dual_db!(hostile_test, hostile_requests);
+
+/// Slowloris, in process: half-open connections below the cap leave /healthz answering; a
+/// partial header is cut off after the header timeout; past the cap, new connections wait in the
+/// backlog until the timeout frees a slot, and /healthz still answers.
+async fn half_open_connections(db: TestDb) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let slack = FakeSlack::start().await;
+    let mut config = test_config(&db, &slack);
+    config.server.max_connections = 20;
+    config.server.header_read_timeout_secs = 1;
+    config.server.body_read_timeout_secs = 1;
+    let app = TestApp::spawn(config).await;
+    let health = || async {
+        // A fresh client each time: a pooled connection would dodge the cap.
+        let http = reqwest::Client::builder()
+            .timeout(HANG)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        http.get(app.url("/healthz"))
+            .send()
+            .await
+            .map(|r| r.status())
+    };
+
+    let mut held = vec![];
+    for _ in 0..15 {
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    assert_eq!(health().await.unwrap(), 200, "below the cap");
+
+    // The partial header is closed by the server (EOF, or a reset), well before the test gives up.
+    let mut buf = [0u8; 512];
+    let closed = tokio::time::timeout(HANG, held[0].read(&mut buf)).await;
+    match closed {
+        Ok(Ok(n)) => assert!(
+            n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408"),
+            "expected the connection closed, got {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Ok(Err(_)) => {}
+        Err(_) => panic!("a partial header kept its connection open for {HANG:?}"),
+    }
+
+    // A body that stops arriving is refused once the body timeout passes.
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(
+        b"POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"type\":",
+    )
+    .await
+    .unwrap();
+    let n = tokio::time::timeout(HANG, s.read(&mut buf))
+        .await
+        .expect("a stalled body is answered before the test gives up")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        n == 0 || answer.starts_with("HTTP/1.1 4"),
+        "a stalled body gets a 4xx or a close: {answer:?}"
+    );
+
+    // Over the cap: 60 more connections that send nothing at all.
+    for _ in 0..60 {
+        held.push(TcpStream::connect(app.addr).await.unwrap());
+    }
+    assert_eq!(health().await.unwrap(), 200, "over the cap");
+    drop(held);
+    app.stop().await;
+}
+dual_db!(half_open_test, half_open_connections);
+
+/// The repro: the release binary under `ulimit -n 128`, 200 half-open connections, and /healthz
+/// must still answer (the connection cap stays under the open-file limit, and timeouts drain the
+/// rest). Bad signatures are logged once a minute with a count, not a line each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_under_a_low_file_limit() {
+    use std::process::{Command, Stdio};
+    use tokio::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let slack = FakeSlack::start().await;
+    let port = common::process::free_port();
+    let config = dir.path().join("chime.toml");
+    std::fs::write(&config, "[server]\nheader_read_timeout_secs = 1\n").unwrap();
+    let log = dir.path().join("chime.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 128 && exec \"$0\" serve")
+        .arg(env!("CARGO_BIN_EXE_chime"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info,sqlx=warn")
+        .env("CHIME_CONFIG", &config)
+        .env("CHIME_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/chime.db", dir.path().display()),
+        )
+        .env("SLACK_API_URL", slack.api_url())
+        .env("SLACK_BOT_TOKEN", "xoxb-test-token")
+        .env("SLACK_SIGNING_SECRET", SECRET)
+        .current_dir(dir.path())
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let health = || async {
+        let http = reqwest::Client::builder()
+            .timeout(HANG)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        http.get(format!("{base}/healthz")).send().await
+    };
+    eventually(WAIT, "chime is healthy", || async {
+        health().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+
+    let mut held = vec![];
+    for _ in 0..200 {
+        held.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    let r = health().await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        r.map(|r| r.status().as_u16()).ok(),
+        Some(200),
+        "with 200 half-open connections; log:\n{text}"
+    );
+    drop(held);
+
+    let http = reqwest::Client::new();
+    for _ in 0..30 {
+        let r = http
+            .post(format!("{base}/slack/events"))
+            .header("x-slack-request-timestamp", chrono_now().to_string())
+            .header("x-slack-signature", "v0=deadbeef")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text.lines().filter(|l| l.contains("bad signature")).count();
+    assert_eq!(
+        lines, 1,
+        "one sampled WARN line for 30 bad signatures:\n{text}"
+    );
+    assert!(
+        text.contains("lowered to half the open-file limit"),
+        "{text}"
+    );
+}

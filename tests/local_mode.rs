@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -19,8 +20,8 @@ async fn local_app(db: &TestDb) -> TestApp {
 }
 
 async fn say(app: &TestApp, body: Value) -> reqwest::Response {
-    app.http
-        .post(app.url("/api/local/messages"))
+    app.playground(Method::POST, "/api/local/messages")
+        .await
         .json(&body)
         .send()
         .await
@@ -28,9 +29,9 @@ async fn say(app: &TestApp, body: Value) -> reqwest::Response {
 }
 
 async fn thread(app: &TestApp, root: &str) -> Vec<Value> {
-    let url = app.url(&format!("/api/local/channels/CGENERAL/threads/{root}"));
-    app.http
-        .get(url)
+    let url = format!("/api/local/channels/CGENERAL/threads/{root}");
+    app.playground(Method::GET, &url)
+        .await
         .send()
         .await
         .unwrap()
@@ -99,8 +100,8 @@ async fn playground_round_trip_and_trust(db: TestDb) {
     .await;
     // The sessions view lists the session with its turns.
     let sessions: Value = app
-        .http
-        .get(app.url("/api/sessions"))
+        .playground(Method::GET, "/api/sessions")
+        .await
         .send()
         .await
         .unwrap()
@@ -150,55 +151,67 @@ async fn bad_playground_input_is_refused(db: TestDb) {
         );
     }
     let r = app
-        .http
-        .post(app.url("/api/local/messages"))
+        .playground(Method::POST, "/api/local/messages")
+        .await
         .body("{not json")
         .header("content-type", "application/json")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let r = app.http.post(app.url("/api/local/actions")).json(&json!({ "user": "U0ANA", "channel": "CGENERAL", "thread_ts": "1.1", "action_id": "rm -rf", "value": "x" })).send().await.unwrap();
+    let r = app.playground(Method::POST, "/api/local/actions").await.json(&json!({ "user": "U0ANA", "channel": "CGENERAL", "thread_ts": "1.1", "action_id": "rm -rf", "value": "x" })).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(app.count("SELECT COUNT(*) FROM inbox").await, 0);
     app.stop().await;
 }
 dual_db!(bad_input_test, bad_playground_input_is_refused);
 
+/// The page token in a page's HTML.
+fn token_in(html: &str) -> String {
+    let marker = r#"<meta name="chime-token" content=""#;
+    let start = html.find(marker).expect("the page carries its token") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_string()
+}
+
+/// With `CHIME_PLAYGROUND_TOKEN` (a playground shared beyond loopback), the operator's token is
+/// needed on every request, any Host is accepted, and the API still needs the page token.
 async fn access_token_guards_a_shared_playground(db: TestDb) {
     let slack = FakeSlack::start().await;
     let mut config = test_config(&db, &slack);
     config.secrets = Default::default();
     config.secrets.playground_token = Some(SecretString::from("s3cret-token"));
     let app = TestApp::spawn(config).await;
-    assert_eq!(
-        app.http
-            .get(app.url("/api/sessions"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    let ok = app
-        .http
-        .get(app.url("/api/sessions"))
-        .bearer_auth("s3cret-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 200);
+    for path in ["/", "/api/sessions"] {
+        let r = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
     let page = app
         .http
         .get(app.url("/?token=s3cret-token"))
+        .header("host", "chime.example.com")
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .starts_with("chime_token=s3cret-token"));
+    assert!(page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("chime_token=s3cret-token")));
+    let token = token_in(&page.text().await.unwrap());
+    let sessions = |page_token: Option<String>| {
+        let mut req = app
+            .http
+            .get(app.url("/api/sessions"))
+            .header("host", "chime.example.com")
+            .bearer_auth("s3cret-token");
+        if let Some(t) = page_token {
+            req = req.header("x-chime-token", t);
+        }
+        req.send()
+    };
+    assert_eq!(sessions(Some(token)).await.unwrap().status(), 200);
+    assert_eq!(sessions(None).await.unwrap().status(), 403);
     assert_eq!(
         app.http
             .get(app.url("/healthz"))
@@ -288,3 +301,143 @@ async fn nul_in_playground_text(db: TestDb) {
     app.stop().await;
 }
 dual_db!(nul_test, nul_in_playground_text);
+
+/// DNS rebinding and cross-site requests: a page on another origin, even one that resolves to
+/// 127.0.0.1, can neither drive the playground nor read its sessions.
+async fn rebinding_and_cross_site_requests_are_refused(db: TestDb) {
+    let app = local_app(&db).await;
+    let port = app.addr.port();
+    let page = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let token = token_in(&page.text().await.unwrap());
+    let say_body = json!({ "channel": "CGENERAL", "user": "U0ANA", "text": "@chime run rm -rf" });
+    let attacker = format!("attacker.example:{port}");
+
+    // A rebound name: refused with a reason, for the page (which would hand out the token) and
+    // for the API, even with the right token and a matching Origin.
+    let r = app
+        .http
+        .get(app.url("/"))
+        .header("host", &attacker)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let why: Value = r.json().await.unwrap();
+    assert!(why["error"].as_str().unwrap().contains("Host"), "{why}");
+    for (host, origin) in [
+        (attacker.clone(), format!("http://{attacker}")),
+        (
+            format!("127.0.0.1:{}", port + 1),
+            format!("http://127.0.0.1:{}", port + 1),
+        ),
+    ] {
+        let r = app
+            .http
+            .post(app.url("/api/local/messages"))
+            .header("host", &host)
+            .header("origin", &origin)
+            .header("x-chime-token", &token)
+            .json(&say_body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{host}");
+        let r = app
+            .http
+            .get(app.url("/api/sessions"))
+            .header("host", &host)
+            .header("x-chime-token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{host}");
+    }
+
+    // The right Host, but another origin: another site, or another port on localhost.
+    for (origin, site) in [
+        ("http://evil.example".to_string(), "cross-site"),
+        (format!("http://localhost:{}", port + 1), "same-site"),
+        ("null".to_string(), "cross-site"),
+    ] {
+        let r = app
+            .http
+            .post(app.url("/api/local/messages"))
+            .header("origin", &origin)
+            .header("x-chime-token", &token)
+            .json(&say_body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{origin}");
+        let why: Value = r.json().await.unwrap();
+        assert!(why["error"].as_str().unwrap().contains("refused"), "{why}");
+        let r = app
+            .http
+            .get(app.url("/api/sessions"))
+            .header("sec-fetch-site", site)
+            .header("x-chime-token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{site}");
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+    }
+
+    // No token, or a stale one: refused, on loopback too.
+    for given in [None, Some("0".repeat(64))] {
+        let mut req = app
+            .http
+            .post(app.url("/api/local/messages"))
+            .json(&say_body);
+        if let Some(t) = &given {
+            req = req.header("x-chime-token", t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        let why: Value = r.json().await.unwrap();
+        assert!(why["error"].as_str().unwrap().contains("token"), "{why}");
+        let r = app.http.get(app.url("/api/sessions")).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM local_messages").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM inbox").await, 0);
+
+    // The page's own requests: loopback names on the port, same origin, with the token.
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let r = app
+            .http
+            .get(app.url("/api/sessions"))
+            .header("host", &host)
+            .header("origin", format!("http://{host}"))
+            .header("sec-fetch-site", "same-origin")
+            .header("x-chime-token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+    }
+    // The event stream cannot send headers: the cookie the page load set lets it in.
+    let r = app
+        .http
+        .get(app.url("/api/local/stream"))
+        .header("cookie", format!("chime_page={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(r);
+    app.stop().await;
+}
+dual_db!(
+    rebinding_test,
+    rebinding_and_cross_site_requests_are_refused
+);

@@ -55,6 +55,8 @@ async fn stop_kills_the_agent(db: TestDb) {
     let mut config = test_config(&db, &slack);
     config.agent.workdir = dir.path().join("work");
     command_backend(&mut config, "slow", vec![agent], 600);
+    // U2 stops U1's task: only the requester or an admin may.
+    config.slack.admins = vec!["U2".into()];
     let app = TestApp::spawn(config).await;
     let root = "1700000000.002000";
     app.post_event(&mention("EvStop", "C5", "U1", root, None, "take your time"))

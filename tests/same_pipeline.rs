@@ -111,8 +111,8 @@ async fn via_playground(db: TestDb) -> Value {
     for (i, text) in TURNS.iter().enumerate() {
         let body = json!({ "channel": "CGENERAL", "user": "U0ANA", "text": format!("@chime {text}"), "thread_ts": root });
         let r = app
-            .http
-            .post(app.url("/api/local/messages"))
+            .playground(reqwest::Method::POST, "/api/local/messages")
+            .await
             .json(&body)
             .send()
             .await
@@ -125,10 +125,20 @@ async fn via_playground(db: TestDb) -> Value {
         root = Some(root_ts.clone());
         let url = app.url(&format!("/api/local/channels/CGENERAL/threads/{root_ts}"));
         let http = app.http.clone();
+        let token = app.page_token().await;
         eventually(WAIT, "the turn's dry-run result in the playground", || {
             let (http, url) = (http.clone(), url.clone());
+            let token = token.clone();
             async move {
-                let thread: Vec<Value> = http.get(&url).send().await.ok()?.json().await.ok()?;
+                let thread: Vec<Value> = http
+                    .get(&url)
+                    .header("x-chime-token", token)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
                 thread.into_iter().find(|m| {
                     m["blocks"]
                         .to_string()

@@ -178,3 +178,21 @@ async fn both_paths(db: TestDb) {
     app.stop().await;
 }
 dual_db!(both_paths_test, both_paths);
+
+/// Without an allowlist, Socket Mode serves only the workspace auth.test names: an envelope from
+/// another team is acked (so Slack stops redelivering it) and stored nowhere.
+async fn foreign_workspace_over_socket(db: TestDb) {
+    let (slack, mut socket, app) = start(&db, |_| {}).await;
+    let mut conn = socket.next_connection(WAIT).await;
+    let mut other = mention("EvS7", "C5", "U1", "1700000000.000700", None, "let me in");
+    other["team_id"] = json!("T2");
+    deliver(&mut conn, events_api("env-8", &other, 0)).await;
+    let root = "1700000000.000800";
+    let ours = mention("EvS8", "C5", "U1", root, None, "ours");
+    deliver(&mut conn, events_api("env-9", &ours, 0)).await;
+    slack.card("C5", root, "Dry run").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM inbox").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
+    app.stop().await;
+}
+dual_db!(foreign_workspace_test, foreign_workspace_over_socket);

@@ -1,4 +1,8 @@
 //! Button clicks on Chime's messages: Stop, Retry, and the repository picker.
+//!
+//! A task's buttons belong to the person who asked for it and to `slack.admins`; anyone else who
+//! presses one is told so in the thread, and nothing changes. Retry makes at most one new turn
+//! per ended turn, whoever presses it and however often, in the name of the one who pressed it.
 
 use crate::context::Ctx;
 use crate::event::{ButtonAction, ButtonClicked};
@@ -55,6 +59,28 @@ pub async fn handle_button(
         tx.commit().await?;
         return Ok(());
     }
+    let is_admin = ctx.config.slack.admins.iter().any(|a| a == &user);
+    if task.requester != user && !is_admin {
+        let what = match b.action {
+            ButtonAction::Stop { .. } => "stop",
+            ButtonAction::Retry { .. } => "retry",
+            ButtonAction::PickRepo { .. } => "pick the repository of",
+        };
+        tracing::info!(task_id = %task.id, by = %user, requester = %task.requester, action = what, "refused a button of someone else's task");
+        // One notice per person, task and button, however often it is pressed.
+        let key = format!("not-yours:{what}:{}:{user}", task.id);
+        // `tell` escapes its text, so the requester is named by role, not mentioned.
+        let text = format!(
+            "Only the person who asked for this turn, or a Chime admin, can {what} this task."
+        );
+        reporter
+            .tell(&mut tx, &thread, &key, &b.author.user, &text)
+            .await?;
+        inbox::complete_in(&mut tx, inbox_id).await?;
+        tx.commit().await?;
+        ctx.wake();
+        return Ok(());
+    }
     match b.action {
         ButtonAction::Stop { .. } => {
             if session::request_cancel(&mut tx, &task.id, &user).await? {
@@ -72,6 +98,15 @@ pub async fn handle_button(
         }
         ButtonAction::Retry { .. } => {
             if matches!(task.state, TaskState::Failed | TaskState::Cancelled) {
+                // Named by the turn it retries, not by the click: a second press finds the
+                // first one's task and makes nothing.
+                let retry_of = format!("retry:{}", task.id);
+                let known = ctx.config.known_repos();
+                let state = if task.repo.is_none() && !known.is_empty() {
+                    TaskState::AwaitingRepo
+                } else {
+                    TaskState::Queued
+                };
                 let session = Session {
                     id: task.session_id.clone(),
                     surface: task.surface,
@@ -80,20 +115,35 @@ pub async fn handle_button(
                 };
                 let new = NewTask {
                     session: &session,
-                    source_event,
+                    source_event: &retry_of,
                     prompt: &task.prompt,
                     requester: &user,
                     repo: task.repo.as_ref(),
                     thread_key: &task.thread_key,
                     message_ts: task.message_ts.as_deref(),
-                    state: TaskState::Queued,
+                    state,
                 };
                 if let Some(id) = session::insert_task(&mut tx, new).await? {
                     let retry = session::get_task(&mut tx, &id)
                         .await?
                         .context("task vanished")?;
-                    reporter.show_status(&mut tx, &retry).await?;
-                    tracing::info!(task_id = %retry.id, retry_of = %task.id, "retry queued");
+                    if state == TaskState::AwaitingRepo {
+                        reporter.ask_repo(&mut tx, &retry, &known).await?;
+                    } else {
+                        reporter.show_status(&mut tx, &retry).await?;
+                    }
+                    tracing::info!(task_id = %retry.id, retry_of = %task.id, by = %user, "retry queued");
+                } else {
+                    tracing::info!(task_id = %task.id, by = %user, "turn already retried; press ignored");
+                    reporter
+                        .tell(
+                            &mut tx,
+                            &thread,
+                            &format!("retried:{}:{user}", task.id),
+                            &b.author.user,
+                            "This turn was already retried; its new turn is further down the thread.",
+                        )
+                        .await?;
                 }
             }
         }

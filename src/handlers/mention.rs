@@ -41,13 +41,20 @@ pub async fn handle_mention(
 
     let existing = session::find_by_binding(&mut tx, m.thread.surface, &thread_key).await?;
     if let (None, Some(b)) = (&existing, &inline_backend) {
-        if !ctx.config.has_backend(b) {
-            let mut known: Vec<&str> = ctx.config.backends.keys().map(String::as_str).collect();
-            known.push("dry-run");
-            let text = format!(
-                "I don't know the backend `{b}`. Known backends: {}.",
-                known.join(", ")
-            );
+        // `backend=` is access control too: a backend may carry privileged `env`.
+        let allowed = ctx.config.inline_backends(m.thread.channel.as_str());
+        if !allowed.contains(&b.as_str()) {
+            let listed = allowed
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let text = if ctx.config.has_backend(b) {
+                format!("The backend `{b}` can't be chosen in this channel. Backends you can choose here: {listed}.")
+            } else {
+                format!("I don't know the backend `{b}`, so it can't be chosen. Backends you can choose here: {listed}.")
+            };
+            tracing::info!(backend = %b, channel = %m.thread.channel, user = %m.author.user, "refused an inline backend");
             return answer(tx, "backend", text).await;
         }
     }

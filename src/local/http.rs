@@ -1,7 +1,7 @@
 //! The playground: a Slack-like page and the JSON API behind it. Posting a message is the local
 //! connector's inbound path: it is stored, and a mention becomes an inbox event like Slack's.
 
-use super::{mention_text, LocalWorkspace, Role, CHANNELS, PEOPLE, TEAM};
+use super::{guard, mention_text, LocalWorkspace, Role, CHANNELS, PEOPLE, TEAM};
 use crate::db::Db;
 use crate::event::{Author, ButtonAction, ButtonClicked, Event, Mention, Surface, ThreadRef};
 use crate::ids::{ChannelId, TeamId, ThreadTs, UserId};
@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::Row;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -29,6 +30,27 @@ pub struct Playground {
     pub inbox: InboxWriter,
     /// Required on every request when set (a playground reachable from other machines).
     pub access_token: Option<SecretString>,
+    /// Where the server listens: a loopback Host must name this port.
+    pub addr: SocketAddr,
+    /// Made per process and rendered into the page; every `/api/*` request must carry it.
+    pub page_token: String,
+}
+
+impl Playground {
+    pub fn new(
+        workspace: Arc<LocalWorkspace>,
+        inbox: InboxWriter,
+        access_token: Option<SecretString>,
+        addr: SocketAddr,
+    ) -> Self {
+        Self {
+            workspace,
+            inbox,
+            access_token,
+            addr,
+            page_token: guard::new_page_token(),
+        }
+    }
 }
 
 pub fn routes(state: Arc<Playground>) -> Router {
@@ -52,7 +74,18 @@ pub fn routes(state: Arc<Playground>) -> Router {
         .route("/api/local/actions", post(press_button))
         .route("/api/local/stream", get(stream))
         .route("/api/sessions", get(sessions))
+        // The last layer runs first: headers on everything, then Host, the operator token, and
+        // Origin and page token.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_api,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_host,
+        ))
+        .layer(middleware::from_fn(guard::security_headers))
         .with_state(state)
 }
 
@@ -67,14 +100,25 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-async fn index() -> Response {
-    asset(
-        "text/html; charset=utf-8",
-        include_str!("assets/index.html"),
+/// The page, with this process's token in it (so it is never cached).
+async fn index(State(state): State<Arc<Playground>>) -> Response {
+    let page =
+        include_str!("assets/index.html").replace(guard::TOKEN_PLACEHOLDER, &state.page_token);
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
     )
+        .into_response();
+    if let Ok(v) = guard::page_cookie(&state.page_token).parse() {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
 }
 
-fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, Json(json!({ "error": reason.into() }))).into_response()
 }
 
@@ -118,7 +162,7 @@ async fn require_token(
         let cookie = format!("chime_token={token}; HttpOnly; SameSite=Strict; Path=/");
         let mut resp = next.run(req).await;
         if let Ok(v) = cookie.parse() {
-            resp.headers_mut().insert(header::SET_COOKIE, v);
+            resp.headers_mut().append(header::SET_COOKIE, v);
         }
         return resp;
     }

@@ -2,6 +2,7 @@
 //! Slack credentials. People write in its channels through the playground page; mentions become
 //! the same `Event`s a Slack mention does and go through the same inbox, router, tasks and outbox.
 
+pub mod guard;
 pub mod http;
 pub mod sender;
 

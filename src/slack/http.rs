@@ -5,6 +5,7 @@ use super::events::{parse_event_body, parse_interaction_body, Inbound, ParseErro
 use super::verify::verify;
 use crate::ids::now_ms;
 use crate::inbox::{Accepted, InboxWriter};
+use crate::server::Sampled;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -20,7 +21,16 @@ pub struct SlackIngress {
     pub allowed_workspaces: Vec<String>,
     /// The bot's user id, once known (config, or auth.test at startup).
     pub bot_user_id: RwLock<Option<String>>,
+    /// The workspace the bot token belongs to (auth.test): the only one served when
+    /// `allowed_workspaces` is empty. Unknown until auth.test answers.
+    pub home_team: RwLock<Option<String>>,
 }
+
+/// Chime does not know yet which workspace it serves (auth.test has not answered), so it cannot
+/// tell whether an event is from it: the event is not stored, and Slack delivers it again.
+#[derive(Debug, thiserror::Error)]
+#[error("Chime does not know its workspace yet (auth.test has not answered); Slack will retry")]
+pub struct WorkspaceUnknown;
 
 pub fn routes(state: Arc<SlackIngress>) -> Router {
     Router::new()
@@ -55,7 +65,17 @@ fn check_signature(
     ) {
         Ok(()) => Ok(()),
         Err(e) => {
-            tracing::warn!(reason = %e, "refused a Slack request");
+            // Anyone can send these, as fast as they like: one WARN line a minute, with a count.
+            static REFUSED: Sampled = Sampled::new(std::time::Duration::from_secs(60));
+            match REFUSED.hit() {
+                Some(suppressed) => tracing::warn!(
+                    reason = %e,
+                    suppressed,
+                    "refused a Slack request with a bad signature (logged at most once a minute; \
+                     `suppressed` counts those refused since the last line)"
+                ),
+                None => tracing::debug!(reason = %e, "refused a Slack request"),
+            }
             Err(Box::new(reply(StatusCode::UNAUTHORIZED, &e.to_string())))
         }
     }
@@ -117,6 +137,9 @@ async fn accept(
                 .insert("x-slack-no-retry", HeaderValue::from_static("1"));
             r
         }
+        Err(e) if e.is::<WorkspaceUnknown>() => {
+            reply(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
         // Slack retries a failed delivery, so nothing is lost by refusing here.
         Err(_) => reply(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -141,6 +164,40 @@ pub enum Admitted {
 }
 
 impl SlackIngress {
+    /// Retries auth.test until it answers, then fills in the workspace (and the bot id, if it was
+    /// not known); until then events are refused unstored, so Slack redelivers them.
+    pub async fn learn_identity(
+        self: Arc<Self>,
+        api: Arc<super::api::SlackApi>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut wait = std::time::Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            match tokio::time::timeout(std::time::Duration::from_secs(10), api.auth_test()).await {
+                Ok(Ok(a)) if a.team_id.is_some() => {
+                    tracing::info!(team = ?a.team_id, "auth.test answered; serving this workspace");
+                    if let Ok(mut g) = self.bot_user_id.write() {
+                        if g.is_none() {
+                            *g = a.user_id;
+                        }
+                    }
+                    if let Ok(mut g) = self.home_team.write() {
+                        *g = a.team_id;
+                    }
+                    return;
+                }
+                Ok(Ok(_)) => tracing::warn!("auth.test named no team; retrying"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "auth.test failed; retrying"),
+                Err(_) => tracing::warn!("auth.test timed out; retrying"),
+            }
+            wait = (wait * 2).min(std::time::Duration::from_secs(60));
+        }
+    }
+
     /// The bot's user id, when known.
     pub fn own_user(&self) -> Option<String> {
         self.bot_user_id.read().ok().and_then(|g| g.clone())
@@ -170,11 +227,25 @@ impl SlackIngress {
                 event,
             } => (delivery_id, team, event),
         };
-        if !self.allowed_workspaces.is_empty()
-            && !self.allowed_workspaces.iter().any(|t| t == team.as_str())
-        {
-            tracing::warn!(team = %team, "refused an event from a workspace outside slack.allowed_workspaces");
-            return Ok(Admitted::NotAllowed);
+        if !self.allowed_workspaces.is_empty() {
+            if !self.allowed_workspaces.iter().any(|t| t == team.as_str()) {
+                tracing::warn!(team = %team, via, "refused an event from a workspace outside slack.allowed_workspaces");
+                return Ok(Admitted::NotAllowed);
+            }
+        } else {
+            // Fail closed: without an allowlist, only the bot token's own workspace is served.
+            let home = self.home_team.read().ok().and_then(|g| g.clone());
+            match home {
+                Some(h) if h == team.as_str() => {}
+                Some(h) => {
+                    tracing::warn!(team = %team, home = %h, via, "refused an event from another workspace than the bot token's (set slack.allowed_workspaces to serve more)");
+                    return Ok(Admitted::NotAllowed);
+                }
+                None => {
+                    tracing::warn!(team = %team, via, "cannot admit an event before auth.test names this bot's workspace");
+                    return Err(WorkspaceUnknown.into());
+                }
+            }
         }
         match self.inbox.accept("slack", &delivery_id, &event).await {
             Ok(Accepted::New) => {

@@ -25,6 +25,8 @@ pub struct State {
     pub posts_to_rate_limit: usize,
     /// user id → users.info `user` object overrides.
     pub users: HashMap<String, Value>,
+    /// user id → the error code users.info answers for them (e.g. `user_not_found`).
+    pub user_errors: HashMap<String, String>,
     /// What apps.connections.open hands out (a fake Socket Mode server); unset, it answers an error.
     pub socket_url: Option<String>,
 }
@@ -118,6 +120,15 @@ impl FakeSlack {
 
     pub fn set_user(&self, id: &str, user: Value) {
         self.state.lock().unwrap().users.insert(id.into(), user);
+    }
+
+    /// Makes users.info answer `{"ok": false, "error": code}` for this user.
+    pub fn set_user_error(&self, id: &str, code: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .user_errors
+            .insert(id.into(), code.into());
     }
 
     /// Makes apps.connections.open return `url` (for a test Socket Mode server).
@@ -235,6 +246,9 @@ impl Respond for Responder {
             }
             "users.info" => {
                 let id = p["user"].as_str().unwrap_or_default();
+                if let Some(code) = s.user_errors.get(id) {
+                    return err(code);
+                }
                 let user = s.users.get(id).cloned().unwrap_or_else(|| {
                     json!({ "id": id, "team_id": "T1", "is_bot": false, "is_restricted": false, "is_ultra_restricted": false, "deleted": false })
                 });

@@ -232,6 +232,24 @@ impl TestApp {
         .await
     }
 
+    /// The playground's per-process token, read from the page as a browser gets it on load.
+    pub async fn page_token(&self) -> String {
+        let page = self.http.get(self.url("/")).send().await.unwrap();
+        assert_eq!(page.status(), 200, "the playground page loads");
+        let html = page.text().await.unwrap();
+        let marker = r#"<meta name="chime-token" content=""#;
+        let start = html.find(marker).expect("the page carries its token") + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].to_string()
+    }
+
+    /// A request to the playground's API as its page makes it (with the page token).
+    pub async fn playground(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let token = self.page_token().await;
+        self.http
+            .request(method, self.url(path))
+            .header("x-chime-token", token)
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         use sqlx::Row;
         sqlx::query(sql)

@@ -91,8 +91,12 @@
     }
   }
 
+  // This process's token, rendered into the page; every API call sends it (see src/local/guard.rs).
+  const tokenMeta = document.querySelector('meta[name="chime-token"]');
+  const PAGE_TOKEN = tokenMeta ? tokenMeta.content : "";
+
   async function api(path, options = {}) {
-    const init = { headers: { Accept: "application/json" }, ...options };
+    const init = { ...options, headers: { Accept: "application/json", "X-Chime-Token": PAGE_TOKEN } };
     if (options.body !== undefined) {
       init.headers = { ...init.headers, "Content-Type": "application/json" };
       init.body = JSON.stringify(options.body);
