@@ -103,6 +103,7 @@ pub async fn start(
             &config.slack.api_url,
             token,
             &config.slack.rate_limits,
+            Duration::from_secs(config.slack.http_timeout_secs),
         )?);
         if bot_user_id.is_none() {
             match tokio::time::timeout(Duration::from_secs(5), api.auth_test()).await {

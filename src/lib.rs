@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod ids;
 pub mod inbox;
 pub mod janitor;
+pub mod lease;
 pub mod local;
 pub mod outbox;
 pub mod reporter;
