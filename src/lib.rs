@@ -9,6 +9,7 @@ pub mod backend;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod dispatch;
 pub mod event;
 pub mod handlers;
 pub mod ids;

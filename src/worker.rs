@@ -1,4 +1,5 @@
-//! The workers: one loop drains the inbox through the router, one runs tasks under leases.
+//! The workers: one loop drains the inbox through the router ([`crate::dispatch`]), one runs tasks
+//! under leases.
 
 use crate::backend::{AgentInput, BackendError, Outcome, Progress, QuotedMessage, TurnRecord};
 use crate::context::Ctx;
@@ -7,7 +8,7 @@ use crate::ids::{ChannelId, TeamId, ThreadTs};
 use crate::lease::Lease;
 use crate::session::{self, Claim, Task, TaskState};
 use crate::templates::truncate_chars;
-use crate::{inbox, router};
+pub use crate::dispatch::run_inbox_loop;
 use anyhow::Context;
 use serde_json::json;
 use std::sync::Arc;
@@ -24,35 +25,6 @@ const HISTORY_RESULT_CHARS: usize = 6000;
 const OLDER_RESULT_CHARS: [usize; 4] = [6000, 2000, 500, 120];
 /// An earlier request is kept up to this size.
 const HISTORY_PROMPT_CHARS: usize = 4000;
-
-pub async fn run_inbox_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let poll = Duration::from_millis(ctx.config.worker.poll_ms);
-    while !shutdown.is_cancelled() {
-        let rows = match inbox::claim(&ctx.db, 64, 60_000).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "inbox claim failed");
-                vec![]
-            }
-        };
-        if rows.is_empty() {
-            tokio::select! {
-                _ = ctx.inbox_wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            continue;
-        }
-        for row in rows {
-            if let Err(e) = router::dispatch(&ctx, &row).await {
-                tracing::error!(inbox_id = row.id, error = %format!("{e:#}"), "event handling failed; will retry");
-                if let Err(e) = inbox::fail(&ctx.db, &row, &format!("{e:#}")).await {
-                    tracing::error!(error = %format!("{e:#}"), "recording the failure failed");
-                }
-            }
-        }
-    }
-}
 
 /// Claims and runs tasks until `shutdown`; then gives running tasks `grace` to finish before
 /// stopping them and handing their leases back.
