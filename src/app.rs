@@ -207,6 +207,10 @@ pub async fn start(
         shutdown.clone(),
     ));
     let poll = Duration::from_millis(config.worker.poll_ms);
+    let policy = outbox::SendPolicy {
+        max_attempts: config.worker.max_send_attempts,
+        templates: ctx.templates.clone(),
+    };
     for sender in senders {
         for _ in 0..SENDERS {
             tasks.spawn(outbox::run_sender(
@@ -215,6 +219,7 @@ pub async fn start(
                 outbox_wake.clone(),
                 shutdown.clone(),
                 poll,
+                policy.clone(),
             ));
         }
     }
