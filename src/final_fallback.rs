@@ -76,7 +76,9 @@ pub fn card(t: &Templates, task: &Task, refusal: &str) -> anyhow::Result<Rendere
             let o = task.outcome.clone().unwrap_or_default();
             let pr = o
                 .pr_url
-                .filter(|u| u.len() <= 500 && (u.starts_with("https://") || u.starts_with("http://")))
+                .filter(|u| {
+                    u.len() <= 500 && (u.starts_with("https://") || u.starts_with("http://"))
+                })
                 .map(|u| format!(" Pull request: {u}"))
                 .unwrap_or_default();
             let detail = format!("{}{pr}", first_line(&o.summary));

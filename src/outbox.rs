@@ -337,9 +337,9 @@ pub async fn run_sender(
         };
         // A transient failure that keeps coming back would hold its thread's queue forever.
         let outcome = match outcome {
-            Delivery::RetryIn(_, why) if row.attempts >= policy.max_attempts => Delivery::Failed(
-                format!("gave up after {} attempts: {why}", row.attempts),
-            ),
+            Delivery::RetryIn(_, why) if row.attempts >= policy.max_attempts => {
+                Delivery::Failed(format!("gave up after {} attempts: {why}", row.attempts))
+            }
             other => other,
         };
         // Record the outcome inside the row's span. The span is attached to the future, never

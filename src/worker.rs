@@ -3,12 +3,12 @@
 
 use crate::backend::{AgentInput, BackendError, Outcome, Progress, QuotedMessage, TurnRecord};
 use crate::context::Ctx;
+pub use crate::dispatch::run_inbox_loop;
 use crate::event::{Surface, ThreadRef};
 use crate::ids::{ChannelId, TeamId, ThreadTs};
 use crate::lease::Lease;
 use crate::session::{self, Claim, Task, TaskState};
 use crate::templates::truncate_chars;
-pub use crate::dispatch::run_inbox_loop;
 use anyhow::Context;
 use serde_json::json;
 use std::sync::Arc;
@@ -116,7 +116,10 @@ async fn try_run_task(
     if let Some(state) = claim.recorded {
         // An earlier claim ran the agent to the end but could not finish the task: finish it from
         // the record rather than run the agent again.
-        tracing::info!(state = state.as_str(), "finishing from the outcome an earlier run recorded");
+        tracing::info!(
+            state = state.as_str(),
+            "finishing from the outcome an earlier run recorded"
+        );
         return end(state, task.outcome.clone(), task.error.clone()).await;
     }
     if task.cancel_requested {

@@ -74,16 +74,30 @@ async fn refused_final_card_gets_a_fallback(db: TestDb) {
     command_backend(&mut config, "agent", vec![agent], 60);
     let app = TestApp::spawn(config).await;
     let root = "1700000000.500000";
-    app.post_event(&mention("EvRefused", "C1", "U1", root, None, "fix the build"))
-        .await;
+    app.post_event(&mention(
+        "EvRefused",
+        "C1",
+        "U1",
+        root,
+        None,
+        "fix the build",
+    ))
+    .await;
     let card = slack.card("C1", root, "could not be shown").await;
     let blocks = card["blocks"].to_string();
     assert!(blocks.contains("*Failed*"), "{blocks}");
     assert!(blocks.contains("invalid_blocks"), "says why: {blocks}");
-    assert!(blocks.contains("E0308"), "gives the error's first line: {blocks}");
+    assert!(
+        blocks.contains("E0308"),
+        "gives the error's first line: {blocks}"
+    );
     assert!(blocks.contains("chime_retry"), "offers Retry: {blocks}");
     assert!(!blocks.contains("Working on it"));
-    assert_eq!(chime_messages(&slack, "C1", root).len(), 1, "edits the status");
+    assert_eq!(
+        chime_messages(&slack, "C1", root).len(),
+        1,
+        "edits the status"
+    );
     assert!(row_error(&app, "failed").await.contains("invalid_blocks"));
     app.stop().await;
 }
@@ -111,7 +125,9 @@ async fn endless_transient_errors_are_capped(db: TestDb) {
     let blocks = card["blocks"].to_string();
     assert!(blocks.contains("*Done*"), "{blocks}");
     assert!(blocks.contains("gave up after 2 attempts"), "{blocks}");
-    assert!(row_error(&app, "failed").await.contains("gave up after 2 attempts"));
+    assert!(row_error(&app, "failed")
+        .await
+        .contains("gave up after 2 attempts"));
 
     // The thread's queue moves on: a second turn gets its own status message.
     app.post_event(&mention(

@@ -41,16 +41,30 @@ async fn a_stalled_lookup_does_not_block_others(db: TestDb) {
     config.slack.http_timeout_secs = 300;
     let app = TestApp::spawn(config).await;
     let (slow_root, fast_root) = ("1700000000.400000", "1700000000.410000");
-    app.post_event(&mention("EvSlowUser", "C1", "USLOW", slow_root, None, "one"))
-        .await;
+    app.post_event(&mention(
+        "EvSlowUser",
+        "C1",
+        "USLOW",
+        slow_root,
+        None,
+        "one",
+    ))
+    .await;
     eventually(
         Duration::from_secs(20),
         "the slow user's lookup started",
         || asked_about(&slack, "USLOW"),
     )
     .await;
-    app.post_event(&mention("EvFastUser", "C2", "UFAST", fast_root, None, "two"))
-        .await;
+    app.post_event(&mention(
+        "EvFastUser",
+        "C2",
+        "UFAST",
+        fast_root,
+        None,
+        "two",
+    ))
+    .await;
     // The status card, or already the dry run's result in its place.
     slack.card("C2", fast_root, "<@UFAST>").await;
     assert!(
@@ -72,9 +86,11 @@ async fn a_stalled_lookup_times_out(db: TestDb) {
     let root = "1700000000.420000";
     app.post_event(&mention("EvTimeout", "C1", "USLOW", root, None, "one"))
         .await;
-    eventually(Duration::from_secs(20), "an answer in the thread", || async {
-        (!slack.thread("C1", root).is_empty()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "an answer in the thread",
+        || async { (!slack.thread("C1", root).is_empty()).then_some(()) },
+    )
     .await;
     app.stop().await;
 }

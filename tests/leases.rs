@@ -82,7 +82,12 @@ async fn slow_thread_fetch_runs_the_agent_once(db: TestDb) {
     let mut config = test_config(&db, &slack);
     config.worker.lease_secs = 3;
     config.agent.workdir = dir.path().join("work");
-    command_backend(&mut config, "agent", vec![logging_agent(dir.path(), &log, 4)], 60);
+    command_backend(
+        &mut config,
+        "agent",
+        vec![logging_agent(dir.path(), &log, 4)],
+        60,
+    );
     let app = TestApp::spawn(config).await;
     let root = "1700000000.100000";
     app.post_event(&mention("EvSlow1", "C1", "U1", root, None, "fix it"))
@@ -100,7 +105,10 @@ async fn slow_thread_fetch_runs_the_agent_once(db: TestDb) {
     );
     app.stop().await;
 }
-dual_db!(slow_thread_fetch_test, slow_thread_fetch_runs_the_agent_once);
+dual_db!(
+    slow_thread_fetch_test,
+    slow_thread_fetch_runs_the_agent_once
+);
 
 /// A claim that lost its lease (it ran out and the task was claimed again, here by the same
 /// process) can neither renew nor finish the task.
@@ -198,7 +206,12 @@ async fn finish_failing_for_a_while_does_not_rerun(db: TestDb) {
     let mut config = test_config(&db, &slack);
     config.worker.lease_secs = 2;
     config.agent.workdir = dir.path().join("work");
-    command_backend(&mut config, "agent", vec![logging_agent(dir.path(), &log, 1)], 60);
+    command_backend(
+        &mut config,
+        "agent",
+        vec![logging_agent(dir.path(), &log, 1)],
+        60,
+    );
     let app = TestApp::spawn(config).await;
     refuse_finishing(&app.db, db.is_postgres()).await;
     let root = "1700000000.200000";
@@ -228,7 +241,12 @@ async fn restart_finishes_from_the_recorded_outcome(db: TestDb) {
     let mut config = test_config(&db, &slack);
     config.agent.workdir = dir.path().join("work");
     config.server.shutdown_grace_secs = 1;
-    command_backend(&mut config, "agent", vec![logging_agent(dir.path(), &log, 1)], 60);
+    command_backend(
+        &mut config,
+        "agent",
+        vec![logging_agent(dir.path(), &log, 1)],
+        60,
+    );
     let first = TestApp::spawn(config.clone()).await;
     refuse_finishing(&first.db, db.is_postgres()).await;
     let root = "1700000000.300000";
@@ -251,4 +269,7 @@ async fn restart_finishes_from_the_recorded_outcome(db: TestDb) {
     assert_eq!(runs.len(), 1, "the agent ran again: {runs:?}");
     second.stop().await;
 }
-dual_db!(recorded_outcome_test, restart_finishes_from_the_recorded_outcome);
+dual_db!(
+    recorded_outcome_test,
+    restart_finishes_from_the_recorded_outcome
+);

@@ -57,14 +57,28 @@ async fn file_share_and_broadcast_mentions_are_handled(db: TestDb) {
             "<@UBOT> what is in this log",
         ))
         .await);
-    let mut file_mention = mention("EvFileMention", "C2", "U1", file_ts, None, "what is in this log");
+    let mut file_mention = mention(
+        "EvFileMention",
+        "C2",
+        "U1",
+        file_ts,
+        None,
+        "what is in this log",
+    );
     file_mention["event"]["subtype"] = json!("file_share");
     ok(app.post_event(&file_mention).await);
 
     // A file sent to Chime in a DM needs no mention.
     let dm_ts = "1700000000.820000";
     ok(app
-        .post_event(&message_with("EvFileDm", "D1", "im", "file_share", dm_ts, "see attached"))
+        .post_event(&message_with(
+            "EvFileDm",
+            "D1",
+            "im",
+            "file_share",
+            dm_ts,
+            "see attached",
+        ))
         .await);
 
     // Still ignored: edits, a file shared in a channel without a mention, other subtypes.
@@ -90,7 +104,9 @@ async fn file_share_and_broadcast_mentions_are_handled(db: TestDb) {
         .to_string()
         .contains("summarise this thread"));
     let file_card = slack.card("C2", file_ts, "Dry run").await;
-    assert!(file_card["blocks"].to_string().contains("what is in this log"));
+    assert!(file_card["blocks"]
+        .to_string()
+        .contains("what is in this log"));
     slack.card("D1", dm_ts, "Dry run").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -144,7 +160,10 @@ async fn long_threads_give_the_newest_context(db: TestDb) {
     let given = std::fs::read_to_string(&input).unwrap();
     assert!(given.contains("reply #449."), "the newest reply is missing");
     assert!(given.contains("reply #400."));
-    assert!(!given.contains("reply #399."), "more than the newest 50 were kept");
+    assert!(
+        !given.contains("reply #399."),
+        "more than the newest 50 were kept"
+    );
     let pages = slack.calls("conversations.replies");
     assert!(pages.len() >= 3, "read every page: {pages:?}");
     app.stop().await;

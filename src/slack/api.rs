@@ -211,7 +211,11 @@ impl SlackApi {
     }
 
     fn timed_out(&self, method: &str) -> SendError {
-        tracing::warn!(method, timeout_secs = self.timeout.as_secs_f64(), "Slack call timed out");
+        tracing::warn!(
+            method,
+            timeout_secs = self.timeout.as_secs_f64(),
+            "Slack call timed out"
+        );
         SendError::Transient(format!("{method} timed out after {:?}", self.timeout))
     }
 

@@ -134,9 +134,12 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
         // one is handled. One with a file or broadcast is also taken as a `message` in case its
         // app_mention does not come; both carry the same message, and the delivery id below is the
         // message's, so the second of the pair is a duplicate.
-        let mentions_us = own
-            .as_deref()
-            .is_some_and(|id| ev.text.as_deref().unwrap_or_default().contains(&format!("<@{id}")));
+        let mentions_us = own.as_deref().is_some_and(|id| {
+            ev.text
+                .as_deref()
+                .unwrap_or_default()
+                .contains(&format!("<@{id}"))
+        });
         if ev.subtype.is_none() || !mentions_us {
             return Ok(Inbound::Ignored("message outside a DM"));
         }

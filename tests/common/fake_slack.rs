@@ -245,7 +245,11 @@ impl Respond for Responder {
                     .min(msgs.len());
                 let to = (from + limit).min(msgs.len());
                 let has_more = to < msgs.len();
-                let next = if has_more { to.to_string() } else { String::new() };
+                let next = if has_more {
+                    to.to_string()
+                } else {
+                    String::new()
+                };
                 ok(json!({
                     "messages": msgs[from..to], "has_more": has_more,
                     "response_metadata": { "next_cursor": next }
