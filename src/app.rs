@@ -106,6 +106,7 @@ pub async fn start(
             &config.slack.api_url,
             token,
             &config.slack.rate_limits,
+            Duration::from_secs(config.slack.http_timeout_secs),
         )?);
         slack_api = Some(api.clone());
         match tokio::time::timeout(Duration::from_secs(5), api.auth_test()).await {
@@ -215,6 +216,10 @@ pub async fn start(
         shutdown.clone(),
     ));
     let poll = Duration::from_millis(config.worker.poll_ms);
+    let policy = outbox::SendPolicy {
+        max_attempts: config.worker.max_send_attempts,
+        templates: ctx.templates.clone(),
+    };
     for sender in senders {
         for _ in 0..SENDERS {
             tasks.spawn(outbox::run_sender(
@@ -223,6 +228,7 @@ pub async fn start(
                 outbox_wake.clone(),
                 shutdown.clone(),
                 poll,
+                policy.clone(),
             ));
         }
     }

@@ -103,6 +103,8 @@ pub struct SlackConfig {
     /// User ids who may press Stop, Retry and the repo picker on anyone's task.
     pub admins: Vec<String>,
     pub ack_reaction: String,
+    /// Every Slack Web API call is abandoned (and retried or reported) after this many seconds.
+    pub http_timeout_secs: u64,
     pub rate_limits: RateLimits,
 }
 
@@ -117,6 +119,7 @@ impl Default for SlackConfig {
             on_lookup_error: "deny".into(),
             admins: vec![],
             ack_reaction: "eyes".into(),
+            http_timeout_secs: 10,
             rate_limits: RateLimits::default(),
         }
     }
@@ -176,6 +179,8 @@ pub struct WorkerConfig {
     pub poll_ms: u64,
     /// Handled inbox and sent outbox rows are deleted after this many days.
     pub retention_days: u64,
+    /// An outbox row that keeps failing transiently is marked failed after this many attempts.
+    pub max_send_attempts: i64,
 }
 
 impl Default for WorkerConfig {
@@ -186,6 +191,7 @@ impl Default for WorkerConfig {
             max_attempts: 3,
             poll_ms: 250,
             retention_days: 7,
+            max_send_attempts: 8,
         }
     }
 }
@@ -416,6 +422,11 @@ impl Config {
         {
             r.errors
                 .push("slack.rate_limits values must be at least 1".into());
+        }
+        if self.slack.http_timeout_secs == 0 || self.worker.max_send_attempts < 1 {
+            r.errors.push(
+                "slack.http_timeout_secs and worker.max_send_attempts must be at least 1".into(),
+            );
         }
         if let Some(d) = &self.routing.default_repo {
             if RepoName::parse(d).is_none() {

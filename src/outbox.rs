@@ -164,13 +164,24 @@ pub async fn mark_superseded(db: &Db, id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn retry_later(db: &Db, id: i64, delay_ms: i64, error: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET state = 'pending', next_at = $1, last_error = $2 WHERE id = $3")
-        .bind(now_ms() + delay_ms)
-        .bind(error)
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
+/// Puts a row back for later. A `refund` gives back the attempt its claim counted: waiting for a
+/// rate limit or for the message it edits is not a failure, so it never uses up the row's attempts.
+pub async fn retry_later(
+    db: &Db,
+    id: i64,
+    delay_ms: i64,
+    error: &str,
+    refund: bool,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET state = 'pending', next_at = $1, last_error = $2, attempts = attempts - $3 WHERE id = $4",
+    )
+    .bind(now_ms() + delay_ms)
+    .bind(error)
+    .bind(i64::from(refund))
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
     Ok(())
 }
 
@@ -237,7 +248,7 @@ pub async fn update_target(db: &Db, row: &OutboxRow) -> Result<String, Delivery>
         Ok(Some((state, _))) if state == "failed" || state == "done" => Err(Delivery::Failed(
             format!("the message to edit ({ref_key}) was never posted"),
         )),
-        Ok(_) => Err(Delivery::RetryIn(
+        Ok(_) => Err(Delivery::Wait(
             std::time::Duration::from_millis(500),
             "the message to edit is not posted yet".into(),
         )),
@@ -263,8 +274,21 @@ pub async fn count_by_state(db: &Db, state: &str) -> anyhow::Result<i64> {
 pub enum Delivery {
     Sent(Option<String>),
     Superseded,
+    /// A transient failure: try again after the delay, up to `worker.max_send_attempts` attempts.
     RetryIn(std::time::Duration, String),
+    /// Not a failure (rate limited, or waiting for the message to edit): try again after the delay
+    /// without using up an attempt.
+    Wait(std::time::Duration, String),
     Failed(String),
+}
+
+/// How a sender treats rows that keep failing.
+#[derive(Clone)]
+pub struct SendPolicy {
+    /// Transient failures are retried with backoff this many times in all, then the row fails.
+    pub max_attempts: i64,
+    /// Renders the fallback card sent when a task's final card is refused.
+    pub templates: std::sync::Arc<crate::templates::Templates>,
 }
 
 /// Sends outbox rows to one surface's platform.
@@ -282,6 +306,7 @@ pub async fn run_sender(
     wake: std::sync::Arc<tokio::sync::Notify>,
     shutdown: tokio_util::sync::CancellationToken,
     poll: std::time::Duration,
+    policy: SendPolicy,
 ) {
     let surface = deliver.surface();
     loop {
@@ -310,6 +335,13 @@ pub async fn run_sender(
             // matched to an earlier attempt by their metadata before being re-sent).
             _ = shutdown.cancelled() => return,
         };
+        // A transient failure that keeps coming back would hold its thread's queue forever.
+        let outcome = match outcome {
+            Delivery::RetryIn(_, why) if row.attempts >= policy.max_attempts => {
+                Delivery::Failed(format!("gave up after {} attempts: {why}", row.attempts))
+            }
+            other => other,
+        };
         // Record the outcome inside the row's span. The span is attached to the future, never
         // entered across an await: a guard held over an await can be dropped on another thread,
         // which corrupts the subscriber's span bookkeeping (it panicked here under load).
@@ -320,23 +352,38 @@ pub async fn run_sender(
                     Delivery::Sent(r) => mark_sent(db, id, r.as_deref()).await,
                     Delivery::Superseded => mark_superseded(db, id).await,
                     Delivery::RetryIn(d, why) => {
-                        retry_later(db, id, d.as_millis() as i64, why).await
+                        retry_later(db, id, d.as_millis() as i64, why, false).await
+                    }
+                    Delivery::Wait(d, why) => {
+                        retry_later(db, id, d.as_millis() as i64, why, true).await
                     }
                     Delivery::Failed(why) => mark_failed(db, id, why).await,
                 }
             })
             .await;
             match &outcome {
-                Delivery::RetryIn(d, why) => {
+                Delivery::RetryIn(d, why) | Delivery::Wait(d, why) => {
                     tracing::info!(retry_in_ms = d.as_millis() as u64, reason = %why, "delivery postponed")
                 }
                 Delivery::Failed(why) => {
-                    tracing::error!(reason = %why, "delivery refused for good; row kept as failed")
+                    tracing::error!(reason = %why, "delivery refused for good; row kept as failed");
                 }
                 _ => {}
             }
             if let Err(e) = result {
                 tracing::error!(error = %format!("{e:#}"), "recording delivery outcome failed");
+            } else if let Delivery::Failed(why) = &outcome {
+                // Whoever asked must still learn how their task ended.
+                match crate::final_fallback::enqueue(db, &policy.templates, &row, why).await {
+                    Ok(true) => {
+                        tracing::warn!("queued a fallback card in place of the refused final card");
+                        wake.notify_one();
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "could not queue a fallback card")
+                    }
+                }
             }
         };
         tracing::Instrument::instrument(record, span).await;

@@ -25,6 +25,10 @@ const MESSAGES: &[(&str, &str)] = &[
         include_str!("../templates/repo_picker.json.hbs"),
     ),
     ("notice", include_str!("../templates/notice.json.hbs")),
+    (
+        "final_fallback",
+        include_str!("../templates/final_fallback.json.hbs"),
+    ),
 ];
 
 /// A rendered chat message: fallback text plus Block Kit blocks.

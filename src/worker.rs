@@ -1,15 +1,16 @@
-//! The workers: one loop drains the inbox through the router, one runs tasks under leases.
+//! The workers: one loop drains the inbox through the router ([`crate::dispatch`]), one runs tasks
+//! under leases.
 
-use crate::backend::{AgentInput, BackendError, Progress, QuotedMessage, TurnRecord};
+use crate::backend::{AgentInput, BackendError, Outcome, Progress, QuotedMessage, TurnRecord};
 use crate::context::Ctx;
+pub use crate::dispatch::run_inbox_loop;
 use crate::event::{Surface, ThreadRef};
 use crate::ids::{ChannelId, TeamId, ThreadTs};
-use crate::session::{self, Task, TaskState};
+use crate::lease::Lease;
+use crate::session::{self, Claim, Task, TaskState};
 use crate::templates::truncate_chars;
-use crate::{inbox, router};
 use anyhow::Context;
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
@@ -18,43 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Milestones edit the status message at most this often; the outbox coalesces the rest.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-/// How often a running task renews its lease and looks for a Stop.
-const HEARTBEAT_EVERY: Duration = Duration::from_millis(700);
 /// Earlier results are cut to this size inside the agent input (the last two turns)...
 const HISTORY_RESULT_CHARS: usize = 6000;
 /// ...and older turns' results to these, step by step, while the input is over budget.
 const OLDER_RESULT_CHARS: [usize; 4] = [6000, 2000, 500, 120];
 /// An earlier request is kept up to this size.
 const HISTORY_PROMPT_CHARS: usize = 4000;
-
-pub async fn run_inbox_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let poll = Duration::from_millis(ctx.config.worker.poll_ms);
-    while !shutdown.is_cancelled() {
-        let rows = match inbox::claim(&ctx.db, 64, 60_000).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "inbox claim failed");
-                vec![]
-            }
-        };
-        if rows.is_empty() {
-            tokio::select! {
-                _ = ctx.inbox_wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            continue;
-        }
-        for row in rows {
-            if let Err(e) = router::dispatch(&ctx, &row).await {
-                tracing::error!(inbox_id = row.id, error = %format!("{e:#}"), "event handling failed; will retry");
-                if let Err(e) = inbox::fail(&ctx.db, &row, &format!("{e:#}")).await {
-                    tracing::error!(error = %format!("{e:#}"), "recording the failure failed");
-                }
-            }
-        }
-    }
-}
 
 /// Claims and runs tasks until `shutdown`; then gives running tasks `grace` to finish before
 /// stopping them and handing their leases back.
@@ -71,10 +41,10 @@ pub async fn run_task_loop(ctx: Arc<Ctx>, shutdown: CancellationToken, grace: Du
         };
         while running.try_join_next().is_some() {}
         match session::claim_task(&ctx.db, &ctx.worker_id, lease_ms).await {
-            Ok(Some(task)) => {
+            Ok(Some(claim)) => {
                 let (ctx, abort) = (ctx.clone(), abort.clone());
                 running.spawn(async move {
-                    run_task(&ctx, task, abort).await;
+                    run_task(&ctx, claim, abort).await;
                     drop(permit);
                 });
             }
@@ -118,27 +88,53 @@ pub async fn run_task_loop(ctx: Arc<Ctx>, shutdown: CancellationToken, grace: Du
     }
 }
 
-#[tracing::instrument(skip_all, fields(task_id = %task.id, session_id = %task.session_id, turn = task.turn_no, attempt = task.attempts))]
-async fn run_task(ctx: &Ctx, task: Task, abort: CancellationToken) {
-    if let Err(e) = try_run_task(ctx, &task, abort).await {
+#[tracing::instrument(skip_all, fields(task_id = %claim.task.id, session_id = %claim.task.session_id, turn = claim.task.turn_no, attempt = claim.task.attempts))]
+async fn run_task(ctx: &Ctx, claim: Claim, abort: CancellationToken) {
+    // The lease is renewed from the claim on: fetching the thread or finishing may take longer
+    // than a lease, and an expired lease would let a second runner start the same agent.
+    let lease = Lease::start(
+        ctx.db.clone(),
+        claim.task.id.clone(),
+        claim.token.clone(),
+        Duration::from_secs(ctx.config.worker.lease_secs),
+        abort.clone(),
+    );
+    if let Err(e) = try_run_task(ctx, &claim, &lease, &abort).await {
         tracing::error!(error = %format!("{e:#}"), "task run failed inside Chime; the lease will expire and it is retried");
     }
+    lease.end().await;
 }
 
-async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyhow::Result<()> {
+async fn try_run_task(
+    ctx: &Ctx,
+    claim: &Claim,
+    lease: &Lease,
+    abort: &CancellationToken,
+) -> anyhow::Result<()> {
+    let task = &claim.task;
+    let end = |state, outcome, error| finish(ctx, claim, lease, abort, state, outcome, error);
+    if let Some(state) = claim.recorded {
+        // An earlier claim ran the agent to the end but could not finish the task: finish it from
+        // the record rather than run the agent again.
+        tracing::info!(
+            state = state.as_str(),
+            "finishing from the outcome an earlier run recorded"
+        );
+        return end(state, task.outcome.clone(), task.error.clone()).await;
+    }
     if task.cancel_requested {
-        return finish(ctx, task, TaskState::Cancelled, None, None).await;
+        return end(TaskState::Cancelled, None, None).await;
     }
     if task.attempts > ctx.config.worker.max_attempts {
         let msg = format!(
             "gave up after {} attempts: the worker running it stopped each time",
             task.attempts - 1
         );
-        return finish(ctx, task, TaskState::Failed, None, Some(msg)).await;
+        return end(TaskState::Failed, None, Some(msg)).await;
     }
     let Some(backend) = ctx.backends.get(&task.backend).cloned() else {
         let msg = format!("backend {:?} is not configured on this Chime", task.backend);
-        return finish(ctx, task, TaskState::Failed, None, Some(msg)).await;
+        return end(TaskState::Failed, None, Some(msg)).await;
     };
     let reporter = ctx.reporter(task.surface)?.clone();
     let history = crate::db::retry("loading the session's history", || {
@@ -146,117 +142,124 @@ async fn try_run_task(ctx: &Ctx, task: &Task, abort: CancellationToken) -> anyho
     })
     .await?;
     let context = match thread_of(task) {
-        Some(thread) => reporter.thread_context(&thread).await,
-        None => vec![],
+        Some(thread) => tokio::select! {
+            c = reporter.thread_context(&thread) => Some(c),
+            _ = lease.cancel.cancelled() => None,
+        },
+        None => Some(vec![]),
     };
-    let input = build_input(ctx, task, history, context)?;
-    tracing::info!(backend = %task.backend, input_chars = input.rendered.len(), "starting agent");
-
-    let cancel = CancellationToken::new();
-    let stopped_by_user = Arc::new(AtomicBool::new(false));
-    let lost_lease = Arc::new(AtomicBool::new(false));
-    let heartbeat = {
-        let (db, id, owner) = (ctx.db.clone(), task.id.clone(), ctx.worker_id.clone());
-        let lease_ms = ctx.config.worker.lease_secs as i64 * 1000;
-        let (cancel, stopped, lost, abort) = (
-            cancel.clone(),
-            stopped_by_user.clone(),
-            lost_lease.clone(),
-            abort.clone(),
-        );
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-                    _ = abort.cancelled() => { cancel.cancel(); return; }
-                    _ = cancel.cancelled() => return,
-                }
-                match session::heartbeat(&db, &id, &owner, lease_ms).await {
-                    Ok(hb) if !hb.still_owner => {
-                        lost.store(true, Ordering::SeqCst);
-                        cancel.cancel();
-                        return;
-                    }
-                    Ok(hb) if hb.cancel_requested => {
-                        stopped.store(true, Ordering::SeqCst);
-                        cancel.cancel();
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "heartbeat failed"),
-                }
-            }
-        })
+    let result = match context {
+        Some(context) => {
+            let input = build_input(ctx, task, history, context)?;
+            tracing::info!(backend = %task.backend, input_chars = input.rendered.len(), "starting agent");
+            let (ptx, prx) = mpsc::channel::<Progress>(64);
+            let forwarder = tokio::spawn(forward_progress(
+                ctx.db.clone(),
+                reporter.clone(),
+                task.clone(),
+                prx,
+                ctx.outbox_wake.clone(),
+            ));
+            // A lost lease, a Stop or shutdown fires `lease.cancel`, which stops the agent.
+            let result = backend.run(&input, ptx, lease.cancel.clone()).await;
+            let _ = forwarder.await;
+            result
+        }
+        // Stopped before the agent started.
+        None => Err(BackendError::Cancelled),
     };
-    let (ptx, prx) = mpsc::channel::<Progress>(64);
-    let forwarder = tokio::spawn(forward_progress(
-        ctx.db.clone(),
-        reporter.clone(),
-        task.clone(),
-        prx,
-        ctx.outbox_wake.clone(),
-    ));
-    let result = backend.run(&input, ptx, cancel.clone()).await;
-    cancel.cancel();
-    let _ = heartbeat.await;
-    let _ = forwarder.await;
 
-    if lost_lease.load(Ordering::SeqCst) {
-        tracing::warn!("lost the task's lease to another worker; leaving the result to it");
+    if lease.is_lost() {
+        tracing::warn!("lost the task's lease to another claim; leaving the result to it");
         return Ok(());
     }
     match result {
-        Ok(outcome) => finish(ctx, task, TaskState::Succeeded, Some(outcome), None).await,
-        Err(BackendError::Cancelled) if stopped_by_user.load(Ordering::SeqCst) => {
-            finish(ctx, task, TaskState::Cancelled, None, None).await
+        Ok(outcome) => end(TaskState::Succeeded, Some(outcome), None).await,
+        Err(BackendError::Cancelled) if lease.stop_requested() => {
+            end(TaskState::Cancelled, None, None).await
         }
         Err(BackendError::Cancelled) => {
             tracing::info!("stopped by shutdown; the task goes back to the queue");
             Ok(())
         }
         Err(e @ BackendError::TimedOut(_)) => {
-            finish(
-                ctx,
-                task,
-                TaskState::Failed,
-                None,
-                Some(format!("the agent {e}")),
-            )
-            .await
+            end(TaskState::Failed, None, Some(format!("the agent {e}"))).await
         }
-        Err(BackendError::Failed(msg)) => {
-            finish(ctx, task, TaskState::Failed, None, Some(msg)).await
-        }
+        Err(BackendError::Failed(msg)) => end(TaskState::Failed, None, Some(msg)).await,
     }
 }
 
-/// Ends the task and posts its final card in one transaction, if this worker still holds it.
+/// Ends the task and posts its final card in one transaction, if this claim still holds it.
+///
+/// The outcome is recorded on the task first, so that a runner that cannot finish (the database
+/// refuses for longer than its lease, or the process dies) leaves the next claim something to
+/// finish from instead of an agent to run again. Finishing is then retried for as long as the
+/// lease is held: the heartbeat keeps renewing it meanwhile.
 async fn finish(
     ctx: &Ctx,
-    task: &Task,
+    claim: &Claim,
+    lease: &Lease,
+    abort: &CancellationToken,
     state: TaskState,
-    outcome: Option<crate::backend::Outcome>,
+    outcome: Option<Outcome>,
     error: Option<String>,
 ) -> anyhow::Result<()> {
-    crate::db::retry("ending the task", || {
-        finish_once(ctx, task, state, outcome.clone(), error.clone())
-    })
-    .await
+    let task = &claim.task;
+    let mut recorded = claim.recorded.is_some();
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1u32.. {
+        if !recorded {
+            match session::record_outcome(
+                &ctx.db,
+                &task.id,
+                &claim.token,
+                state,
+                outcome.as_ref(),
+                error.as_deref(),
+            )
+            .await
+            {
+                Ok(_) => recorded = true,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "could not record the outcome yet")
+                }
+            }
+        }
+        let e = match finish_once(ctx, claim, state, outcome.clone(), error.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if lease.is_lost() {
+            tracing::error!(error = %format!("{e:#}"), recorded, "could not end the task before losing its lease; the next claim finishes it");
+            return Ok(());
+        }
+        if abort.is_cancelled() && attempt > 3 {
+            return Err(e.context("ending the task at shutdown; the next claim finishes it"));
+        }
+        tracing::warn!(error = %format!("{e:#}"), attempt, "ending the task failed; retrying while the lease is held");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = abort.cancelled(), if !abort.is_cancelled() => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    unreachable!("the loop returns")
 }
 
 async fn finish_once(
     ctx: &Ctx,
-    task: &Task,
+    claim: &Claim,
     state: TaskState,
-    outcome: Option<crate::backend::Outcome>,
+    outcome: Option<Outcome>,
     error: Option<String>,
 ) -> anyhow::Result<()> {
+    let task = &claim.task;
     let reporter = ctx.reporter(task.surface)?;
     let mut tx = ctx.db.begin().await?;
     if !session::finish_task(
         &mut tx,
         &task.id,
-        Some(&ctx.worker_id),
+        Some(&claim.token),
         state,
         outcome.as_ref(),
         error.as_deref(),

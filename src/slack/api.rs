@@ -18,14 +18,26 @@ use std::time::{Duration, Instant};
 
 pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
+/// Connecting to Slack gives up after this long (every call also has an overall timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// conversations.replies is read a page at a time, up to this many pages...
+const REPLIES_PAGE: usize = 200;
+const REPLIES_MAX_PAGES: usize = 25;
+/// ...keeping the newest this many messages.
+const REPLIES_KEEP: usize = 1000;
+
 /// slack-morphism's connector pointed at `api_url` (`SLACK_API_URL`, no trailing slash).
 pub fn connector(api_url: &str) -> Connector {
+    let mut http = HttpConnector::new();
+    // The https connector below decides the scheme; a connection that hangs is abandoned.
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     // https_or_http: Slack is https, but tests and self-hosted fakes may be plain http on loopback.
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(http);
     SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url)
 }
 
@@ -56,6 +68,9 @@ pub struct SlackApi {
     tier3: DefaultKeyedRateLimiter<String>,
     tier4: DefaultKeyedRateLimiter<String>,
     members: Mutex<HashMap<String, (Member, Instant)>>,
+    /// Every call is abandoned after this long: a stalled Slack must not hold a task, an event or
+    /// a thread's outbox queue forever.
+    timeout: Duration,
 }
 
 /// What users.info says about a person, reduced to what trust decisions need.
@@ -95,6 +110,14 @@ struct Empty {}
 struct RepliesResponse {
     #[serde(default)]
     messages: Vec<ThreadMessage>,
+    #[serde(default)]
+    has_more: bool,
+    response_metadata: Option<ResponseMetadata>,
+}
+
+#[derive(Deserialize)]
+struct ResponseMetadata {
+    next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,7 +168,12 @@ fn keyed(per_min: u32) -> DefaultKeyedRateLimiter<String> {
 }
 
 impl SlackApi {
-    pub fn new(api_url: &str, token: &SecretString, limits: &RateLimits) -> anyhow::Result<Self> {
+    pub fn new(
+        api_url: &str,
+        token: &SecretString,
+        limits: &RateLimits,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let per_sec = NonZeroU32::new(limits.post_message_per_channel_per_sec.max(1))
             .unwrap_or(NonZeroU32::MIN);
         Ok(Self {
@@ -156,6 +184,7 @@ impl SlackApi {
             tier3: keyed(limits.tier3_per_min),
             tier4: keyed(limits.tier4_per_min),
             members: Mutex::new(HashMap::new()),
+            timeout,
         })
     }
 
@@ -174,11 +203,20 @@ impl SlackApi {
         body: &RQ,
     ) -> Result<RS, SendError> {
         let session = self.client.open_session(&self.token);
-        session
-            .http_session_api
-            .http_post(method, body, None)
-            .await
-            .map_err(classify)
+        let call = session.http_session_api.http_post(method, body, None);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r.map_err(classify),
+            Err(_) => Err(self.timed_out(method)),
+        }
+    }
+
+    fn timed_out(&self, method: &str) -> SendError {
+        tracing::warn!(
+            method,
+            timeout_secs = self.timeout.as_secs_f64(),
+            "Slack call timed out"
+        );
+        SendError::Transient(format!("{method} timed out after {:?}", self.timeout))
     }
 
     async fn get<RS: for<'de> Deserialize<'de> + Send>(
@@ -187,11 +225,11 @@ impl SlackApi {
         params: Vec<(&str, Option<String>)>,
     ) -> Result<RS, SendError> {
         let session = self.client.open_session(&self.token);
-        session
-            .http_session_api
-            .http_get(method, &params, None)
-            .await
-            .map_err(classify)
+        let call = session.http_session_api.http_get(method, &params, None);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r.map_err(classify),
+            Err(_) => Err(self.timed_out(method)),
+        }
     }
 
     /// Posts a threaded message stamped with `key` in its metadata; returns its ts.
@@ -268,7 +306,9 @@ impl SlackApi {
         }
     }
 
-    /// A thread's messages, metadata included (to find Chime's own posts after a crash).
+    /// A thread's messages, oldest first, metadata included (for thread context, and to find
+    /// Chime's own posts after a crash). Slack pages replies from the oldest, so every page is read
+    /// (up to a bound) and the newest `REPLIES_KEEP` are kept.
     #[tracing::instrument(skip(self))]
     pub async fn replies(
         &self,
@@ -276,19 +316,43 @@ impl SlackApi {
         channel: &str,
         thread_ts: &str,
     ) -> Result<Vec<ThreadMessage>, SendError> {
-        self.throttle(team, "conversations.replies", Tier::T3).await;
-        let r: RepliesResponse = self
-            .get(
-                "conversations.replies",
-                vec![
-                    ("channel", Some(channel.to_string())),
-                    ("ts", Some(thread_ts.to_string())),
-                    ("limit", Some("200".to_string())),
-                    ("include_all_metadata", Some("true".to_string())),
-                ],
-            )
-            .await?;
-        Ok(r.messages)
+        let mut kept = std::collections::VecDeque::new();
+        let mut cursor: Option<String> = None;
+        for page in 1..=REPLIES_MAX_PAGES {
+            self.throttle(team, "conversations.replies", Tier::T3).await;
+            let r: RepliesResponse = self
+                .get(
+                    "conversations.replies",
+                    vec![
+                        ("channel", Some(channel.to_string())),
+                        ("ts", Some(thread_ts.to_string())),
+                        ("limit", Some(REPLIES_PAGE.to_string())),
+                        ("include_all_metadata", Some("true".to_string())),
+                        ("cursor", cursor.take()),
+                    ],
+                )
+                .await?;
+            for m in r.messages {
+                if kept.len() == REPLIES_KEEP {
+                    kept.pop_front();
+                }
+                kept.push_back(m);
+            }
+            cursor = r
+                .response_metadata
+                .and_then(|m| m.next_cursor)
+                .filter(|c| !c.is_empty());
+            if !r.has_more || cursor.is_none() {
+                break;
+            }
+            if page == REPLIES_MAX_PAGES {
+                tracing::warn!(
+                    pages = page,
+                    "thread is longer than Chime reads; its newest replies are left out"
+                );
+            }
+        }
+        Ok(kept.into())
     }
 
     /// users.info, cached for ten minutes.

@@ -88,8 +88,8 @@ pub fn parse_event_body(body: &[u8], own_user: Option<&str>) -> Result<Inbound, 
 }
 
 fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, ParseError> {
-    let delivery_id = env
-        .event_id
+    // Every callback must carry a sane event_id, though a mention is named by its message.
+    env.event_id
         .filter(|id| is_token(id, 128))
         .ok_or(ParseError::Shape("missing or invalid event_id"))?;
     let team = env
@@ -115,15 +115,34 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
             .find(|a| a.is_bot)
             .and_then(|a| a.user_id.clone())
     });
-    if ev.bot_id.is_some() || ev.subtype.is_some() {
-        // Bot posts (ours included), edits, joins and other subtypes never start work.
-        return Ok(Inbound::Ignored("bot message or subtype"));
+    if ev.bot_id.is_some() {
+        // Bot posts (ours included) never start work.
+        return Ok(Inbound::Ignored("bot message"));
     }
-    let is_dm = ev.kind.as_deref() == Some("message");
-    if is_dm && ev.channel_type.as_deref() != Some("im") {
-        // Channel messages that mention Chime also arrive as app_mention; handling both would
-        // start the work twice.
-        return Ok(Inbound::Ignored("message outside a DM"));
+    // A message with a file, and a thread reply also sent to the channel, are requests like any
+    // other; edits, joins, bot posts and other subtypes never start work.
+    if !matches!(
+        ev.subtype.as_deref(),
+        None | Some("file_share") | Some("thread_broadcast")
+    ) {
+        return Ok(Inbound::Ignored("message subtype"));
+    }
+    let is_message = ev.kind.as_deref() == Some("message");
+    let is_dm = is_message && ev.channel_type.as_deref() == Some("im");
+    if is_message && !is_dm {
+        // A channel message that mentions Chime normally arrives as app_mention too, and only that
+        // one is handled. One with a file or broadcast is also taken as a `message` in case its
+        // app_mention does not come; both carry the same message, and the delivery id below is the
+        // message's, so the second of the pair is a duplicate.
+        let mentions_us = own.as_deref().is_some_and(|id| {
+            ev.text
+                .as_deref()
+                .unwrap_or_default()
+                .contains(&format!("<@{id}"))
+        });
+        if ev.subtype.is_none() || !mentions_us {
+            return Ok(Inbound::Ignored("message outside a DM"));
+        }
     }
     let user = ev
         .user
@@ -147,6 +166,7 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
     };
     let home = ev.user_team.or(ev.source_team);
     let external = home.as_deref().is_some_and(|h| h != team);
+    let message_key = format!("{team}/{channel}/{ts}");
     let text = strip_mention(ev.text.as_deref().unwrap_or_default(), own.as_deref());
     let thread = ThreadRef {
         surface: Surface::Slack,
@@ -164,8 +184,10 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
         text,
         is_dm,
     });
+    // Named by the message, not the event: Slack's retries of one event, and the app_mention and
+    // `message` events of one message, make one task.
     Ok(Inbound::Event {
-        delivery_id,
+        delivery_id: format!("msg:{message_key}"),
         team: TeamId(team),
         event: Box::new(event),
     })
@@ -376,7 +398,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(delivery_id, "Ev1");
+        assert_eq!(delivery_id, "msg:T1/C1/1700000000.000100");
         let Event::Mention(m) = *event else { panic!() };
         assert_eq!(m.text, "fix it");
         assert_eq!(m.thread.thread_ts.as_str(), "1700000000.000100");

@@ -75,7 +75,7 @@ impl Deliver for SlackSender {
         };
         match result {
             Ok(r) => Delivery::Sent(r),
-            Err(SendError::RateLimited(after)) => Delivery::RetryIn(
+            Err(SendError::RateLimited(after)) => Delivery::Wait(
                 after.unwrap_or(Duration::from_secs(1)),
                 "rate limited (429)".into(),
             ),

@@ -242,7 +242,29 @@ impl Respond for Responder {
                             .collect()
                     })
                     .unwrap_or_default();
-                ok(json!({ "messages": msgs, "has_more": false }))
+                // Pages from the oldest, as Slack does: `limit` (at most 1000) per page, and a
+                // cursor (here the offset) to the next page while there is more.
+                let limit = p["limit"]
+                    .as_str()
+                    .and_then(|l| l.parse::<usize>().ok())
+                    .unwrap_or(1000)
+                    .clamp(1, 1000);
+                let from = p["cursor"]
+                    .as_str()
+                    .and_then(|c| c.parse::<usize>().ok())
+                    .unwrap_or(0)
+                    .min(msgs.len());
+                let to = (from + limit).min(msgs.len());
+                let has_more = to < msgs.len();
+                let next = if has_more {
+                    to.to_string()
+                } else {
+                    String::new()
+                };
+                ok(json!({
+                    "messages": msgs[from..to], "has_more": has_more,
+                    "response_metadata": { "next_cursor": next }
+                }))
             }
             "users.info" => {
                 let id = p["user"].as_str().unwrap_or_default();
