@@ -148,6 +148,11 @@ impl Sandbox {
             .split_first()
             .ok_or_else(|| format!("backend {backend} has an empty command"))?;
         let mut cmd = if self.is_sandboxed() {
+            // bwrap would fail binding a missing executable with a message about bind mounts.
+            if Path::new(program).is_absolute() {
+                std::fs::metadata(program)
+                    .map_err(|e| format!("cannot start the agent command {program:?}: {e}"))?;
+            }
             let bwrap = find_bwrap().ok_or_else(|| not_installed(backend))?;
             let mut cmd = Command::new(bwrap);
             cmd.args(self.bwrap_args(program, cwd, mounts))
