@@ -898,3 +898,129 @@ echo "$CHIME_TURN" > "turn$CHIME_TURN.txt"; echo x > a.txt"#,
     );
     assert!(two.diff_stat.unwrap().contains("turn2.txt"));
 }
+
+/// Writes a bash agent that plants every hook and git setting it can into its worktree's git
+/// directories, then changes a file. Anything planted that runs leaves a line in `marker`.
+fn planting_agent(fx: &Fixture, marker: &Path) -> PathBuf {
+    fx.script(
+        "planter.sh",
+        &format!(
+            r#"cat >/dev/null
+set +e
+hook='#!/bin/sh
+echo "$0 $*" >> {marker}'
+common=$(git rev-parse --git-common-dir)
+gitdir=$(git rev-parse --absolute-git-dir)
+for dir in "$common/hooks" "$gitdir/hooks" "$PWD/.evil-hooks"; do
+  mkdir -p "$dir"
+  for name in pre-commit post-commit post-checkout post-index-change reference-transaction fsmonitor-watchman; do
+    printf '%s\n' "$hook" > "$dir/$name" && chmod +x "$dir/$name"
+  done
+done 2>/dev/null
+git config core.hooksPath "$PWD/.evil-hooks" 2>/dev/null
+git config core.fsmonitor "$PWD/.evil-hooks/fsmonitor-watchman" 2>/dev/null
+git config diff.external "$PWD/.evil-hooks/post-commit" 2>/dev/null
+echo "$CHIME_TURN" > "turn$CHIME_TURN.txt"
+if [ "$CHIME_TURN" = 2 ]; then echo started > "$HOME/started"; sleep 60; fi
+echo '{{"type":"result","text":"planted"}}'"#,
+            marker = marker.display()
+        ),
+    )
+}
+
+/// Hooks, an fsmonitor and an external diff that the agent configures never run when Chime
+/// commits, checks out or diffs: not after the turn, not after a Stop, not in a later session of
+/// the same repository. Unsandboxed, so that planting them succeeds.
+#[tokio::test]
+async fn planted_hooks_never_run_in_chimes_git() {
+    let fx = Fixture::new();
+    let marker = fx.out.join("hook-ran");
+    let script = planting_agent(&fx, &marker);
+    let backend = Arc::new(fx.backend(&script).with_sandbox(sandbox(SandboxMode::None)));
+    let (one, _) = run_ok(&backend, &input("h1", 1, "plant", Some(REPO))).await;
+    assert!(one.diff_stat.unwrap().contains("turn1.txt"));
+    let config = std::fs::read_to_string(fx.mirror().join("config")).unwrap();
+    assert!(config.contains("hooksPath"), "the agent's plant worked:\n{config}");
+    assert!(fx.mirror().join("hooks/post-commit").exists());
+
+    // Turn 2 is stopped while it runs; its retry then commits.
+    let cancel = CancellationToken::new();
+    let turn2 = input("h1", 2, "plant again", Some(REPO));
+    let running = {
+        let (backend, turn2, cancel) = (backend.clone(), turn2.clone(), cancel.clone());
+        let (tx, _rx) = mpsc::channel(10);
+        tokio::spawn(async move { backend.run(&turn2, tx, cancel).await })
+    };
+    wait_for_file(&fx.home("h1").join("started")).await;
+    cancel.cancel();
+    assert!(matches!(running.await.unwrap(), Err(BackendError::Cancelled)));
+    let (three, _) = run_ok(&backend, &input("h1", 3, "after the stop", Some(REPO))).await;
+    assert!(three.commit.is_some());
+
+    // A later session of the same repository: fetch, worktree add (post-checkout), commit.
+    let (other, _) = run_ok(&backend, &input("h2", 1, "later session", Some(REPO))).await;
+    assert!(other.diff_stat.unwrap().contains("turn1.txt"));
+    assert!(
+        !marker.exists(),
+        "a planted hook ran: {}",
+        std::fs::read_to_string(&marker).unwrap_or_default()
+    );
+}
+
+/// In the sandbox the same agent cannot plant anything in the mirror at all: its config and hooks
+/// are read-only, and its worktree's `.git` pointer cannot be redirected.
+#[tokio::test]
+async fn sandboxed_agent_cannot_plant_in_the_mirror() {
+    let fx = Fixture::new();
+    let marker = fx.out.join("hook-ran");
+    let script = planting_agent(&fx, &marker);
+    let backend = fx.backend(&script);
+    let (one, _) = run_ok(&backend, &input("m1", 1, "plant", Some(REPO))).await;
+    assert!(one.diff_stat.unwrap().contains("turn1.txt"));
+    let config = std::fs::read_to_string(fx.mirror().join("config")).unwrap();
+    assert!(!config.contains("hooksPath") && !config.contains("fsmonitor"), "{config}");
+    assert!(!config.contains("external"), "{config}");
+    assert!(!fx.mirror().join("hooks/post-commit").exists());
+    let (_, _) = run_ok(&backend, &input("m2", 1, "plant", Some(REPO))).await;
+    assert!(!marker.exists());
+}
+
+/// Repositories `a__b/c` and `a/b__c` once shared one mirror (`mirrors/a__b__c.git`), so a
+/// session on one worked on the other's code.
+#[tokio::test]
+async fn similar_repository_names_get_their_own_mirrors() {
+    let fx = Fixture::new();
+    let mut repos = BTreeMap::new();
+    for (name, content) in [("a__b/c", "first"), ("a/b__c", "second")] {
+        let upstream = fx.root.join(name.replace('/', "-"));
+        std::fs::create_dir_all(&upstream).unwrap();
+        git(&upstream, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(upstream.join("which.txt"), content).unwrap();
+        git(&upstream, &["add", "-A"]);
+        commit(&upstream, "initial");
+        repos.insert(
+            name.to_string(),
+            RepoConfig {
+                url: upstream.display().to_string(),
+                default_branch: Some("main".into()),
+            },
+        );
+    }
+    let script = fx.script(
+        "agent.sh",
+        r#"cat >/dev/null; echo "{\"type\":\"result\",\"text\":\"$(cat which.txt)\"}""#,
+    );
+    let backend = CommandBackend::new(
+        "test-agent".into(),
+        vec![script.display().to_string()],
+        Duration::from_secs(30),
+        BTreeMap::new(),
+        fx.workdir.clone(),
+        repos,
+    )
+    .with_sandbox(sandbox(SandboxMode::Bwrap));
+    let (one, _) = run_ok(&backend, &input("n1", 1, "which", Some("a__b/c"))).await;
+    let (two, _) = run_ok(&backend, &input("n2", 1, "which", Some("a/b__c"))).await;
+    assert_eq!(one.summary, "first");
+    assert_eq!(two.summary, "second");
+}
