@@ -2,9 +2,9 @@
 //! the bubblewrap sandbox as they are by default.
 
 use chime::backend::command::{find_bwrap, CommandBackend, Sandbox};
-use chime::config::SandboxMode;
 use chime::backend::{AgentInput, Backend, BackendError, Outcome, Progress};
 use chime::config::RepoConfig;
+use chime::config::SandboxMode;
 use chime::ids::{RepoName, SessionId, TaskId};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -96,7 +96,6 @@ impl Fixture {
     fn home(&self, session: &str) -> PathBuf {
         self.workdir.join("homes").join(session)
     }
-
 }
 
 /// The sandbox `mode`, or none with a printed note when this machine has no bubblewrap (a failure
@@ -219,7 +218,10 @@ async fn wait_for_file(path: &Path) -> String {
 
 /// The host pid of the one process whose argv is exactly `argv`.
 fn pid_by_argv(argv: &[&str]) -> i32 {
-    let wanted: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
     let found: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
@@ -454,7 +456,10 @@ async fn environment_is_cleared() {
     }
     assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
     let home = format!("HOME={}", fx.home("env1").display());
-    assert!(env.lines().any(|l| l == home), "{home} missing from:\n{env}");
+    assert!(
+        env.lines().any(|l| l == home),
+        "{home} missing from:\n{env}"
+    );
 
     // Without a repository there is no CHIME_REPO.
     run_ok(&backend, &input("env2", 1, "env", None)).await;
@@ -940,7 +945,10 @@ async fn planted_hooks_never_run_in_chimes_git() {
     let (one, _) = run_ok(&backend, &input("h1", 1, "plant", Some(REPO))).await;
     assert!(one.diff_stat.unwrap().contains("turn1.txt"));
     let config = std::fs::read_to_string(fx.mirror().join("config")).unwrap();
-    assert!(config.contains("hooksPath"), "the agent's plant worked:\n{config}");
+    assert!(
+        config.contains("hooksPath"),
+        "the agent's plant worked:\n{config}"
+    );
     assert!(fx.mirror().join("hooks/post-commit").exists());
 
     // Turn 2 is stopped while it runs; its retry then commits.
@@ -953,7 +961,10 @@ async fn planted_hooks_never_run_in_chimes_git() {
     };
     wait_for_file(&fx.home("h1").join("started")).await;
     cancel.cancel();
-    assert!(matches!(running.await.unwrap(), Err(BackendError::Cancelled)));
+    assert!(matches!(
+        running.await.unwrap(),
+        Err(BackendError::Cancelled)
+    ));
     let (three, _) = run_ok(&backend, &input("h1", 3, "after the stop", Some(REPO))).await;
     assert!(three.commit.is_some());
 
@@ -978,7 +989,10 @@ async fn sandboxed_agent_cannot_plant_in_the_mirror() {
     let (one, _) = run_ok(&backend, &input("m1", 1, "plant", Some(REPO))).await;
     assert!(one.diff_stat.unwrap().contains("turn1.txt"));
     let config = std::fs::read_to_string(fx.mirror().join("config")).unwrap();
-    assert!(!config.contains("hooksPath") && !config.contains("fsmonitor"), "{config}");
+    assert!(
+        !config.contains("hooksPath") && !config.contains("fsmonitor"),
+        "{config}"
+    );
     assert!(!config.contains("external"), "{config}");
     assert!(!fx.mirror().join("hooks/post-commit").exists());
     let (_, _) = run_ok(&backend, &input("m2", 1, "plant", Some(REPO))).await;

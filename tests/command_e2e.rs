@@ -295,7 +295,16 @@ async fn each_picked_repository_gets_its_own_worktree(db: TestDb) {
         git(&upstream, &["add", "-A"]);
         git(
             &upstream,
-            &["-c", "user.name=T", "-c", "user.email=t@t", "commit", "--quiet", "-m", "initial"],
+            &[
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "--quiet",
+                "-m",
+                "initial",
+            ],
         );
         config.repos.insert(
             format!("acme/{name}"),
@@ -332,14 +341,12 @@ async fn each_picked_repository_gets_its_own_worktree(db: TestDb) {
         let app = &app;
         async move {
             eventually(WAIT, "a task waiting for its repository", || async {
-                sqlx::query(
-                    "SELECT id FROM tasks WHERE turn_no = $1 AND state = 'awaiting_repo'",
-                )
-                .bind(turn)
-                .fetch_optional(&app.db.pool)
-                .await
-                .unwrap()
-                .map(|r| r.get::<String, _>(0))
+                sqlx::query("SELECT id FROM tasks WHERE turn_no = $1 AND state = 'awaiting_repo'")
+                    .bind(turn)
+                    .fetch_optional(&app.db.pool)
+                    .await
+                    .unwrap()
+                    .map(|r| r.get::<String, _>(0))
             })
             .await
         }
@@ -370,4 +377,7 @@ async fn each_picked_repository_gets_its_own_worktree(db: TestDb) {
     assert!(two.contains("checkout of web for acme/web"), "{two}");
     app.stop().await;
 }
-dual_db!(two_pickers_test, each_picked_repository_gets_its_own_worktree);
+dual_db!(
+    two_pickers_test,
+    each_picked_repository_gets_its_own_worktree
+);

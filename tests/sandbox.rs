@@ -45,7 +45,16 @@ fn init_upstream(dir: &Path) {
     git(dir, &["add", "-A"]);
     git(
         dir,
-        &["-c", "user.name=T", "-c", "user.email=t@t", "commit", "--quiet", "-m", "initial"],
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "--quiet",
+            "-m",
+            "initial",
+        ],
     );
 }
 
@@ -157,20 +166,38 @@ echo "probes done"
     let post = |ev: serde_json::Value| {
         let (http, url) = (&http, &url);
         async move {
-            signed_post(http, url, ev.to_string().into_bytes(), "application/json", &[]).await
+            signed_post(
+                http,
+                url,
+                ev.to_string().into_bytes(),
+                "application/json",
+                &[],
+            )
+            .await
         }
     };
 
     // Another session first, which leaves something of its own behind.
     let other = "1700000000.011000";
-    post(mention("EvOther", "C11", "U1", other, None, "plant-a-secret")).await;
+    post(mention(
+        "EvOther",
+        "C11",
+        "U1",
+        other,
+        None,
+        "plant-a-secret",
+    ))
+    .await;
     let card = final_card(&slack, "C11", other).await;
     assert!(card.contains("planted"), "{card}\n{}", chime.log_text());
 
     let root = "1700000000.012000";
     post(mention("EvProbe", "C12", "U2", root, None, "look around")).await;
     let card = final_card(&slack, "C12", root).await;
-    assert!(card.contains("*Done*") && card.contains("probes done"), "{card}");
+    assert!(
+        card.contains("*Done*") && card.contains("probes done"),
+        "{card}"
+    );
     let home = std::fs::read_dir(workdir.join("homes"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -204,12 +231,16 @@ echo "probes done"
     }
     // The probes ran and saw the sandbox: its own few processes, no capabilities, and neither
     // Chime's working directory nor the database or config file.
-    assert!(findings.contains("== ppid-environ\nCHIME_") || findings.contains("== ppid-environ\nHOME="), "{findings}");
+    assert!(
+        findings.contains("== ppid-environ\nCHIME_") || findings.contains("== ppid-environ\nHOME="),
+        "{findings}"
+    );
     assert!(findings.contains("CapEff:\t0000000000000000"), "{findings}");
     assert!(findings.contains("No such file or directory"), "{findings}");
     let processes = section(&findings, "processes");
+    // bwrap's init, the agent and the probe's own pipeline; the host has hundreds.
     assert!(
-        processes.split_whitespace().count() <= 6,
+        processes.split_whitespace().count() <= 20,
         "the agent sees processes beyond its own: {processes}"
     );
 }

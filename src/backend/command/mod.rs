@@ -285,14 +285,23 @@ impl CommandBackend {
     }
 
     /// The agent's environment: see the module documentation.
-    fn agent_env(&self, input: &AgentInput, branch: &str, home: &Path) -> Vec<(OsString, OsString)> {
+    fn agent_env(
+        &self,
+        input: &AgentInput,
+        branch: &str,
+        home: &Path,
+    ) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = INHERITED_ENV
             .iter()
             .filter_map(|k| Some((OsString::from(k), std::env::var_os(k)?)))
             .collect();
         env.push(("HOME".into(), home.into()));
         env.extend(self.env.iter().map(|(k, v)| (k.into(), v.into())));
-        env.extend(chime_env(input, branch).into_iter().map(|(k, v)| (k.into(), v.into())));
+        env.extend(
+            chime_env(input, branch)
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into())),
+        );
         // Later entries win, as they would with repeated `Command::env` calls.
         let mut seen = std::collections::HashSet::new();
         let mut unique: Vec<_> = env
@@ -317,7 +326,13 @@ impl CommandBackend {
         let env = self.agent_env(input, branch, &workspace.home);
         let mut cmd = self
             .sandbox
-            .command(&self.name, &self.command, &workspace.dir, &workspace.mounts, &env)
+            .command(
+                &self.name,
+                &self.command,
+                &workspace.dir,
+                &workspace.mounts,
+                &env,
+            )
             .map_err(BackendError::Failed)?;
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -332,7 +347,9 @@ impl CommandBackend {
                     not_installed(&self.name)
                 }
                 _ if self.sandbox.is_sandboxed() => {
-                    format!("cannot start the sandbox (bwrap) for the agent command {program:?}: {e}")
+                    format!(
+                        "cannot start the sandbox (bwrap) for the agent command {program:?}: {e}"
+                    )
                 }
                 _ => format!("cannot start the agent command {program:?}: {e}"),
             })

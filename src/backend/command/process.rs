@@ -1,7 +1,6 @@
 //! The agent process: starting it, feeding its input, reading its output, and stopping it with
 //! everything it started.
 
-
 use super::super::Progress;
 use super::protocol::{parse_line, Transcript};
 use std::os::unix::process::ExitStatusExt;
@@ -196,7 +195,11 @@ pub(super) fn exit_message(status: ExitStatus, stderr_tail: &[u8]) -> String {
 }
 
 /// Keeps the last `limit` bytes of `reader` in `tail`.
-pub(super) async fn read_tail<R: AsyncRead + Unpin>(reader: Option<R>, tail: &mut Vec<u8>, limit: usize) {
+pub(super) async fn read_tail<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    tail: &mut Vec<u8>,
+    limit: usize,
+) {
     let Some(mut reader) = reader else { return };
     let mut chunk = [0u8; 8192];
     loop {
@@ -270,7 +273,6 @@ async fn read_capped_line<R: AsyncBufRead + Unpin>(
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

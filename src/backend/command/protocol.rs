@@ -10,7 +10,6 @@ const PLAIN_TAIL_CHARS: usize = 4000;
 /// Progress is shown in a status message; a milestone longer than this is noise.
 const PROGRESS_MAX_CHARS: usize = 1000;
 
-
 /// What one line of the agent's stdout means.
 #[derive(Debug, PartialEq)]
 pub(super) enum Event {
@@ -282,5 +281,4 @@ mod tests {
         assert_eq!(tail_chars("hi", 0), "");
         assert_eq!(shorten("ééé", 2), "éé…");
     }
-
 }

@@ -41,7 +41,9 @@ use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
 /// The system directories every program needs, read-only.
-const SYSTEM_DIRS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+const SYSTEM_DIRS: [&str; 7] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
 
 /// The entries of `/etc` the agent sees. Anything secret (`shadow`, `gshadow`, `ssl/private`, SSH
 /// host keys, `sudoers`) or Chime's (a config kept under `/etc`) is left out; an agent that needs
@@ -294,7 +296,9 @@ mod tests {
             mode: SandboxMode::NoNetwork,
             read_only: vec![],
         };
-        assert!(args(&no_net, "codex", &[]).iter().any(|x| x == "--unshare-net"));
+        assert!(args(&no_net, "codex", &[])
+            .iter()
+            .any(|x| x == "--unshare-net"));
     }
 
     #[test]
@@ -304,7 +308,10 @@ mod tests {
         }
         let a = args(&Sandbox::default(), "codex", &[]);
         assert!(!has(&a, &["--ro-bind", "/etc", "/etc"]), "{a:?}");
-        assert!(has(&a, &["--ro-bind-try", "/etc/ssl/certs", "/etc/ssl/certs"]));
+        assert!(has(
+            &a,
+            &["--ro-bind-try", "/etc/ssl/certs", "/etc/ssl/certs"]
+        ));
     }
 
     #[test]
@@ -314,7 +321,10 @@ mod tests {
             read_only: vec!["/opt/codex".into()],
         };
         let a = args(&sandbox, "/srv/agents/run.sh", &[]);
-        assert!(has(&a, &["--ro-bind", "/srv/agents/run.sh", "/srv/agents/run.sh"]));
+        assert!(has(
+            &a,
+            &["--ro-bind", "/srv/agents/run.sh", "/srv/agents/run.sh"]
+        ));
         assert!(has(&a, &["--ro-bind-try", "/opt/codex", "/opt/codex"]));
         // Under /usr it is there already; a bare name is looked up on PATH inside.
         let a = args(&sandbox, "/usr/bin/codex", &[]);
