@@ -98,14 +98,14 @@ pub use sandbox::{find_bwrap, not_installed, Sandbox, ETC_READ_ONLY};
 
 use git::{
     add_worktree, clone_mirror, commit_turn, diff_stat, head, prepare_scratch, redact_credentials,
-    reset_worktree, worktree_gitdir,
+    reset_worktree,
 };
 use process::{
     exit_message, feed_stdin, read_stdout, read_tail, supervise, AgentGroup, End, KillOnDrop,
     STDERR_TAIL_BYTES,
 };
 use protocol::Transcript;
-use sandbox::Mount;
+use sandbox::{worktree_mounts, Mount};
 
 /// The only variables of Chime's own environment the agent inherits.
 const INHERITED_ENV: [&str; 3] = ["PATH", "LANG", "TERM"];
@@ -413,36 +413,6 @@ impl CommandBackend {
             () = tokio::time::sleep_until(deadline) => Err(BackendError::TimedOut(self.timeout)),
         }
     }
-}
-
-/// What the sandbox shows of a worktree and its mirror: see `sandbox.rs`, "The mirror".
-async fn worktree_mounts(mirror: &Path, worktree: &Path) -> anyhow::Result<Vec<Mount>> {
-    let gitdir = worktree_gitdir(mirror, worktree)?;
-    let writable = [
-        mirror.join("objects"),
-        mirror.join("refs/heads/chime"),
-        mirror.join("logs/refs/heads/chime"),
-    ];
-    for dir in &writable {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut mounts = vec![
-        Mount::ReadOnly(mirror.to_path_buf()),
-        Mount::Hidden(mirror.join("worktrees")),
-        Mount::Writable(gitdir.clone()),
-    ];
-    mounts.extend(writable.into_iter().map(Mount::Writable));
-    for pointer in ["commondir", "gitdir"] {
-        let path = gitdir.join(pointer);
-        if path.exists() {
-            mounts.push(Mount::ReadOnly(path));
-        }
-    }
-    mounts.push(Mount::Writable(worktree.to_path_buf()));
-    mounts.push(Mount::ReadOnly(worktree.join(".git")));
-    Ok(mounts)
 }
 
 #[async_trait]

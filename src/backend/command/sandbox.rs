@@ -35,7 +35,9 @@
 //! included, if it goes looking), and it could rewrite another session's `chime/*` branch of the
 //! same repository. A scratch directory's `.git` is read-only as a whole.
 
+use super::git::worktree_gitdir;
 use crate::config::SandboxMode;
+use anyhow::Context;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
@@ -108,6 +110,36 @@ impl Default for Sandbox {
             read_only: vec![],
         }
     }
+}
+
+/// What the sandbox shows of a worktree and its mirror: see "The mirror" above.
+pub(super) async fn worktree_mounts(mirror: &Path, worktree: &Path) -> anyhow::Result<Vec<Mount>> {
+    let gitdir = worktree_gitdir(mirror, worktree)?;
+    let writable = [
+        mirror.join("objects"),
+        mirror.join("refs/heads/chime"),
+        mirror.join("logs/refs/heads/chime"),
+    ];
+    for dir in &writable {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut mounts = vec![
+        Mount::ReadOnly(mirror.to_path_buf()),
+        Mount::Hidden(mirror.join("worktrees")),
+        Mount::Writable(gitdir.clone()),
+    ];
+    mounts.extend(writable.into_iter().map(Mount::Writable));
+    for pointer in ["commondir", "gitdir"] {
+        let path = gitdir.join(pointer);
+        if path.exists() {
+            mounts.push(Mount::ReadOnly(path));
+        }
+    }
+    mounts.push(Mount::Writable(worktree.to_path_buf()));
+    mounts.push(Mount::ReadOnly(worktree.join(".git")));
+    Ok(mounts)
 }
 
 /// Where bwrap is, if anywhere on `PATH`.
