@@ -1,7 +1,7 @@
 //! Wires Chime together and runs it: HTTP server, inbox and task workers, outbox senders, and a
 //! graceful shutdown that stops taking work, lets tasks finish or hands them back, and exits.
 
-use crate::backend::command::CommandBackend;
+use crate::backend::command::{CommandBackend, Sandbox};
 use crate::backend::dry_run::DryRun;
 use crate::backend::Backend;
 use crate::config::{BackendConfig, Config};
@@ -66,14 +66,22 @@ fn build_backends(config: &Config) -> HashMap<String, Arc<dyn Backend>> {
                 command,
                 timeout_secs,
                 env,
-            } => Arc::new(CommandBackend::new(
-                name.clone(),
-                command.clone(),
-                Duration::from_secs(*timeout_secs),
-                env.clone(),
-                config.agent.workdir.clone(),
-                config.repos.clone(),
-            )),
+                sandbox,
+                sandbox_read_only,
+            } => Arc::new(
+                CommandBackend::new(
+                    name.clone(),
+                    command.clone(),
+                    Duration::from_secs(*timeout_secs),
+                    env.clone(),
+                    config.agent.workdir.clone(),
+                    config.repos.clone(),
+                )
+                .with_sandbox(Sandbox {
+                    mode: *sandbox,
+                    read_only: sandbox_read_only.clone(),
+                }),
+            ),
         };
         backends.insert(name.clone(), backend);
     }

@@ -227,9 +227,28 @@ pub enum BackendConfig {
         timeout_secs: u64,
         #[serde(default)]
         env: BTreeMap<String, String>,
+        /// How the agent is isolated from Chime and the host; see [`SandboxMode`].
+        #[serde(default)]
+        sandbox: SandboxMode,
+        /// Extra paths the sandboxed agent may read (agent installs, credentials directories).
+        #[serde(default)]
+        sandbox_read_only: Vec<PathBuf>,
     },
     /// Posts the agent input it would send, without running anything.
     DryRun,
+}
+
+/// How a `command` backend isolates its agent (see `backend/command/sandbox.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// bubblewrap: new pid/ipc/uts namespaces, no capabilities, only the worktree writable.
+    #[default]
+    Bwrap,
+    /// As `bwrap`, and without network (loopback only, of its own).
+    NoNetwork,
+    /// No isolation: the agent runs as Chime's user and can read its database and config.
+    None,
 }
 
 fn default_timeout() -> u64 {
@@ -481,9 +500,12 @@ impl Config {
             if let BackendConfig::Command {
                 command,
                 timeout_secs,
+                sandbox,
+                sandbox_read_only,
                 ..
             } = b
             {
+                check_sandbox(name, *sandbox, sandbox_read_only, &mut r);
                 if command.is_empty() || command[0].trim().is_empty() {
                     r.errors
                         .push(format!("[backends.{name}] command must name an executable"));
@@ -521,6 +543,37 @@ impl Config {
             _ => {}
         }
         r
+    }
+}
+
+/// A backend without a sandbox is a loud warning, and so is a sandbox that cannot start.
+fn check_sandbox(name: &str, mode: SandboxMode, read_only: &[PathBuf], r: &mut Report) {
+    match mode {
+        SandboxMode::None => r.warnings.push(format!(
+            "[backends.{name}] sandbox = \"none\": its agent runs UNSANDBOXED as Chime's own user and can read \
+             Chime's environment (SLACK_* tokens, DATABASE_URL) through /proc, its database, its config and every \
+             other session's worktree. Use it only on a host where bubblewrap cannot run; install bubblewrap and \
+             remove the setting otherwise"
+        )),
+        SandboxMode::Bwrap | SandboxMode::NoNetwork => {
+            if crate::backend::command::find_bwrap().is_none() {
+                r.warnings
+                    .push(crate::backend::command::not_installed(name));
+            }
+        }
+    }
+    for path in read_only {
+        if !path.is_absolute() {
+            r.errors.push(format!(
+                "[backends.{name}] sandbox_read_only entries must be absolute paths, got {}",
+                path.display()
+            ));
+        } else if !path.exists() {
+            r.warnings.push(format!(
+                "[backends.{name}] sandbox_read_only: {} does not exist, so the agent will not see it",
+                path.display()
+            ));
+        }
     }
 }
 

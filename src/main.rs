@@ -37,6 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let non_dumpable = make_non_dumpable();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -45,6 +46,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = non_dumpable {
+        tracing::warn!("cannot mark the process non-dumpable (prctl PR_SET_DUMPABLE): {e}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -67,6 +71,19 @@ fn main() -> ExitCode {
             eprintln!("chime: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Keeps other processes of the same user (an unsandboxed agent, say) from ptrace-attaching to
+/// Chime or reading `/proc/<chime>/environ` and `/proc/<chime>/mem`, where its secrets are. Done
+/// first thing, before any secret is read.
+fn make_non_dumpable() -> std::io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes a plain integer and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

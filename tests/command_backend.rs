@@ -1,8 +1,10 @@
-//! The `command` backend against real git repositories and real (bash) agent processes.
+//! The `command` backend against real git repositories and real (bash) agent processes, run in
+//! the bubblewrap sandbox as they are by default.
 
-use chime::backend::command::CommandBackend;
+use chime::backend::command::{find_bwrap, CommandBackend, Sandbox};
 use chime::backend::{AgentInput, Backend, BackendError, Outcome, Progress};
 use chime::config::RepoConfig;
+use chime::config::SandboxMode;
 use chime::ids::{RepoName, SessionId, TaskId};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -78,18 +80,40 @@ impl Fixture {
             self.workdir.clone(),
             repos,
         )
+        .with_sandbox(sandbox(SandboxMode::Bwrap))
     }
 
     fn mirror(&self) -> PathBuf {
-        self.workdir.join("mirrors").join("acme__api.git")
+        self.workdir.join("mirrors").join("acme").join("api.git")
     }
 
     fn worktree(&self, session: &str) -> PathBuf {
-        self.workdir.join("worktrees").join(session)
+        self.workdir.join("worktrees").join(session).join(REPO)
     }
 
-    fn out_file(&self, name: &str) -> PathBuf {
-        self.out.join(name)
+    /// The session's `$HOME`, where agents leave what they observed (the sandbox shows them
+    /// nothing else of the host to write to).
+    fn home(&self, session: &str) -> PathBuf {
+        self.workdir.join("homes").join(session)
+    }
+}
+
+/// The sandbox `mode`, or none with a printed note when this machine has no bubblewrap (a failure
+/// under CI, which must test the sandbox).
+fn sandbox(mode: SandboxMode) -> Sandbox {
+    let mode = match find_bwrap() {
+        Some(_) => mode,
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("bubblewrap (bwrap) is not installed, and CI=true: install it (apt install bubblewrap)")
+        }
+        None => {
+            eprintln!("note: bubblewrap (bwrap) is not installed: running the agent unsandboxed");
+            SandboxMode::None
+        }
+    };
+    Sandbox {
+        mode,
+        read_only: vec![],
     }
 }
 
@@ -192,8 +216,19 @@ async fn wait_for_file(path: &Path) -> String {
     }
 }
 
-fn pid_in(text: &str) -> i32 {
-    text.trim().parse().expect("a pid")
+/// The host pid of the one process whose argv is exactly `argv`.
+fn pid_by_argv(argv: &[&str]) -> i32 {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let found: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .collect();
+    assert_eq!(found.len(), 1, "processes running {argv:?}: {found:?}");
+    found[0]
 }
 
 /// (a) Three turns in one session build on each other, on one branch, from a mirror cloned once.
@@ -351,7 +386,9 @@ git push --quiet origin HEAD 2>&1
 echo '{"type":"pr","url":"https://example.test/acme/api/pull/7"}'
 echo '{"type":"result","text":"opened a PR"}'"#,
     );
-    let backend = fx.backend(&script);
+    // The upstream is a local path, which the sandbox does not show: what is tested here is
+    // git's push, so this agent runs unsandboxed.
+    let backend = fx.backend(&script).with_sandbox(sandbox(SandboxMode::None));
     run_ok(&backend, &input("p1", 1, "work", Some(REPO))).await;
     // A branch created upstream after the mirror was cloned: a mirror push would delete it.
     git(&fx.upstream, &["branch", "feature"]);
@@ -374,7 +411,7 @@ echo '{"type":"result","text":"opened a PR"}'"#,
 #[tokio::test]
 async fn stdin_is_exactly_the_rendered_input() {
     let fx = Fixture::new();
-    let script = fx.script("agent.sh", r#"cat > "$OUT_DIR/stdin.bin""#);
+    let script = fx.script("agent.sh", r#"cat > "$HOME/stdin.bin""#);
     let backend = fx.backend(&script);
     let mut turn = input("in1", 1, "Show me", Some(REPO));
     turn.rendered = format!(
@@ -383,7 +420,7 @@ async fn stdin_is_exactly_the_rendered_input() {
     );
     run_ok(&backend, &turn).await;
     assert_eq!(
-        std::fs::read(fx.out_file("stdin.bin")).unwrap(),
+        std::fs::read(fx.home("in1").join("stdin.bin")).unwrap(),
         turn.rendered.as_bytes()
     );
 }
@@ -395,10 +432,10 @@ async fn environment_is_cleared() {
     std::env::set_var("SLACK_BOT_TOKEN", "xoxb-secret-test-token");
     std::env::set_var("DATABASE_URL", "postgres://u:secret@db/chime");
     let fx = Fixture::new();
-    let script = fx.script("agent.sh", r#"cat >/dev/null; env > "$OUT_DIR/env.txt""#);
+    let script = fx.script("agent.sh", r#"cat >/dev/null; env > "$HOME/env.txt""#);
     let backend = fx.backend(&script);
     run_ok(&backend, &input("env1", 1, "env", Some(REPO))).await;
-    let env = std::fs::read_to_string(fx.out_file("env.txt")).unwrap();
+    let env = std::fs::read_to_string(fx.home("env1").join("env.txt")).unwrap();
     assert!(
         !env.contains("SLACK_BOT_TOKEN") && !env.contains("xoxb-"),
         "{env}"
@@ -418,10 +455,15 @@ async fn environment_is_cleared() {
         );
     }
     assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    let home = format!("HOME={}", fx.home("env1").display());
+    assert!(
+        env.lines().any(|l| l == home),
+        "{home} missing from:\n{env}"
+    );
 
     // Without a repository there is no CHIME_REPO.
     run_ok(&backend, &input("env2", 1, "env", None)).await;
-    let env = std::fs::read_to_string(fx.out_file("env.txt")).unwrap();
+    let env = std::fs::read_to_string(fx.home("env2").join("env.txt")).unwrap();
     assert!(!env.contains("CHIME_REPO"), "{env}");
     assert!(env.lines().any(|l| l == "CHIME_SESSION_ID=env2"), "{env}");
 }
@@ -438,27 +480,30 @@ async fn start_sleeper(
     i32,
     i32,
 ) {
-    fx.script("sleeper.sh", body);
+    let script = fx.script("sleeper.sh", body);
     let backend = Arc::new(backend);
     let (tx, _rx) = mpsc::channel(10);
     let turn = input("long", 1, "wait forever", Some(REPO));
     let handle = tokio::spawn(async move { backend.run(&turn, tx, cancel).await });
-    let pids = wait_for_file(&fx.out_file("pids")).await;
-    let mut pids = pids.split_whitespace().map(pid_in);
-    let (agent, grandchild) = (pids.next().unwrap(), pids.next().unwrap());
+    wait_for_file(&fx.home("long").join("started")).await;
+    // In the sandbox `$$` is a pid of its own namespace, so the processes are found by their
+    // command lines instead.
+    let script = script.display().to_string();
+    let agent = pid_by_argv(&["/bin/bash", &script]);
+    let grandchild = pid_by_argv(&[&format!("{script}.child"), "60"]);
     assert!(alive(agent) && alive(grandchild));
     (handle, agent, grandchild)
 }
 
-const SLEEPER: &str = r#"sleep 60 &
-echo "$$ $!" > "$OUT_DIR/pids"
+const SLEEPER: &str = r#"(exec -a "$0.child" sleep 60) &
+echo started > "$HOME/started"
 echo '{"type":"progress","text":"waiting"}'
 wait"#;
 
 /// A sleeper that ignores SIGTERM (as does its child), so only SIGKILL ends it.
 const STUBBORN_SLEEPER: &str = r#"trap '' TERM
-sleep 60 &
-echo "$$ $!" > "$OUT_DIR/pids"
+(exec -a "$0.child" sleep 60) &
+echo started > "$HOME/started"
 wait"#;
 
 async fn assert_gone(pids: &[i32]) {
@@ -523,7 +568,7 @@ async fn cancel_escalates_to_sigkill() {
 #[tokio::test]
 async fn cancel_before_start_runs_nothing() {
     let fx = Fixture::new();
-    let script = fx.script("agent.sh", r#"touch "$OUT_DIR/ran""#);
+    let script = fx.script("agent.sh", r#"touch "$HOME/ran""#);
     let backend = fx.backend(&script);
     let cancel = CancellationToken::new();
     cancel.cancel();
@@ -532,7 +577,7 @@ async fn cancel_before_start_runs_nothing() {
         .run(&input("c0", 1, "x", Some(REPO)), tx, cancel)
         .await;
     assert!(matches!(result, Err(BackendError::Cancelled)), "{result:?}");
-    assert!(!fx.out_file("ran").exists());
+    assert!(!fx.home("c0").join("ran").exists());
 }
 
 /// (e) A turn that runs past its timeout is killed, grandchildren included.
@@ -782,8 +827,8 @@ async fn retry_after_crash_starts_clean() {
         "agent.sh",
         r#"cat >/dev/null
 if [ "$CHIME_TURN" = 1 ]; then echo one > a.txt; echo 'build/' > .gitignore; exit 0; fi
-if [ ! -e "$OUT_DIR/crashed" ]; then
-  touch "$OUT_DIR/crashed"
+if [ ! -e "$HOME/crashed" ]; then
+  touch "$HOME/crashed"
   echo two > a.txt; echo junk > junk.txt; mkdir -p build && echo o > build/out.o
   mkdir nested && git -C nested init --quiet
   echo "crashing" >&2; exit 1
@@ -857,4 +902,139 @@ echo "$CHIME_TURN" > "turn$CHIME_TURN.txt"; echo x > a.txt"#,
         one.commit.unwrap()
     );
     assert!(two.diff_stat.unwrap().contains("turn2.txt"));
+}
+
+/// Writes a bash agent that plants every hook and git setting it can into its worktree's git
+/// directories, then changes a file. Anything planted that runs leaves a line in `marker`.
+fn planting_agent(fx: &Fixture, marker: &Path) -> PathBuf {
+    fx.script(
+        "planter.sh",
+        &format!(
+            r#"cat >/dev/null
+set +e
+hook='#!/bin/sh
+echo "$0 $*" >> {marker}'
+common=$(git rev-parse --git-common-dir)
+gitdir=$(git rev-parse --absolute-git-dir)
+for dir in "$common/hooks" "$gitdir/hooks" "$PWD/.evil-hooks"; do
+  mkdir -p "$dir"
+  for name in pre-commit post-commit post-checkout post-index-change reference-transaction fsmonitor-watchman; do
+    printf '%s\n' "$hook" > "$dir/$name" && chmod +x "$dir/$name"
+  done
+done 2>/dev/null
+git config core.hooksPath "$PWD/.evil-hooks" 2>/dev/null
+git config core.fsmonitor "$PWD/.evil-hooks/fsmonitor-watchman" 2>/dev/null
+git config diff.external "$PWD/.evil-hooks/post-commit" 2>/dev/null
+echo "$CHIME_TURN" > "turn$CHIME_TURN.txt"
+if [ "$CHIME_TURN" = 2 ]; then echo started > "$HOME/started"; sleep 60; fi
+echo '{{"type":"result","text":"planted"}}'"#,
+            marker = marker.display()
+        ),
+    )
+}
+
+/// Hooks, an fsmonitor and an external diff that the agent configures never run when Chime
+/// commits, checks out or diffs: not after the turn, not after a Stop, not in a later session of
+/// the same repository. Unsandboxed, so that planting them succeeds.
+#[tokio::test]
+async fn planted_hooks_never_run_in_chimes_git() {
+    let fx = Fixture::new();
+    let marker = fx.out.join("hook-ran");
+    let script = planting_agent(&fx, &marker);
+    let backend = Arc::new(fx.backend(&script).with_sandbox(sandbox(SandboxMode::None)));
+    let (one, _) = run_ok(&backend, &input("h1", 1, "plant", Some(REPO))).await;
+    assert!(one.diff_stat.unwrap().contains("turn1.txt"));
+    let config = std::fs::read_to_string(fx.mirror().join("config")).unwrap();
+    assert!(
+        config.contains("hooksPath"),
+        "the agent's plant worked:\n{config}"
+    );
+    assert!(fx.mirror().join("hooks/post-commit").exists());
+
+    // Turn 2 is stopped while it runs; its retry then commits.
+    let cancel = CancellationToken::new();
+    let turn2 = input("h1", 2, "plant again", Some(REPO));
+    let running = {
+        let (backend, turn2, cancel) = (backend.clone(), turn2.clone(), cancel.clone());
+        let (tx, _rx) = mpsc::channel(10);
+        tokio::spawn(async move { backend.run(&turn2, tx, cancel).await })
+    };
+    wait_for_file(&fx.home("h1").join("started")).await;
+    cancel.cancel();
+    assert!(matches!(
+        running.await.unwrap(),
+        Err(BackendError::Cancelled)
+    ));
+    let (three, _) = run_ok(&backend, &input("h1", 3, "after the stop", Some(REPO))).await;
+    assert!(three.commit.is_some());
+
+    // A later session of the same repository: fetch, worktree add (post-checkout), commit.
+    let (other, _) = run_ok(&backend, &input("h2", 1, "later session", Some(REPO))).await;
+    assert!(other.diff_stat.unwrap().contains("turn1.txt"));
+    assert!(
+        !marker.exists(),
+        "a planted hook ran: {}",
+        std::fs::read_to_string(&marker).unwrap_or_default()
+    );
+}
+
+/// In the sandbox the same agent cannot plant anything in the mirror at all: its config and hooks
+/// are read-only, and its worktree's `.git` pointer cannot be redirected.
+#[tokio::test]
+async fn sandboxed_agent_cannot_plant_in_the_mirror() {
+    let fx = Fixture::new();
+    let marker = fx.out.join("hook-ran");
+    let script = planting_agent(&fx, &marker);
+    let backend = fx.backend(&script);
+    let (one, _) = run_ok(&backend, &input("m1", 1, "plant", Some(REPO))).await;
+    assert!(one.diff_stat.unwrap().contains("turn1.txt"));
+    let config = std::fs::read_to_string(fx.mirror().join("config")).unwrap();
+    assert!(
+        !config.contains("hooksPath") && !config.contains("fsmonitor"),
+        "{config}"
+    );
+    assert!(!config.contains("external"), "{config}");
+    assert!(!fx.mirror().join("hooks/post-commit").exists());
+    let (_, _) = run_ok(&backend, &input("m2", 1, "plant", Some(REPO))).await;
+    assert!(!marker.exists());
+}
+
+/// Repositories `a__b/c` and `a/b__c` once shared one mirror (`mirrors/a__b__c.git`), so a
+/// session on one worked on the other's code.
+#[tokio::test]
+async fn similar_repository_names_get_their_own_mirrors() {
+    let fx = Fixture::new();
+    let mut repos = BTreeMap::new();
+    for (name, content) in [("a__b/c", "first"), ("a/b__c", "second")] {
+        let upstream = fx.root.join(name.replace('/', "-"));
+        std::fs::create_dir_all(&upstream).unwrap();
+        git(&upstream, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(upstream.join("which.txt"), content).unwrap();
+        git(&upstream, &["add", "-A"]);
+        commit(&upstream, "initial");
+        repos.insert(
+            name.to_string(),
+            RepoConfig {
+                url: upstream.display().to_string(),
+                default_branch: Some("main".into()),
+            },
+        );
+    }
+    let script = fx.script(
+        "agent.sh",
+        r#"cat >/dev/null; echo "{\"type\":\"result\",\"text\":\"$(cat which.txt)\"}""#,
+    );
+    let backend = CommandBackend::new(
+        "test-agent".into(),
+        vec![script.display().to_string()],
+        Duration::from_secs(30),
+        BTreeMap::new(),
+        fx.workdir.clone(),
+        repos,
+    )
+    .with_sandbox(sandbox(SandboxMode::Bwrap));
+    let (one, _) = run_ok(&backend, &input("n1", 1, "which", Some("a__b/c"))).await;
+    let (two, _) = run_ok(&backend, &input("n2", 1, "which", Some("a/b__c"))).await;
+    assert_eq!(one.summary, "first");
+    assert_eq!(two.summary, "second");
 }

@@ -3,7 +3,8 @@
 
 mod common;
 
-use chime::config::RepoConfig;
+use chime::backend::command::find_bwrap;
+use chime::config::{BackendConfig, Config, RepoConfig, SandboxMode};
 use common::*;
 use serde_json::Value;
 use sqlx::Row;
@@ -12,6 +13,32 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 const REPO: &str = "acme/api";
+
+/// Runs backend `name` in the bubblewrap sandbox (or, on a machine without bubblewrap, without
+/// one and with a printed note; under CI=true that is a failure).
+fn sandboxed(config: &mut Config, name: &str) {
+    let mode = match find_bwrap() {
+        Some(_) => SandboxMode::Bwrap,
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("bubblewrap (bwrap) is not installed, and CI=true: install it (apt install bubblewrap)")
+        }
+        None => {
+            eprintln!("note: bubblewrap (bwrap) is not installed: running the agent unsandboxed");
+            SandboxMode::None
+        }
+    };
+    if let Some(BackendConfig::Command { sandbox, .. }) = config.backends.get_mut(name) {
+        *sandbox = mode;
+    }
+}
+
+async fn session_id(app: &TestApp) -> String {
+    sqlx::query("SELECT id FROM sessions")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+        .get(0)
+}
 
 /// The final card of turn `turn` in a thread, once it is there.
 async fn done_card(slack: &FakeSlack, channel: &str, root: &str, turn: i64) -> Value {
@@ -33,9 +60,7 @@ async fn three_turns_build_on_each_other(db: TestDb) {
     let slack = FakeSlack::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let upstream = tmp.path().join("upstream");
-    let out = tmp.path().join("out");
     std::fs::create_dir_all(&upstream).unwrap();
-    std::fs::create_dir_all(&out).unwrap();
     git(&upstream, &["init", "--quiet", "--initial-branch=main"]);
     std::fs::write(upstream.join("README.md"), "# api\n").unwrap();
     git(&upstream, &["add", "-A"]);
@@ -53,24 +78,22 @@ async fn three_turns_build_on_each_other(db: TestDb) {
         ],
     );
 
-    // The agent keeps its input, leaves a file per turn and reports what the worktree holds.
+    // The agent keeps its input in its home, leaves a file per turn and reports what the
+    // worktree holds; it runs in the sandbox.
     let agent = tmp.path().join("agent.sh");
     std::fs::write(
         &agent,
-        format!(
-            r#"#!/bin/bash
+        r#"#!/bin/bash
 set -eu
-cat > "{out}/stdin$CHIME_TURN.txt"
+cat > "$HOME/stdin$CHIME_TURN.txt"
 echo "turn $CHIME_TURN" > "turn$CHIME_TURN.txt"
-echo '{{"type":"progress","text":"wrote turn'"$CHIME_TURN"'.txt"}}'
+echo '{"type":"progress","text":"wrote turn'"$CHIME_TURN"'.txt"}'
 # Turn 2 waits until the test has seen its progress in Slack.
 if [ "$CHIME_TURN" = 2 ]; then
-  for _ in $(seq 1200); do [ -f "{out}/go2" ] && break; sleep 0.1; done
+  for _ in $(seq 1200); do [ -f "$HOME/go2" ] && break; sleep 0.1; done
 fi
-echo '{{"type":"result","text":"files: '"$(echo $(ls))"'"}}'
+echo '{"type":"result","text":"files: '"$(echo $(ls))"'"}'
 "#,
-            out = out.display()
-        ),
     )
     .unwrap();
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -79,6 +102,7 @@ echo '{{"type":"result","text":"files: '"$(echo $(ls))"'"}}'
     let workdir = tmp.path().join("work");
     config.agent.workdir = workdir.clone();
     command_backend(&mut config, "agent", vec![agent.display().to_string()], 120);
+    sandboxed(&mut config, "agent");
     config.repos.insert(
         REPO.into(),
         RepoConfig {
@@ -125,16 +149,14 @@ echo '{{"type":"result","text":"files: '"$(echo $(ls))"'"}}'
                     .then_some(())
             })
             .await;
-            std::fs::write(out.join("go2"), "").unwrap();
+            let home = workdir.join("homes").join(session_id(&app).await);
+            std::fs::write(home.join("go2"), "").unwrap();
         }
         cards.push(done_card(&slack, "C8", root, turn).await);
     }
 
-    let session_id: String = sqlx::query("SELECT id FROM sessions")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap()
-        .get(0);
+    let session_id = session_id(&app).await;
+    let home = workdir.join("homes").join(&session_id);
     assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
     assert_eq!(
         app.count("SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'")
@@ -157,7 +179,7 @@ echo '{{"type":"result","text":"files: '"$(echo $(ls))"'"}}'
     assert!(!first.contains("turn2.txt"), "{first}");
 
     // The agent's input on turn 3 carries turns 1 and 2: their requests and their results.
-    let input3 = std::fs::read_to_string(out.join("stdin3.txt")).unwrap();
+    let input3 = std::fs::read_to_string(home.join("stdin3.txt")).unwrap();
     for needle in [
         "This is turn 3",
         "Turn 1, requested by",
@@ -173,14 +195,14 @@ echo '{{"type":"result","text":"files: '"$(echo $(ls))"'"}}'
             "{needle:?} missing from:\n{input3}"
         );
     }
-    let input1 = std::fs::read_to_string(out.join("stdin1.txt")).unwrap();
+    let input1 = std::fs::read_to_string(home.join("stdin1.txt")).unwrap();
     assert!(
         !input1.contains("Earlier turns"),
         "turn 1 has no history:\n{input1}"
     );
 
     // Three commits on the session's branch, on top of main, in the mirror the worktree uses.
-    let mirror = workdir.join("mirrors").join("acme__api.git");
+    let mirror = workdir.join("mirrors").join("acme").join("api.git");
     assert_eq!(
         git(
             &mirror,
@@ -200,7 +222,7 @@ echo '{{"type":"result","text":"files: '"$(echo $(ls))"'"}}'
         git(&mirror, &["rev-parse", "refs/heads/main"]),
         "the branch starts from main"
     );
-    let worktree = workdir.join("worktrees").join(&session_id);
+    let worktree = workdir.join("worktrees").join(&session_id).join(REPO);
     assert_eq!(git(&worktree, &["branch", "--show-current"]), branch);
     assert_eq!(
         git(&worktree, &["status", "--porcelain"]),
@@ -257,3 +279,105 @@ async fn binary_stderr_fails_cleanly(db: TestDb) {
     app.stop().await;
 }
 dual_db!(binary_stderr_test, binary_stderr_fails_cleanly);
+
+/// Two repository pickers in one thread, answered with different repositories: each turn runs in
+/// a checkout of the repository picked for it (turn 2 once ran in turn 1's checkout).
+async fn each_picked_repository_gets_its_own_worktree(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(&db, &slack);
+    config.agent.workdir = tmp.path().join("work");
+    for name in ["api", "web"] {
+        let upstream = tmp.path().join(name);
+        std::fs::create_dir_all(&upstream).unwrap();
+        git(&upstream, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(upstream.join("which.txt"), name).unwrap();
+        git(&upstream, &["add", "-A"]);
+        git(
+            &upstream,
+            &[
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "--quiet",
+                "-m",
+                "initial",
+            ],
+        );
+        config.repos.insert(
+            format!("acme/{name}"),
+            RepoConfig {
+                url: upstream.display().to_string(),
+                default_branch: Some("main".into()),
+            },
+        );
+    }
+    let agent = tmp.path().join("agent.sh");
+    std::fs::write(
+        &agent,
+        "#!/bin/bash\ncat >/dev/null\necho \"{\\\"type\\\":\\\"result\\\",\\\"text\\\":\\\"checkout of $(cat which.txt) for $CHIME_REPO\\\"}\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    command_backend(&mut config, "agent", vec![agent.display().to_string()], 60);
+    sandboxed(&mut config, "agent");
+    let app = TestApp::spawn(config).await;
+
+    let root = "1700000000.009000";
+    app.post_event(&mention("EvPick1", "C10", "U1", root, None, "first"))
+        .await;
+    app.post_event(&mention(
+        "EvPick2",
+        "C10",
+        "U1",
+        "1700000000.009100",
+        Some(root),
+        "second",
+    ))
+    .await;
+    let task = |turn: i64| {
+        let app = &app;
+        async move {
+            eventually(WAIT, "a task waiting for its repository", || async {
+                sqlx::query("SELECT id FROM tasks WHERE turn_no = $1 AND state = 'awaiting_repo'")
+                    .bind(turn)
+                    .fetch_optional(&app.db.pool)
+                    .await
+                    .unwrap()
+                    .map(|r| r.get::<String, _>(0))
+            })
+            .await
+        }
+    };
+    let pick = |task: String, repo: &'static str, ts: &'static str| {
+        let mut click = button("chime_pick_repo", "", "U1", "C10", root, ts);
+        click["actions"][0] = serde_json::json!({ "action_id": "chime_pick_repo", "type": "static_select",
+            "selected_option": { "value": format!("{task} {repo}") }, "action_ts": ts });
+        click
+    };
+    let first = task(1).await;
+    let second = task(2).await;
+    assert_eq!(
+        app.click(&pick(first, "acme/api", "1700000001.000001"))
+            .await
+            .status(),
+        200
+    );
+    let one = done_card(&slack, "C10", root, 1).await["blocks"].to_string();
+    assert!(one.contains("checkout of api for acme/api"), "{one}");
+    assert_eq!(
+        app.click(&pick(second, "acme/web", "1700000002.000001"))
+            .await
+            .status(),
+        200
+    );
+    let two = done_card(&slack, "C10", root, 2).await["blocks"].to_string();
+    assert!(two.contains("checkout of web for acme/web"), "{two}");
+    app.stop().await;
+}
+dual_db!(
+    two_pickers_test,
+    each_picked_repository_gets_its_own_worktree
+);

@@ -128,7 +128,7 @@ async fn kill9_then_restart_finishes_once(db: TestDb) {
         ),
     );
     let config = format!(
-        "{FAST_CONFIG}\n[agent]\ndefault_backend = \"slow\"\nworkdir = \"{}\"\n\n[backends.slow]\nkind = \"command\"\ncommand = [\"{agent}\"]\ntimeout_secs = 60\n",
+        "{FAST_CONFIG}\n[agent]\ndefault_backend = \"slow\"\nworkdir = \"{}\"\n\n[backends.slow]\nkind = \"command\"\ncommand = [\"{agent}\"]\ntimeout_secs = 60\n# The agent reports through a file in the test's directory, which the sandbox would hide.\nsandbox = \"none\"\n",
         dir.path().join("work").display()
     );
     let env = vec![

@@ -147,6 +147,9 @@ pub fn test_config(db: &TestDb, slack: &FakeSlack) -> Config {
     c
 }
 
+/// A `command` backend without the sandbox: these agents report to the test through files in
+/// its temporary directory, which the sandbox would hide. The sandbox itself is tested in
+/// `tests/sandbox.rs`, `tests/command_backend.rs` and `tests/command_e2e.rs`, which set it.
 pub fn command_backend(c: &mut Config, name: &str, command: Vec<String>, timeout_secs: u64) {
     c.backends.insert(
         name.into(),
@@ -154,6 +157,8 @@ pub fn command_backend(c: &mut Config, name: &str, command: Vec<String>, timeout
             command,
             timeout_secs,
             env: Default::default(),
+            sandbox: chime::config::SandboxMode::None,
+            sandbox_read_only: vec![],
         },
     );
     c.agent.default_backend = name.into();

@@ -66,6 +66,8 @@ function startServer() {
       'kind = "command"',
       `command = [${JSON.stringify(agent)}]`,
       "timeout_secs = 600",
+      "# The agent writes its pids to the test's directory, which the sandbox would hide.",
+      'sandbox = "none"',
       "",
     ].join("\n"),
   );

@@ -1,0 +1,542 @@
+//! The `command` backend: runs a CLI coding agent (Codex, Claude Code, or any program) once per
+//! turn, in a git worktree that belongs to the session.
+//!
+//! # Where the agent runs
+//!
+//! Every session works on its own branch `chime/<session-id>`, checked out in a worktree of its
+//! own per repository, `<workdir>/worktrees/<session-id>/<owner>/<name>` (a session whose turns
+//! name different repositories gets one worktree for each). Worktrees hang off a local bare mirror
+//! of the repository, `<workdir>/mirrors/<owner>/<name>.git`, cloned once with `git clone --mirror` and afterwards
+//! only fetched (`git fetch --prune`) when a new session starts. A follow-up turn reuses the
+//! worktree exactly as the previous turn left it (after `git reset --hard` and `git clean -ffdx`,
+//! which drop the uncommitted leftovers of a crashed attempt), so the agent builds on its own
+//! earlier work and starts within milliseconds. A request without a repository runs in
+//! `<workdir>/scratch/<session-id>`, a fresh git repository of its own. Session ids, owners and
+//! names never contain `/`, so these paths are distinct for distinct sessions and repositories.
+//!
+//! After the agent exits successfully, everything it changed is committed on the branch
+//! (`chime: turn <n>: <first line of the request>`). Chime never pushes; an agent that opens a pull
+//! request pushes the branch itself (the worktree's `origin` is the configured repository URL).
+//!
+//! # Input and environment
+//!
+//! The agent gets the turn's full input (the rendered `agent_input.md.hbs`) on stdin, which is then
+//! closed. Its environment is cleared except `PATH`, `LANG` and `TERM`, so Chime's own secrets
+//! (`SLACK_*` tokens, `DATABASE_URL`) never reach it. On top come `HOME`, the backend's `env` table
+//! (which may override `HOME`) and the `CHIME_*` variables:
+//!
+//! | variable | value |
+//! |---|---|
+//! | `HOME` | `<workdir>/homes/<session-id>`, the session's own, kept across its turns |
+//! | `CHIME_SESSION_ID` | the session id |
+//! | `CHIME_TASK_ID` | the task (turn) id |
+//! | `CHIME_TURN` | the turn number, from 1 |
+//! | `CHIME_REPO` | `owner/name` (unset for scratch runs) |
+//! | `CHIME_BRANCH` | `chime/<session-id>` |
+//!
+//! # Isolation
+//!
+//! Unless the backend says `sandbox = "none"`, the agent runs in a bubblewrap sandbox that shows
+//! it only the system directories, its worktree, its home and its repository's mirror (see
+//! `sandbox.rs` for exactly what it can see and write, and what it can still do).
+//!
+//! The agent runs in a process group of its own (in the sandbox: under the sandbox's init): on
+//! timeout or stop the group gets SIGTERM, then SIGKILL once the agent has exited (or after two
+//! seconds if it has not), so background children die with it. Whatever is left when the agent
+//! exits normally is killed too.
+//!
+//! # Progress protocol (stdout)
+//!
+//! The agent reports on stdout, one JSON object per line:
+//!
+//! | line | meaning |
+//! |---|---|
+//! | `{"type":"progress","text":"Running the tests"}` | a milestone, shown in the status message |
+//! | `{"type":"result","text":"Fixed the off-by-one in …"}` | the final message, posted to the thread |
+//! | `{"type":"pr","url":"https://github.com/acme/api/pull/7"}` | the pull request the agent opened |
+//!
+//! The JSONL of `codex exec --json` and of `claude -p --output-format stream-json --verbose` is
+//! understood as is:
+//!
+//! - Codex `{"type":"item.completed","item":{"type":"agent_message","text":"…"}}` is progress, and
+//!   the last one is the final message. Other completed items (`command_execution`, `file_change`,
+//!   `mcp_tool_call`, `web_search`) become a short progress line.
+//! - Claude `{"type":"assistant","message":{"content":[{"type":"text","text":"…"}]}}` is progress
+//!   and the final message unless a later one comes; a `tool_use` part becomes a short progress
+//!   line. `{"type":"result","result":"…"}` is the final message.
+//!
+//! Any line that is not a JSON object is plain text: it is shown as progress, and when no final
+//! message arrives, the plain text (its last 4000 characters) is the final message. JSON objects
+//! of any other shape are ignored. Lines longer than 64 KiB are cut at 64 KiB; invalid UTF-8 is
+//! replaced. A progress line is shortened to 1000 characters.
+//!
+//! The last 4 KiB of stderr are kept for the error message when the agent exits with a non-zero
+//! status.
+
+use super::{AgentInput, Backend, BackendError, Outcome, Progress};
+use crate::config::RepoConfig;
+use crate::ids::RepoName;
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+mod git;
+mod process;
+mod protocol;
+mod sandbox;
+
+pub use sandbox::{find_bwrap, not_installed, Sandbox, ETC_READ_ONLY};
+
+use git::{
+    add_worktree, clone_mirror, commit_turn, diff_stat, head, prepare_scratch, redact_credentials,
+    reset_worktree,
+};
+use process::{
+    exit_message, feed_stdin, read_stdout, read_tail, supervise, AgentGroup, End, KillOnDrop,
+    STDERR_TAIL_BYTES,
+};
+use protocol::Transcript;
+use sandbox::{worktree_mounts, Mount};
+
+/// The only variables of Chime's own environment the agent inherits.
+const INHERITED_ENV: [&str; 3] = ["PATH", "LANG", "TERM"];
+
+/// Runs a CLI agent per turn in the session's git worktree. See the module documentation.
+pub struct CommandBackend {
+    name: String,
+    command: Vec<String>,
+    timeout: Duration,
+    env: BTreeMap<String, String>,
+    workdir: PathBuf,
+    repos: BTreeMap<String, RepoConfig>,
+    sandbox: Sandbox,
+    /// One lock per repository, held while its mirror is cloned or fetched and a worktree added,
+    /// so two sessions starting at once never run git on the same mirror concurrently.
+    mirror_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Where one turn runs: the directory and what the sandbox shows besides the system.
+struct Workspace {
+    dir: PathBuf,
+    home: PathBuf,
+    mounts: Vec<Mount>,
+}
+
+impl CommandBackend {
+    /// `command` is an argv (never run through a shell); `timeout` bounds a whole turn. The agent
+    /// runs in the default bubblewrap sandbox unless [`CommandBackend::with_sandbox`] says else.
+    pub fn new(
+        name: String,
+        command: Vec<String>,
+        timeout: Duration,
+        env: BTreeMap<String, String>,
+        workdir: PathBuf,
+        repos: BTreeMap<String, RepoConfig>,
+    ) -> Self {
+        // git resolves relative paths against its `-C` directory, and bwrap binds absolute paths,
+        // so every path must be absolute; a relative workdir is taken relative to Chime's working
+        // directory.
+        let workdir = std::path::absolute(&workdir).unwrap_or(workdir);
+        Self {
+            name,
+            command,
+            timeout,
+            env,
+            workdir,
+            repos,
+            sandbox: Sandbox::default(),
+            mirror_locks: std::sync::Mutex::default(),
+        }
+    }
+
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// The bare mirror that worktrees of `repo` are made from: `mirrors/<owner>/<name>.git`.
+    /// Neither part can hold a `/`, so two repositories never share a mirror.
+    pub fn mirror_path(&self, repo: &RepoName) -> PathBuf {
+        let (owner, name) = repo.as_str().split_once('/').unwrap_or(("", repo.as_str()));
+        self.workdir
+            .join("mirrors")
+            .join(owner)
+            .join(format!("{name}.git"))
+    }
+
+    /// Where a session works on a repository: one worktree per session and repository.
+    pub fn worktree_path(&self, session_id: &str, repo: &RepoName) -> PathBuf {
+        self.workdir
+            .join("worktrees")
+            .join(session_id)
+            .join(repo.as_str())
+    }
+
+    /// Where a session without a repository works.
+    pub fn scratch_path(&self, session_id: &str) -> PathBuf {
+        self.workdir.join("scratch").join(session_id)
+    }
+
+    /// The session's `$HOME`, kept across its turns (agents keep their state there).
+    pub fn home_path(&self, session_id: &str) -> PathBuf {
+        self.workdir.join("homes").join(session_id)
+    }
+
+    fn mirror_lock(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
+        // A panic while holding this map lock cannot leave the map inconsistent, so poisoning is
+        // safe to ignore.
+        let mut locks = self
+            .mirror_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        locks.entry(repo.as_str().to_string()).or_default().clone()
+    }
+
+    /// Finds the repository's config entry; the error is meant for the requester as is.
+    fn repo_config(&self, repo: &RepoName) -> Result<&RepoConfig, BackendError> {
+        match self.repos.get(repo.as_str()) {
+            Some(config) if !config.url.trim().is_empty() => Ok(config),
+            _ => Err(BackendError::Failed(format!(
+                "repository {repo} has no [repos.\"{repo}\"] entry with a url in the config"
+            ))),
+        }
+    }
+
+    /// Makes the directory the turn runs in ready, and says what the sandbox shows of it.
+    async fn prepare(&self, input: &AgentInput, branch: &str) -> anyhow::Result<Workspace> {
+        let session_id = input.session_id.as_str();
+        let home = self.home_path(session_id);
+        tokio::fs::create_dir_all(&home)
+            .await
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        let (dir, mut mounts) = match &input.repo {
+            Some(repo) => {
+                // RepoName's fields are public, so re-check that it cannot escape a directory.
+                let repo = RepoName::parse(repo.as_str())
+                    .ok_or_else(|| anyhow!("repository name {repo:?} is not owner/name"))?;
+                let config = self.repo_config(&repo)?;
+                let worktree = self
+                    .prepare_worktree(&repo, config, session_id, branch)
+                    .await?;
+                let mounts = worktree_mounts(&self.mirror_path(&repo), &worktree).await?;
+                (worktree, mounts)
+            }
+            None => {
+                let dir = self.scratch_path(session_id);
+                prepare_scratch(&dir, branch).await?;
+                // The scratch repository's `.git` is Chime's bookkeeping; read-only, so the agent
+                // cannot plant hooks or config there.
+                let mounts = vec![
+                    Mount::Writable(dir.clone()),
+                    Mount::ReadOnly(dir.join(".git")),
+                ];
+                (dir, mounts)
+            }
+        };
+        mounts.insert(0, Mount::Writable(home.clone()));
+        Ok(Workspace { dir, home, mounts })
+    }
+
+    async fn prepare_worktree(
+        &self,
+        repo: &RepoName,
+        config: &RepoConfig,
+        session_id: &str,
+        branch: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let worktree = self.worktree_path(session_id, repo);
+        if worktree.join(".git").exists() {
+            // A follow-up (or a retry): no fetch, so it starts at once from where the last turn
+            // left the branch.
+            reset_worktree(&worktree).await?;
+            return Ok(worktree);
+        }
+        let lock = self.mirror_lock(repo);
+        let _guard = lock.lock().await;
+        let mirror = self.mirror_path(repo);
+        let synced = if mirror.exists() {
+            git::git(&mirror, ["fetch", "--prune", "--quiet", "origin"])
+                .await
+                .map(drop)
+                .with_context(|| format!("cannot update the mirror of {repo}"))
+        } else {
+            clone_mirror(&config.url, &mirror)
+                .await
+                .with_context(|| format!("cannot clone {repo} from {}", config.url))
+        };
+        // The url may carry a token (`https://x-access-token:…@github.com/…`), and this error is
+        // shown to the requester.
+        synced.map_err(|e| anyhow!(redact_credentials(&format!("{e:#}"), &config.url)))?;
+        let start = match &config.default_branch {
+            Some(b) => format!("refs/heads/{b}"),
+            None => "HEAD".to_string(),
+        };
+        add_worktree(&mirror, &worktree, branch, &start).await?;
+        Ok(worktree)
+    }
+
+    /// The agent's environment: see the module documentation.
+    fn agent_env(
+        &self,
+        input: &AgentInput,
+        branch: &str,
+        home: &Path,
+    ) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = INHERITED_ENV
+            .iter()
+            .filter_map(|k| Some((OsString::from(k), std::env::var_os(k)?)))
+            .collect();
+        env.push(("HOME".into(), home.into()));
+        env.extend(self.env.iter().map(|(k, v)| (k.into(), v.into())));
+        env.extend(
+            chime_env(input, branch)
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into())),
+        );
+        // Later entries win, as they would with repeated `Command::env` calls.
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<_> = env
+            .into_iter()
+            .rev()
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .collect();
+        unique.reverse();
+        unique
+    }
+
+    /// Runs the agent process to its end and collects what it printed.
+    async fn run_agent(
+        &self,
+        input: &AgentInput,
+        workspace: &Workspace,
+        branch: &str,
+        progress: &mpsc::Sender<Progress>,
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<Transcript, BackendError> {
+        let env = self.agent_env(input, branch, &workspace.home);
+        let mut cmd = self
+            .sandbox
+            .command(
+                &self.name,
+                &self.command,
+                &workspace.dir,
+                &workspace.mounts,
+                &env,
+            )
+            .map_err(BackendError::Failed)?;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a stop reaches every process the agent started.
+            .process_group(0)
+            .kill_on_drop(true);
+        let program = &self.command[0];
+        let mut child = cmd.spawn().map_err(|e| {
+            BackendError::Failed(match e.kind() {
+                std::io::ErrorKind::NotFound if self.sandbox.is_sandboxed() => {
+                    not_installed(&self.name)
+                }
+                _ if self.sandbox.is_sandboxed() => {
+                    format!(
+                        "cannot start the sandbox (bwrap) for the agent command {program:?}: {e}"
+                    )
+                }
+                _ => format!("cannot start the agent command {program:?}: {e}"),
+            })
+        })?;
+        let group = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(|leader| AgentGroup {
+                leader,
+                sandboxed: self.sandbox.is_sandboxed(),
+            })
+            .ok_or_else(|| BackendError::Failed("the agent exited before it started".into()))?;
+        let guard = KillOnDrop(Some(group));
+
+        feed_stdin(&mut child, input.rendered.clone());
+        let mut transcript = Transcript::default();
+        let mut stderr_tail = Vec::new();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let io = async {
+            tokio::join!(
+                read_stdout(stdout, &mut transcript, progress),
+                read_tail(stderr, &mut stderr_tail, STDERR_TAIL_BYTES),
+            );
+        };
+        let end = supervise(&mut child, group, io, deadline, cancel).await;
+        guard.disarm();
+
+        match end {
+            End::Cancelled => Err(BackendError::Cancelled),
+            End::TimedOut => Err(BackendError::TimedOut(self.timeout)),
+            End::Exited(Err(e)) => Err(BackendError::Failed(format!(
+                "cannot wait for the agent process: {e}"
+            ))),
+            End::Exited(Ok(status)) if status.success() => Ok(transcript),
+            End::Exited(Ok(status)) => {
+                let stderr = String::from_utf8_lossy(&stderr_tail);
+                let setup = self
+                    .sandbox
+                    .is_sandboxed()
+                    .then(|| sandbox::setup_failure(&self.name, status.code(), &stderr))
+                    .flatten();
+                Err(BackendError::Failed(
+                    setup.unwrap_or_else(|| exit_message(status, &stderr_tail)),
+                ))
+            }
+        }
+    }
+
+    /// Runs `work` unless the turn is stopped or out of time first; dropping it kills its git
+    /// process (`kill_on_drop`).
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = anyhow::Result<T>>,
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<T, BackendError> {
+        tokio::select! {
+            result = work => result.map_err(failed),
+            () = cancel.cancelled() => Err(BackendError::Cancelled),
+            () = tokio::time::sleep_until(deadline) => Err(BackendError::TimedOut(self.timeout)),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for CommandBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn run(
+        &self,
+        input: &AgentInput,
+        progress: mpsc::Sender<Progress>,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, BackendError> {
+        if cancel.is_cancelled() {
+            return Err(BackendError::Cancelled);
+        }
+        // The timeout bounds the whole turn, git included: a hung fetch is as stuck as a hung agent.
+        let deadline = Instant::now() + self.timeout;
+        let session_id = input.session_id.as_str();
+        if !is_safe_component(session_id) {
+            return Err(BackendError::Failed(format!(
+                "session id {session_id:?} cannot name a branch or a directory"
+            )));
+        }
+        if let Some(repo) = &input.repo {
+            self.repo_config(repo)?;
+        }
+        let branch = format!("chime/{session_id}");
+
+        // Dropping the preparation on stop or timeout kills its git process (kill_on_drop); a
+        // half-made worktree is repaired by the reset of the next attempt.
+        let workspace = self
+            .bounded(self.prepare(input, &branch), &cancel, deadline)
+            .await?;
+        let dir = &workspace.dir;
+        let head_before = self.bounded(head(dir), &cancel, deadline).await?;
+
+        let transcript = self
+            .run_agent(input, &workspace, &branch, &progress, &cancel, deadline)
+            .await?;
+
+        // Still under the turn's deadline and stop: a stopped turn commits nothing.
+        self.bounded(commit_turn(dir, input), &cancel, deadline)
+            .await?;
+        let commit = self.bounded(head(dir), &cancel, deadline).await?;
+        let diff_stat = self
+            .bounded(diff_stat(dir, &head_before, &commit), &cancel, deadline)
+            .await?;
+        Ok(Outcome {
+            summary: transcript.final_message(),
+            branch: Some(branch),
+            commit: Some(commit),
+            diff_stat: Some(diff_stat),
+            pr_url: transcript.pr_url,
+            dry_run: false,
+        })
+    }
+}
+
+/// The boundary between internal errors and what the requester sees: the whole context chain.
+fn failed(e: anyhow::Error) -> BackendError {
+    match e.downcast::<BackendError>() {
+        Ok(e) => e,
+        Err(e) => BackendError::Failed(format!("{e:#}")),
+    }
+}
+
+/// Session ids become a branch name and a directory name, so only plain characters are allowed.
+fn is_safe_component(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn chime_env(input: &AgentInput, branch: &str) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("CHIME_SESSION_ID", input.session_id.to_string()),
+        ("CHIME_TASK_ID", input.task_id.to_string()),
+        ("CHIME_TURN", input.turn_no.to_string()),
+        ("CHIME_BRANCH", branch.to_string()),
+    ];
+    if let Some(repo) = &input.repo {
+        env.push(("CHIME_REPO", repo.to_string()));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_checked() {
+        assert!(is_safe_component("0123abcd-ef_9"));
+        for bad in ["", "..", "a/b", "a b", "é", "a\nb"] {
+            assert!(!is_safe_component(bad), "{bad:?}");
+        }
+    }
+
+    fn backend() -> CommandBackend {
+        CommandBackend::new(
+            "agent".into(),
+            vec!["agent".into()],
+            Duration::from_secs(1),
+            BTreeMap::new(),
+            PathBuf::from("/w"),
+            BTreeMap::new(),
+        )
+    }
+
+    /// `a__b/c` and `a/b__c` once shared `mirrors/a__b__c.git`.
+    #[test]
+    fn mirrors_and_worktrees_are_distinct_per_repository() {
+        let b = backend();
+        let one = RepoName::parse("a__b/c").unwrap();
+        let two = RepoName::parse("a/b__c").unwrap();
+        assert_ne!(b.mirror_path(&one), b.mirror_path(&two));
+        assert_eq!(b.mirror_path(&two), PathBuf::from("/w/mirrors/a/b__c.git"));
+        assert_ne!(b.worktree_path("s", &one), b.worktree_path("s", &two));
+        assert_eq!(
+            b.worktree_path("s", &two),
+            PathBuf::from("/w/worktrees/s/a/b__c")
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! The agent's stdout protocol: one JSON object per line (Chime's own, Codex's or Claude's JSONL),
+//! or plain text; see the `command` module documentation for the table.
+
+use super::super::Progress;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// How much plain text is kept as the final message when the agent sends no explicit one.
+const PLAIN_TAIL_CHARS: usize = 4000;
+/// Progress is shown in a status message; a milestone longer than this is noise.
+const PROGRESS_MAX_CHARS: usize = 1000;
+
+/// What one line of the agent's stdout means.
+#[derive(Debug, PartialEq)]
+pub(super) enum Event {
+    /// A milestone.
+    Progress(String),
+    /// A milestone that is also the final message, unless a later message or a result follows.
+    Message(String),
+    /// The final message.
+    Result(String),
+    PullRequest(String),
+    /// A line that is not a JSON object.
+    Plain(String),
+    Ignored,
+}
+
+/// What the agent said during the turn.
+#[derive(Debug, Default)]
+pub(super) struct Transcript {
+    result: Option<String>,
+    last_message: Option<String>,
+    plain: String,
+    pub pr_url: Option<String>,
+}
+
+impl Transcript {
+    pub(super) fn apply(&mut self, event: Event, progress: &mpsc::Sender<Progress>) {
+        match event {
+            Event::Progress(text) => send_progress(progress, &text),
+            Event::Message(text) => {
+                send_progress(progress, &text);
+                self.last_message = Some(text);
+            }
+            Event::Result(text) => self.result = Some(text),
+            Event::PullRequest(url) => self.pr_url = Some(url),
+            Event::Plain(text) => {
+                send_progress(progress, &text);
+                self.plain.push_str(&text);
+                self.plain.push('\n');
+                // Trim in batches (a char is at most 4 bytes, so this keeps more than enough); the
+                // exact cut happens in `final_message`.
+                if self.plain.len() > 16 * PLAIN_TAIL_CHARS {
+                    self.plain = tail_chars(&self.plain, PLAIN_TAIL_CHARS).to_string();
+                }
+            }
+            Event::Ignored => {}
+        }
+    }
+
+    /// An explicit result wins, then the last agent message, then the tail of the plain text.
+    pub(super) fn final_message(&self) -> String {
+        if let Some(text) = self.result.as_ref().or(self.last_message.as_ref()) {
+            return text.trim().to_string();
+        }
+        match tail_chars(self.plain.trim(), PLAIN_TAIL_CHARS) {
+            // An empty reply cannot be posted, and silence would look like a hang.
+            "" => "The agent finished without a message.".to_string(),
+            text => text.to_string(),
+        }
+    }
+}
+
+/// Never waits: a slow consumer of progress must not stall the agent, so a milestone that does
+/// not fit is dropped (the caller only shows the latest one anyway).
+fn send_progress(progress: &mpsc::Sender<Progress>, text: &str) {
+    let text = text.trim();
+    if text.is_empty() {
+        return;
+    }
+    let text = match text.char_indices().nth(PROGRESS_MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    };
+    let _ = progress.try_send(Progress { text });
+}
+
+/// The last `n` characters of `s`.
+fn tail_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().rev().nth(n.saturating_sub(1)) {
+        Some((start, _)) if n > 0 => &s[start..],
+        _ if n == 0 => "",
+        _ => s,
+    }
+}
+
+pub(super) fn parse_line(line: &str) -> Event {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    match serde_json::from_str::<Value>(line) {
+        Ok(value @ Value::Object(_)) => parse_json(&value),
+        _ => Event::Plain(line.to_string()),
+    }
+}
+
+fn parse_json(v: &Value) -> Event {
+    let text_of = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+    match v.get("type").and_then(Value::as_str) {
+        Some("progress") => text_of("text").map_or(Event::Ignored, Event::Progress),
+        // Chime's own result carries `text`; Claude's carries `result`.
+        Some("result") => text_of("text")
+            .or_else(|| text_of("result"))
+            .map_or(Event::Ignored, Event::Result),
+        Some("pr") => text_of("url").map_or(Event::Ignored, Event::PullRequest),
+        Some("item.completed") => v.get("item").map_or(Event::Ignored, parse_codex_item),
+        Some("assistant") => v
+            .pointer("/message/content")
+            .and_then(Value::as_array)
+            .map_or(Event::Ignored, |parts| parse_claude_content(parts)),
+        _ => Event::Ignored,
+    }
+}
+
+/// A completed item of `codex exec --json`.
+fn parse_codex_item(item: &Value) -> Event {
+    let field = |key: &str| item.get(key).and_then(Value::as_str);
+    match field("type") {
+        Some("agent_message") => field("text").map_or(Event::Ignored, |t| Event::Message(t.into())),
+        Some("command_execution") => field("command").map_or(Event::Ignored, |c| {
+            Event::Progress(format!("Ran `{}`", shorten(c, 200)))
+        }),
+        Some("file_change") => {
+            let paths: Vec<&str> = item
+                .get("changes")
+                .and_then(Value::as_array)
+                .map(|changes| {
+                    changes
+                        .iter()
+                        .filter_map(|c| c.get("path").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if paths.is_empty() {
+                Event::Progress("Edited files".into())
+            } else {
+                Event::Progress(format!("Edited {}", shorten(&paths.join(", "), 300)))
+            }
+        }
+        Some("mcp_tool_call") => match (field("server"), field("tool")) {
+            (Some(server), Some(tool)) => Event::Progress(format!("Called {server}.{tool}")),
+            _ => Event::Ignored,
+        },
+        Some("web_search") => field("query").map_or(Event::Ignored, |q| {
+            Event::Progress(format!("Searched the web for {}", shorten(q, 200)))
+        }),
+        _ => Event::Ignored,
+    }
+}
+
+/// The content parts of a Claude `assistant` message.
+fn parse_claude_content(parts: &[Value]) -> Event {
+    let part_type = |p: &Value| p.get("type").and_then(Value::as_str).map(str::to_string);
+    let texts: Vec<&str> = parts
+        .iter()
+        .filter(|p| part_type(p).as_deref() == Some("text"))
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect();
+    if !texts.is_empty() {
+        return Event::Message(texts.join("\n"));
+    }
+    let tool = parts
+        .iter()
+        .filter(|p| part_type(p).as_deref() == Some("tool_use"))
+        .find_map(|p| p.get("name").and_then(Value::as_str));
+    tool.map_or(Event::Ignored, |name| {
+        Event::Progress(format!("Using {name}"))
+    })
+}
+
+fn shorten(s: &str, max_chars: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chime_lines() {
+        assert_eq!(
+            parse_line(r#"{"type":"progress","text":"Running tests"}"#),
+            Event::Progress("Running tests".into())
+        );
+        assert_eq!(
+            parse_line(r#"{"type":"result","text":"Done"}"#),
+            Event::Result("Done".into())
+        );
+        assert_eq!(
+            parse_line(r#"{"type":"pr","url":"https://x/pull/1"}"#),
+            Event::PullRequest("https://x/pull/1".into())
+        );
+    }
+
+    #[test]
+    fn codex_lines() {
+        let msg = r#"{"type":"item.completed","item":{"id":"item_3","type":"agent_message","text":"All done"}}"#;
+        assert_eq!(parse_line(msg), Event::Message("All done".into()));
+        let cmd = r#"{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"bash -lc ls","aggregated_output":"","exit_code":0,"status":"completed"}}"#;
+        assert_eq!(parse_line(cmd), Event::Progress("Ran `bash -lc ls`".into()));
+        let edit = r#"{"type":"item.completed","item":{"type":"file_change","changes":[{"path":"a.rs","kind":"update"},{"path":"b.rs","kind":"add"}]}}"#;
+        assert_eq!(
+            parse_line(edit),
+            Event::Progress("Edited a.rs, b.rs".into())
+        );
+        let reasoning = r#"{"type":"item.completed","item":{"type":"reasoning","text":"hmm"}}"#;
+        assert_eq!(parse_line(reasoning), Event::Ignored);
+        assert_eq!(
+            parse_line(r#"{"type":"turn.completed","usage":{}}"#),
+            Event::Ignored
+        );
+    }
+
+    #[test]
+    fn claude_lines() {
+        let text =
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"Looking"}]}}"#;
+        assert_eq!(parse_line(text), Event::Message("Looking".into()));
+        let tool = r#"{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Bash","input":{}}]}}"#;
+        assert_eq!(parse_line(tool), Event::Progress("Using Bash".into()));
+        let result =
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"Fixed it"}"#;
+        assert_eq!(parse_line(result), Event::Result("Fixed it".into()));
+    }
+
+    #[test]
+    fn other_lines() {
+        assert_eq!(parse_line("hello"), Event::Plain("hello".into()));
+        assert_eq!(parse_line("hello\r"), Event::Plain("hello".into()));
+        assert_eq!(parse_line("42"), Event::Plain("42".into()));
+        assert_eq!(
+            parse_line(r#"{"type":"#),
+            Event::Plain(r#"{"type":"#.into())
+        );
+        assert_eq!(parse_line(r#"{"type":"result","text":5}"#), Event::Ignored);
+        assert_eq!(parse_line(r#"{"hello":"world"}"#), Event::Ignored);
+    }
+
+    #[test]
+    fn final_message_precedence() {
+        let (tx, _rx) = mpsc::channel(100);
+        let mut t = Transcript::default();
+        assert_eq!(t.final_message(), "The agent finished without a message.");
+        t.apply(Event::Plain("plain".into()), &tx);
+        assert_eq!(t.final_message(), "plain");
+        t.apply(Event::Message("message".into()), &tx);
+        assert_eq!(t.final_message(), "message");
+        t.apply(Event::Result("result".into()), &tx);
+        t.apply(Event::Message("later message".into()), &tx);
+        assert_eq!(t.final_message(), "result");
+    }
+
+    #[test]
+    fn plain_text_keeps_its_tail() {
+        let (tx, _rx) = mpsc::channel(1);
+        let mut t = Transcript::default();
+        for i in 0..10_000 {
+            t.apply(Event::Plain(format!("line {i} é")), &tx);
+        }
+        let text = t.final_message();
+        assert_eq!(text.chars().count(), PLAIN_TAIL_CHARS);
+        assert!(text.ends_with("line 9999 é"));
+    }
+
+    #[test]
+    fn tails_respect_char_boundaries() {
+        assert_eq!(tail_chars("héllo", 4), "éllo");
+        assert_eq!(tail_chars("hi", 10), "hi");
+        assert_eq!(tail_chars("hi", 0), "");
+        assert_eq!(shorten("ééé", 2), "éé…");
+    }
+}
