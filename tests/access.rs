@@ -194,6 +194,8 @@ async fn inline_backend_is_restricted(db: TestDb) {
                 command: vec!["/bin/true".into()],
                 timeout_secs: 60,
                 env: [("DEPLOY_KEY".to_string(), "k".to_string())].into(),
+                sandbox: Default::default(),
+                sandbox_read_only: vec![],
             },
         );
     }
