@@ -155,3 +155,4 @@ fn huge_and_hostile_agent_output_fits() {
     failed.error = Some("e".repeat(100_000));
     assert_within_limits(&result_card(&t, &failed).unwrap());
 }
+
