@@ -259,6 +259,8 @@ const REASON_CHARS: usize = 500;
 /// Block Kit's limits on a static select's options.
 const OPTION_TEXT_CHARS: usize = 75;
 const OPTION_VALUE_CHARS: usize = 150;
+/// How much of a message the repository picker's options may take.
+const OPTIONS_CHARS: usize = 9000;
 
 fn repo_label(task: &Task) -> String {
     fit(
@@ -269,11 +271,17 @@ fn repo_label(task: &Task) -> String {
 
 /// A user id as it goes into Chime's own `<@…>` mention: Slack ids are short and alphanumeric, so
 /// anything else in a stored id is dropped rather than left to bend the markup.
-fn mention_id(id: &str) -> String {
-    id.chars()
+pub fn mention_id(id: &str) -> String {
+    let id: String = id
+        .chars()
         .filter(char::is_ascii_alphanumeric)
         .take(32)
-        .collect()
+        .collect();
+    if id.is_empty() {
+        "unknown".into()
+    } else {
+        id
+    }
 }
 
 /// A task id as buttons carry it (and as `ButtonAction::from_parts` accepts it back).
@@ -303,7 +311,9 @@ pub fn status_card(t: &Templates, task: &Task, progress: Option<&str>) -> anyhow
     let mut view = task_view(task);
     view.insert(
         "progress".into(),
-        json!(progress.map(|p| fit(p, PROGRESS_CHARS))),
+        json!(progress
+            .map(|p| fit(p.trim(), PROGRESS_CHARS))
+            .filter(|p| !p.trim().is_empty())),
     );
     t.message("status", &view)
 }
@@ -315,12 +325,23 @@ pub fn repo_picker_card(
 ) -> anyhow::Result<Rendered> {
     let task_id = button_task_id(task);
     // A static select holds at most 100 options; an option's value (task id and repo) is at most
-    // 150 characters: a longer name can still be written as `repo=owner/name`.
+    // 150 characters; and all of them must leave the message inside its size. A repository left
+    // out can still be named as `repo=owner/name`.
+    let mut room = OPTIONS_CHARS;
     let repos: Vec<_> = repos
         .iter()
+        // Only what the button handler will take back.
+        .filter(|r| RepoName::parse(r.as_str()).is_some())
         .filter(|r| task_id.len() + 1 + slack_len(r.as_str()) <= OPTION_VALUE_CHARS)
         .take(100)
-        .map(|r| json!({ "label": fit(r.as_str(), OPTION_TEXT_CHARS), "name": r.as_str() }))
+        .map(|r| (fit(r.as_str(), OPTION_TEXT_CHARS), r.as_str()))
+        .take_while(|(label, name)| {
+            // Each option's JSON: its two strings (escaped at most twice over) and ~80 of markup.
+            let size = 2 * (slack_len(label) + task_id.len() + 1 + slack_len(name)) + 80;
+            room = room.saturating_sub(size);
+            room > 0
+        })
+        .map(|(label, name)| json!({ "label": label, "name": name }))
         .collect();
     t.message(
         "repo_picker",
@@ -437,7 +458,11 @@ pub fn notice_card(t: &Templates, to: Option<&UserId>, text: &str) -> anyhow::Re
         "notice",
         &json!({
             "to": to.map(|u| mention_id(u.as_str())),
-            "text": fit(text, SECTION_CHARS),
+            "text": match fit(text.trim(), SECTION_CHARS) {
+                // Slack refuses a section without text.
+                t if t.trim().is_empty() => "(no text)".to_string(),
+                t => t,
+            },
         }),
     )
 }

@@ -243,7 +243,7 @@ fn cut_escaped(s: &str, max: usize) -> String {
 /// Returns the chunks and whether anything was left out.
 pub fn chunk_for_blocks(s: &str, budget: usize) -> (Vec<String>, bool) {
     // Code fences inside would end Chime's own fence early.
-    let s = normalize_text(s).replace("```", "ʼʼʼ");
+    let s = normalize_text(s.trim()).replace("```", "ʼʼʼ");
     let budget = budget.max(MIN_TEXT_BUDGET);
     let (text, truncated) = if slack_len(&s) <= budget {
         (s, false)
@@ -287,9 +287,9 @@ pub fn chunk_for_blocks(s: &str, budget: usize) -> (Vec<String>, bool) {
         current.push(c);
         size += w;
     }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
+    chunks.push(current);
+    // Slack refuses a section without text.
+    chunks.retain(|c| !c.trim().is_empty());
     (chunks, truncated)
 }
 

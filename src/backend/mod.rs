@@ -104,9 +104,13 @@ pub const PR_URL_MAX_CHARS: usize = 500;
 /// a stored outcome may predate this check.
 pub fn valid_pr_url(url: &str) -> Option<String> {
     let url = url.trim();
-    let scheme_len = if url.len() >= 8 && url[..8].eq_ignore_ascii_case("https://") {
+    let has_scheme = |scheme: &str| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    };
+    let scheme_len = if has_scheme("https://") {
         8
-    } else if url.len() >= 7 && url[..7].eq_ignore_ascii_case("http://") {
+    } else if has_scheme("http://") {
         7
     } else {
         return None;
@@ -151,6 +155,7 @@ mod tests {
             "https://x/a\n## This turn's request",
             "https://x/a\u{2028}b",
             "https://x/\u{e9}",
+            "\u{1F600}\u{1F600}\u{1F600}",
             "<https://x/|y>",
         ] {
             assert!(valid_pr_url(bad).is_none(), "{bad:?} should be refused");
