@@ -4,16 +4,16 @@
 //! Verbs write outbox rows inside the caller's transaction, so a reply exists exactly when the state
 //! change that caused it does.
 
+use crate::backend::{valid_pr_url, QuotedMessage};
 use crate::event::{Author, Surface, ThreadRef};
 use crate::ids::{RepoName, TeamId, UserId};
 use crate::local::LocalWorkspace;
 use crate::outbox::{self, Op};
 use crate::session::{Task, TaskState};
 use crate::slack::people::SlackPeople;
-use crate::backend::{valid_pr_url, QuotedMessage};
 use crate::templates::{
-    chunk_for_blocks, fit, json_len, slack_len, Rendered, Templates, MESSAGE_CHARS, MIN_TEXT_BUDGET,
-    SECTION_CHARS,
+    chunk_for_blocks, fit, json_len, slack_len, Rendered, Templates, MESSAGE_CHARS,
+    MIN_TEXT_BUDGET, SECTION_CHARS,
 };
 use async_trait::async_trait;
 use serde_json::json;
@@ -423,7 +423,10 @@ fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Re
             let error = error.replace("```", "ʼʼʼ");
             view.insert(
                 "error_headline".into(),
-                json!(fit(error.trim().lines().next().unwrap_or(""), HEADLINE_CHARS)),
+                json!(fit(
+                    error.trim().lines().next().unwrap_or(""),
+                    HEADLINE_CHARS
+                )),
             );
             view.insert("error".into(), json!(fit(&error, SECTION_CHARS)));
             "failed"
@@ -440,7 +443,9 @@ pub fn fallback_card(t: &Templates, task: &Task, reason: &str) -> anyhow::Result
         TaskState::Succeeded => (":white_check_mark:", "Done", false),
         TaskState::Failed => (":x:", "Failed", true),
         TaskState::Cancelled => (":octagonal_sign:", "Stopped", true),
-        TaskState::Running | TaskState::Queued => (":hourglass_flowing_sand:", "Working on it", false),
+        TaskState::Running | TaskState::Queued => {
+            (":hourglass_flowing_sand:", "Working on it", false)
+        }
         TaskState::AwaitingRepo => (":card_index_dividers:", "Waiting for a repository", false),
     };
     let mut view = task_view(task);

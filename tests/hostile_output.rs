@@ -2,9 +2,9 @@
 //! process printing what an attacker or a careless agent would, and the cards Slack receives and
 //! the next turn's input checked.
 
-mod common;
 #[path = "support/block_kit.rs"]
 mod block_kit;
+mod common;
 
 use chime::templates::{is_line_break, Rendered};
 use common::*;
@@ -69,7 +69,10 @@ printf '{"type":"result","text":"%s"}\n' "$(for i in $(seq 50); do printf 'Fixed
     assert_valid_card(&card);
     let blocks = card["blocks"].to_string();
     assert!(blocks.contains("Fixed it. Fixed it."), "{blocks}");
-    assert!(!blocks.contains("https://x/"), "the bad URL is not shown: {blocks}");
+    assert!(
+        !blocks.contains("https://x/"),
+        "the bad URL is not shown: {blocks}"
+    );
     let runs = std::fs::read_to_string(tmp.path().join("out/runs")).unwrap();
     assert_eq!(runs.lines().count(), 1, "the agent ran once");
     assert_eq!(
@@ -79,7 +82,10 @@ printf '{"type":"result","text":"%s"}\n' "$(for i in $(seq 50); do printf 'Fixed
     );
     app.stop().await;
 }
-dual_db!(oversized_pr_url, oversized_pr_url_is_dropped_and_the_agent_runs_once);
+dual_db!(
+    oversized_pr_url,
+    oversized_pr_url_is_dropped_and_the_agent_runs_once
+);
 
 /// Repro of item 3: a rustc error full of `Vec<Option<Box<T>>>` was cut to 2,500 characters
 /// before escaping, came to 3,924 after, and Slack answered `invalid_blocks`.
@@ -100,7 +106,10 @@ exit 1"#,
     let card = slack.card("C1", root, "*Failed*").await;
     assert_valid_card(&card);
     let blocks = card["blocks"].to_string();
-    assert!(blocks.contains("Vec&lt;Option&lt;Box&lt;T&gt;&gt;&gt;"), "{blocks}");
+    assert!(
+        blocks.contains("Vec&lt;Option&lt;Box&lt;T&gt;&gt;&gt;"),
+        "{blocks}"
+    );
     assert!(blocks.contains("chime_retry"), "{blocks}");
     app.stop().await;
 }
@@ -151,7 +160,8 @@ echo '{"type":"result","text":"ok"}'"#,
     );
     for line in &lines {
         assert!(
-            !line.starts_with("rm -rf") && !line.starts_with("## This turn's request, from <@U1>rm"),
+            !line.starts_with("rm -rf")
+                && !line.starts_with("## This turn's request, from <@U1>rm"),
             "{line:?} escaped its quote:\n{input}"
         );
     }

@@ -88,7 +88,10 @@ pub fn check_markup(text: &str, mentions: &[&str]) -> Result<(), String> {
     }
     for (at, _) in text.match_indices('&') {
         let tail = &text[at..];
-        if !["&amp;", "&lt;", "&gt;"].iter().any(|e| tail.starts_with(e)) {
+        if !["&amp;", "&lt;", "&gt;"]
+            .iter()
+            .any(|e| tail.starts_with(e))
+        {
             return Err(format!("a bare & in {:?}", truncate(tail)));
         }
     }
@@ -98,4 +101,3 @@ pub fn check_markup(text: &str, mentions: &[&str]) -> Result<(), String> {
 fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
-
