@@ -328,4 +328,39 @@ mod tests {
     fn quoting_prefixes_every_line() {
         assert_eq!(quote_lines("a\n## Heading\n"), "> a\n> ## Heading");
     }
+
+    #[test]
+    fn quoting_knows_every_line_break() {
+        let quoted =
+            quote_lines("a\r## b\r\nc\u{2028}d\u{2029}e\u{85}f\u{0B}g\u{0C}h\u{1E}i\u{1B}[31mj\tk");
+        assert_eq!(
+            quoted,
+            "> a\n> ## b\n> c\n> d\n> e\n> f\n> g\n> h\n> i[31mj\tk"
+        );
+        assert_eq!(one_line("a\r\n## b\u{2028}c", 200), "a ## b c");
+    }
+
+    #[test]
+    fn tiny_budgets_never_underflow() {
+        for budget in [0, 1, 59, 60, 61, 100, 299, 300, 301, 500, 1000] {
+            for text in [
+                "&".repeat(20_000),
+                "x".repeat(500),
+                "\u{1F600}".repeat(3000),
+            ] {
+                let (chunks, _) = chunk_for_blocks(&text, budget);
+                let total: usize = chunks.iter().map(|c| slack_len(c)).sum();
+                assert!(total <= budget.max(MIN_TEXT_BUDGET), "{budget}: {total}");
+                assert!(chunks.iter().all(|c| slack_len(c) <= SECTION_CHARS));
+            }
+        }
+    }
+
+    #[test]
+    fn fit_measures_after_escaping() {
+        let s = fit(&"<&>".repeat(1000), 100);
+        assert!(slack_len(&s) <= 100 && s.ends_with('…'), "{s}");
+        assert_eq!(fit("a\u{0}b", 10), "ab");
+        assert_eq!(cut_escaped("x &amp; y", 5), "x …");
+    }
 }
