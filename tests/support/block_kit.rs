@@ -57,8 +57,8 @@ pub fn check_card(r: &Rendered, mentions: &[&str]) -> Result<(), String> {
             }
         }
         let options = b["accessory"]["options"].as_array();
-        if options.is_some_and(|o| o.len() > 100) {
-            return Err("over 100 options".into());
+        if options.is_some_and(|o| o.is_empty() || o.len() > 100) {
+            return Err("a select needs 1 to 100 options".into());
         }
         for o in options.into_iter().flatten() {
             let text = o["text"]["text"].as_str().unwrap_or_default();
