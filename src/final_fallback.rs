@@ -2,13 +2,13 @@
 //! `msg_too_long`, or transient errors past the attempt cap), a minimal card takes its place, so
 //! whoever asked always learns how the task ended.
 
+use crate::backend::valid_pr_url;
 use crate::db::Db;
 use crate::ids::TaskId;
 use crate::outbox::{self, Op, OutboxRow};
-use crate::reporter::parse_key;
+use crate::reporter::{self, parse_key};
 use crate::session::{self, Task, TaskState};
 use crate::templates::{truncate_chars, Rendered, Templates};
-use serde_json::json;
 
 /// Queues the fallback for `row` if it was a task's final card; returns whether it queued one.
 /// A fallback's own key does not end in `:final`, so a refused fallback is not followed by another.
@@ -68,39 +68,26 @@ pub async fn enqueue(
 }
 
 /// State, a one-line reason and (for a turn that did not succeed) Retry: small enough that no
-/// agent output can push it past any limit.
+/// agent output can push it past any limit (rendered by [`reporter::fallback_card`]).
 pub fn card(t: &Templates, task: &Task, refusal: &str) -> anyhow::Result<Rendered> {
     let first_line = |s: &str| truncate_chars(s.lines().next().unwrap_or("").trim(), 300);
-    let (emoji, headline, retry, detail) = match task.state {
+    let detail = match task.state {
         TaskState::Succeeded => {
             let o = task.outcome.clone().unwrap_or_default();
             let pr = o
                 .pr_url
-                .filter(|u| {
-                    u.len() <= 500 && (u.starts_with("https://") || u.starts_with("http://"))
-                })
+                .as_deref()
+                .and_then(valid_pr_url)
                 .map(|u| format!(" Pull request: {u}"))
                 .unwrap_or_default();
-            let detail = format!("{}{pr}", first_line(&o.summary));
-            (":white_check_mark:", "Done", false, detail)
+            format!("{}{pr}", first_line(&o.summary))
         }
-        TaskState::Cancelled => (":octagonal_sign:", "Stopped", true, String::new()),
-        _ => {
-            let error = first_line(task.error.as_deref().unwrap_or("unknown error"));
-            (":x:", "Failed", true, error)
-        }
+        TaskState::Cancelled => String::new(),
+        _ => first_line(task.error.as_deref().unwrap_or("unknown error")),
     };
-    t.message(
-        "final_fallback",
-        &json!({
-            "task_id": task.id,
-            "requester": task.requester,
-            "turn_no": task.turn_no,
-            "emoji": emoji,
-            "headline": headline,
-            "detail": detail,
-            "retry": retry,
-            "refusal": truncate_chars(refusal, 200),
-        }),
-    )
+    let reason = format!(
+        "{detail} (The full card could not be shown: {}.)",
+        truncate_chars(refusal, 200)
+    );
+    reporter::fallback_card(t, task, reason.trim())
 }

@@ -4,14 +4,17 @@
 //! Verbs write outbox rows inside the caller's transaction, so a reply exists exactly when the state
 //! change that caused it does.
 
-use crate::backend::QuotedMessage;
+use crate::backend::{valid_pr_url, QuotedMessage};
 use crate::event::{Author, Surface, ThreadRef};
 use crate::ids::{RepoName, TeamId, UserId};
 use crate::local::LocalWorkspace;
 use crate::outbox::{self, Op};
 use crate::session::{Task, TaskState};
 use crate::slack::people::SlackPeople;
-use crate::templates::{chunk_for_blocks, truncate_chars, Rendered, Templates, MESSAGE_CHARS};
+use crate::templates::{
+    chunk_for_blocks, fit, json_len, slack_len, Rendered, Templates, MESSAGE_CHARS,
+    MIN_TEXT_BUDGET, SECTION_CHARS,
+};
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::AnyConnection;
@@ -244,25 +247,75 @@ pub fn final_key(task: &Task) -> String {
     format!("task:{}:final", task.id)
 }
 
+/// Caps, in characters as Slack counts them after escaping, on the fields cards show. Together
+/// they keep even the largest card far inside [`MESSAGE_CHARS`].
+const REPO_LABEL_CHARS: usize = 200;
+const BACKEND_CHARS: usize = 60;
+const PROGRESS_CHARS: usize = 1500;
+const HEADLINE_CHARS: usize = 150;
+const BRANCH_CHARS: usize = 200;
+const DIFF_STAT_CHARS: usize = 1500;
+const REASON_CHARS: usize = 500;
+/// Block Kit's limits on a static select's options.
+const OPTION_TEXT_CHARS: usize = 75;
+const OPTION_VALUE_CHARS: usize = 150;
+/// How much of a message the repository picker's options may take.
+const OPTIONS_CHARS: usize = 9000;
+
 fn repo_label(task: &Task) -> String {
-    task.repo
-        .as_ref()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| "none".into())
+    fit(
+        task.repo.as_ref().map_or("none", |r| r.as_str()),
+        REPO_LABEL_CHARS,
+    )
+}
+
+/// A user id as it goes into Chime's own `<@…>` mention: Slack ids are short and alphanumeric, so
+/// anything else in a stored id is dropped rather than left to bend the markup.
+pub fn mention_id(id: &str) -> String {
+    let id: String = id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect();
+    if id.is_empty() {
+        "unknown".into()
+    } else {
+        id
+    }
+}
+
+/// A task id as buttons carry it (and as `ButtonAction::from_parts` accepts it back).
+fn button_task_id(task: &Task) -> String {
+    task.id
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(64)
+        .collect()
+}
+
+/// The fields every task card starts with.
+fn task_view(task: &Task) -> serde_json::Map<String, serde_json::Value> {
+    let view = json!({
+        "task_id": button_task_id(task),
+        "requester": mention_id(&task.requester),
+        "repo_label": repo_label(task),
+        "backend": fit(&task.backend, BACKEND_CHARS),
+        "turn_no": task.turn_no,
+    });
+    view.as_object().cloned().unwrap_or_default()
 }
 
 /// The status card: who asked, where, which backend, the latest milestone, and Stop.
 pub fn status_card(t: &Templates, task: &Task, progress: Option<&str>) -> anyhow::Result<Rendered> {
-    t.message(
-        "status",
-        &json!({
-            "task_id": task.id,
-            "requester": task.requester,
-            "repo_label": repo_label(task),
-            "backend": task.backend,
-            "progress": progress.map(|p| truncate_chars(p, 1500)),
-        }),
-    )
+    let mut view = task_view(task);
+    view.insert(
+        "progress".into(),
+        json!(progress
+            .map(|p| fit(p.trim(), PROGRESS_CHARS))
+            .filter(|p| !p.trim().is_empty())),
+    );
+    t.message("status", &view)
 }
 
 pub fn repo_picker_card(
@@ -270,38 +323,50 @@ pub fn repo_picker_card(
     task: &Task,
     repos: &[RepoName],
 ) -> anyhow::Result<Rendered> {
-    // A static select holds at most 100 options.
-    let repos: Vec<&str> = repos.iter().take(100).map(|r| r.as_str()).collect();
+    let task_id = button_task_id(task);
+    // A static select holds at most 100 options; an option's value (task id and repo) is at most
+    // 150 characters; and all of them must leave the message inside its size. A repository left
+    // out can still be named as `repo=owner/name`.
+    let mut room = OPTIONS_CHARS;
+    let repos: Vec<_> = repos
+        .iter()
+        // Only what the button handler will take back.
+        .filter(|r| RepoName::parse(r.as_str()).is_some())
+        .filter(|r| task_id.len() + 1 + slack_len(r.as_str()) <= OPTION_VALUE_CHARS)
+        .take(100)
+        .map(|r| (fit(r.as_str(), OPTION_TEXT_CHARS), r.as_str()))
+        .take_while(|(label, name)| {
+            // Each option's JSON: its two strings (escaped at most twice over) and ~80 of markup.
+            let size = 2 * (slack_len(label) + task_id.len() + 1 + slack_len(name)) + 80;
+            room = room.saturating_sub(size);
+            room > 0
+        })
+        .map(|(label, name)| json!({ "label": label, "name": name }))
+        .collect();
     t.message(
         "repo_picker",
-        &json!({ "task_id": task.id, "requester": task.requester, "repos": repos }),
+        &json!({ "task_id": task_id, "requester": mention_id(&task.requester), "repos": repos }),
     )
 }
 
 /// The final card, chosen by how the task ended.
 pub fn result_card(t: &Templates, task: &Task) -> anyhow::Result<Rendered> {
-    // Escaping (`&lt;`, JSON) makes rendered text longer than its source, so the budget for the
-    // agent's text shrinks until the whole message fits.
+    // JSON escaping (`\"`, `\n`) makes the blocks longer than the text Slack shows, so the budget
+    // for the agent's text shrinks until the whole message fits. Every other field is capped, so
+    // the message fits long before the budget reaches its floor.
     let mut budget = MESSAGE_CHARS - 2500;
     loop {
         let rendered = render_result(t, task, budget)?;
-        let size = rendered.blocks.to_string().chars().count();
-        if size <= MESSAGE_CHARS || budget < 500 {
+        let size = json_len(&rendered.blocks);
+        if size <= MESSAGE_CHARS || budget <= MIN_TEXT_BUDGET {
             return Ok(rendered);
         }
-        budget = budget * MESSAGE_CHARS / size * 9 / 10;
+        budget = (budget.saturating_mul(MESSAGE_CHARS) / size * 9 / 10).min(budget - 1);
     }
 }
 
 fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Rendered> {
-    let base = json!({
-        "task_id": task.id,
-        "requester": task.requester,
-        "repo_label": repo_label(task),
-        "backend": task.backend,
-        "turn_no": task.turn_no,
-    });
-    let mut view = base.as_object().cloned().unwrap_or_default();
+    let mut view = task_view(task);
     let name = match task.state {
         TaskState::Succeeded => {
             let outcome = task.outcome.clone().unwrap_or_default();
@@ -312,25 +377,32 @@ fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Re
             view.insert("total_chars".into(), json!(total));
             view.insert(
                 "headline".into(),
-                json!(truncate_chars(
-                    outcome.summary.lines().next().unwrap_or(""),
-                    150
+                json!(fit(
+                    outcome.summary.trim().lines().next().unwrap_or(""),
+                    HEADLINE_CHARS
                 )),
             );
-            view.insert("branch".into(), json!(outcome.branch));
+            view.insert(
+                "branch".into(),
+                json!(outcome.branch.map(|b| fit(&b, BRANCH_CHARS))),
+            );
             view.insert(
                 "commit".into(),
                 json!(outcome
                     .commit
-                    .map(|c| c.chars().take(12).collect::<String>())),
+                    .map(|c| fit(&c.chars().take(12).collect::<String>(), 12))),
             );
             view.insert(
                 "diff_stat".into(),
                 json!(outcome
                     .diff_stat
-                    .map(|d| truncate_chars(&d.replace("```", "ʼʼʼ"), 1500))),
+                    .map(|d| fit(&d.replace("```", "ʼʼʼ"), DIFF_STAT_CHARS))),
             );
-            view.insert("pr_url".into(), json!(outcome.pr_url));
+            // Checked again here: a stored outcome may come from before the backend checked it.
+            view.insert(
+                "pr_url".into(),
+                json!(outcome.pr_url.as_deref().and_then(valid_pr_url)),
+            );
             if outcome.dry_run {
                 "dry_run"
             } else {
@@ -340,23 +412,48 @@ fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Re
         TaskState::Cancelled => {
             view.insert(
                 "stopped_by".into(),
-                json!(task
-                    .cancelled_by
-                    .clone()
-                    .unwrap_or_else(|| task.requester.clone())),
+                json!(mention_id(
+                    task.cancelled_by.as_deref().unwrap_or(&task.requester)
+                )),
             );
             "stopped"
         }
         _ => {
-            let error = task.error.clone().unwrap_or_else(|| "unknown error".into());
+            let error = task.error.as_deref().unwrap_or("unknown error");
+            let error = error.replace("```", "ʼʼʼ");
             view.insert(
-                "error".into(),
-                json!(truncate_chars(&error.replace("```", "ʼʼʼ"), 2500)),
+                "error_headline".into(),
+                json!(fit(
+                    error.trim().lines().next().unwrap_or(""),
+                    HEADLINE_CHARS
+                )),
             );
+            view.insert("error".into(), json!(fit(&error, SECTION_CHARS)));
             "failed"
         }
     };
     t.message(name, &view)
+}
+
+/// A minimal final card for when the full one is refused for good: the task's state, a short
+/// reason, and Retry when the task failed or was stopped. Every field is small and capped, so
+/// Slack accepts it whatever the task holds.
+pub fn fallback_card(t: &Templates, task: &Task, reason: &str) -> anyhow::Result<Rendered> {
+    let (emoji, label, retry) = match task.state {
+        TaskState::Succeeded => (":white_check_mark:", "Done", false),
+        TaskState::Failed => (":x:", "Failed", true),
+        TaskState::Cancelled => (":octagonal_sign:", "Stopped", true),
+        TaskState::Running | TaskState::Queued => {
+            (":hourglass_flowing_sand:", "Working on it", false)
+        }
+        TaskState::AwaitingRepo => (":card_index_dividers:", "Waiting for a repository", false),
+    };
+    let mut view = task_view(task);
+    view.insert("emoji".into(), json!(emoji));
+    view.insert("label".into(), json!(label));
+    view.insert("retry".into(), json!(retry));
+    view.insert("reason".into(), json!(fit(reason, REASON_CHARS)));
+    t.message("fallback", &view)
 }
 
 /// A notice, optionally addressed to someone: the mention is Chime's own markup, the text is
@@ -364,6 +461,13 @@ fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Re
 pub fn notice_card(t: &Templates, to: Option<&UserId>, text: &str) -> anyhow::Result<Rendered> {
     t.message(
         "notice",
-        &json!({ "to": to, "text": truncate_chars(text, 2800) }),
+        &json!({
+            "to": to.map(|u| mention_id(u.as_str())),
+            "text": match fit(text.trim(), SECTION_CHARS) {
+                // Slack refuses a section without text.
+                t if t.trim().is_empty() => "(no text)".to_string(),
+                t => t,
+            },
+        }),
     )
 }

@@ -1,12 +1,25 @@
 //! Snapshots of every message Chime posts, rendered from templates/ exactly as the Slack reporter
-//! renders them, plus Block Kit limit checks on hostile and oversized agent output.
+//! renders them; Block Kit limit checks on hostile and oversized agent output; and a property
+//! test that no agent output breaks a card's limits or markup.
+//!
+//! The property test runs 10,000 cases in a release build (`cargo test --release --test
+//! templates`) and 200 in a debug build; `PROPTEST_CASES=N` overrides both.
+
+#[path = "support/block_kit.rs"]
+mod block_kit;
+#[path = "support/hostile.rs"]
+mod hostile;
 
 use chime::backend::Outcome;
 use chime::event::Surface;
-use chime::ids::{RepoName, SessionId, TaskId};
-use chime::reporter::{notice_card, repo_picker_card, result_card, status_card};
+use chime::ids::{RepoName, SessionId, TaskId, UserId};
+use chime::reporter::{
+    fallback_card, mention_id as mentioned, notice_card, repo_picker_card, result_card, status_card,
+};
 use chime::session::{Task, TaskState};
 use chime::templates::{Rendered, Templates};
+use hostile::{any_outcome, any_user, hostile, maybe};
+use proptest::prelude::*;
 
 fn task(state: TaskState) -> Task {
     Task {
@@ -32,38 +45,10 @@ fn task(state: TaskState) -> Task {
     }
 }
 
-/// Block Kit's limits, as Slack enforces them.
 fn assert_within_limits(r: &Rendered) {
-    let blocks = r.blocks.as_array().expect("blocks is an array");
-    assert!(blocks.len() <= 50, "at most 50 blocks");
-    assert!(
-        r.blocks.to_string().chars().count() <= 11_000,
-        "total size under msg_blocks_too_long"
-    );
-    for b in blocks {
-        if let Some(t) = b["text"]["text"].as_str() {
-            assert!(
-                t.chars().count() <= 3000,
-                "section text ≤ 3000: {}",
-                t.chars().count()
-            );
-        }
-        for e in b["elements"].as_array().into_iter().flatten() {
-            if let Some(v) = e["value"].as_str() {
-                assert!(v.len() <= 2000);
-            }
-            if let Some(t) = e["text"]["text"].as_str() {
-                assert!(t.chars().count() <= 75);
-            }
-            if let Some(a) = e["action_id"].as_str() {
-                assert!(a.len() <= 255);
-            }
-        }
+    if let Err(e) = block_kit::check_card(r, &["U0ANA", "U0BOB", "U1"]) {
+        panic!("{e}\n{}", serde_json::to_string_pretty(r).unwrap());
     }
-    assert!(
-        !r.blocks.to_string().contains("<!channel>"),
-        "agent text never pings"
-    );
 }
 
 #[test]
@@ -154,4 +139,213 @@ fn huge_and_hostile_agent_output_fits() {
     let mut failed = task(TaskState::Failed);
     failed.error = Some("e".repeat(100_000));
     assert_within_limits(&result_card(&t, &failed).unwrap());
+}
+
+#[test]
+fn fallback_card_snapshot() {
+    let t = Templates::new().unwrap();
+    let mut failed = task(TaskState::Failed);
+    failed.error = Some("Vec<Option<Box<T>>>".repeat(500));
+    let mut done = task(TaskState::Succeeded);
+    done.outcome = Some(Outcome {
+        summary: "<!channel> ".repeat(2000),
+        ..Outcome::default()
+    });
+    let cards = vec![
+        fallback_card(&t, &failed, "Slack refused the full card (invalid_blocks).").unwrap(),
+        fallback_card(&t, &done, &"<!here> & ".repeat(1000)).unwrap(),
+    ];
+    for c in &cards {
+        assert_within_limits(c);
+    }
+    assert!(cards[0].blocks.to_string().contains("chime_retry"));
+    assert!(!cards[1].blocks.to_string().contains("chime_retry"));
+    insta::assert_json_snapshot!(cards);
+}
+
+/// Issue 6, item 2: a 20,000-`&` pull request URL and ~500 characters of text panicked the
+/// renderer ("range start index out of range") once the retry loop shrank the text budget.
+#[test]
+fn oversized_pr_url_neither_panics_nor_shows() {
+    let t = Templates::new().unwrap();
+    let mut done = task(TaskState::Succeeded);
+    done.outcome = Some(Outcome {
+        summary: "Fixed it. ".repeat(50),
+        pr_url: Some(format!("https://x/{}", "&".repeat(20_000))),
+        ..Outcome::default()
+    });
+    let r = result_card(&t, &done).unwrap();
+    assert_within_limits(&r);
+    assert!(!r.blocks.to_string().contains("https://x/"), "refused URL");
+    assert!(r.blocks.to_string().contains("Fixed it. Fixed it."));
+}
+
+/// Issue 6, item 3: a rustc error of 2,500 characters came to 3,924 once `<`, `>` were escaped,
+/// and Slack answered `invalid_blocks`.
+#[test]
+fn error_text_is_measured_after_escaping() {
+    let t = Templates::new().unwrap();
+    let mut failed = task(TaskState::Failed);
+    failed.error = Some(format!(
+        "error[E0308]: mismatched types\n{}",
+        "expected `Vec<Option<Box<T>>>`, found `&&Vec<Box<T>>`\n".repeat(200)
+    ));
+    let r = result_card(&t, &failed).unwrap();
+    assert_within_limits(&r);
+    let mut done = task(TaskState::Succeeded);
+    done.outcome = Some(Outcome {
+        summary: "ok".into(),
+        diff_stat: Some("<&>".repeat(2000)),
+        ..Outcome::default()
+    });
+    assert_within_limits(&result_card(&t, &done).unwrap());
+    let long = status_card(&t, &done, Some(&"<&>".repeat(2000))).unwrap();
+    assert_within_limits(&long);
+}
+
+#[derive(Debug, Clone)]
+struct CardInput {
+    requester: String,
+    backend: String,
+    repo: Option<String>,
+    outcome: Outcome,
+    error: Option<String>,
+    cancelled_by: Option<String>,
+    progress: String,
+    notice: String,
+    to: Option<String>,
+    reason: String,
+    repos: Vec<String>,
+}
+
+fn any_card_input() -> impl Strategy<Value = CardInput> {
+    (
+        (any_user(), hostile(), maybe(hostile()), any_outcome()),
+        (maybe(hostile()), maybe(any_user()), hostile(), hostile()),
+        (
+            maybe(any_user()),
+            hostile(),
+            prop_oneof![
+                prop::collection::vec(hostile(), 0..4),
+                prop::collection::vec("[a-z]{1,20}/[a-z]{1,140}", 0..130),
+            ],
+        ),
+    )
+        .prop_map(
+            |(
+                (requester, backend, repo, outcome),
+                (error, cancelled_by, progress, notice),
+                (to, reason, repos),
+            )| CardInput {
+                requester,
+                backend,
+                repo,
+                outcome,
+                error,
+                cancelled_by,
+                progress,
+                notice,
+                to,
+                reason,
+                repos,
+            },
+        )
+}
+
+fn check(r: &Rendered, mentions: &[&str], what: &str) -> Result<(), TestCaseError> {
+    block_kit::check_card(r, mentions).map_err(|e| TestCaseError::fail(format!("{what}: {e}")))
+}
+
+/// Issue 6, items 2 and 3: whatever the agent prints, every card renders, fits Block Kit's limits
+/// after escaping, and mentions nobody but the people Chime itself means.
+fn every_card_renders_within_limits(input: CardInput) -> Result<(), TestCaseError> {
+    let t = Templates::new().unwrap();
+    let mut base = task(TaskState::Running);
+    base.requester = input.requester.clone();
+    base.backend = input.backend.clone();
+    base.repo = input.repo.clone().map(RepoName::new);
+    let requester = mentioned(&input.requester);
+
+    check(
+        &status_card(&t, &base, Some(&input.progress)).unwrap(),
+        &[requester.as_str()],
+        "status",
+    )?;
+    check(
+        &status_card(&t, &base, None).unwrap(),
+        &[requester.as_str()],
+        "status",
+    )?;
+
+    let mut done = base.clone();
+    done.state = TaskState::Succeeded;
+    done.outcome = Some(input.outcome.clone());
+    check(
+        &result_card(&t, &done).unwrap(),
+        &[requester.as_str()],
+        "result",
+    )?;
+
+    let mut failed = base.clone();
+    failed.state = TaskState::Failed;
+    failed.error = input.error.clone();
+    check(
+        &result_card(&t, &failed).unwrap(),
+        &[requester.as_str()],
+        "failed",
+    )?;
+
+    let mut stopped = base.clone();
+    stopped.state = TaskState::Cancelled;
+    stopped.cancelled_by = input.cancelled_by.clone();
+    let stopper = mentioned(input.cancelled_by.as_deref().unwrap_or(&input.requester));
+    check(
+        &result_card(&t, &stopped).unwrap(),
+        &[stopper.as_str()],
+        "stopped",
+    )?;
+
+    let repos: Vec<RepoName> = input.repos.iter().map(RepoName::new).collect();
+    check(
+        &repo_picker_card(&t, &base, &repos).unwrap(),
+        &[requester.as_str()],
+        "repo_picker",
+    )?;
+
+    let to = input.to.as_ref().map(UserId::new);
+    check(
+        &notice_card(&t, to.as_ref(), &input.notice).unwrap(),
+        &[input
+            .to
+            .as_deref()
+            .map(mentioned)
+            .unwrap_or_default()
+            .as_str()],
+        "notice",
+    )?;
+
+    for state in [
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::Cancelled,
+        TaskState::Running,
+    ] {
+        let mut any = done.clone();
+        any.state = state;
+        check(
+            &fallback_card(&t, &any, &input.reason).unwrap(),
+            &[requester.as_str()],
+            "fallback",
+        )?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(hostile::config())]
+
+    #[test]
+    fn cards_fit_block_kit_whatever_the_agent_prints(input in any_card_input()) {
+        every_card_renders_within_limits(input)?;
+    }
 }

@@ -93,3 +93,72 @@ pub trait Backend: Send + Sync {
         cancel: CancellationToken,
     ) -> Result<Outcome, BackendError>;
 }
+
+/// The longest pull request URL Chime accepts from an agent.
+pub const PR_URL_MAX_CHARS: usize = 500;
+
+/// The pull request URL an agent reported, if it is one Chime will show and quote: `http(s)://`
+/// with a host and no user info, at most [`PR_URL_MAX_CHARS`], printable ASCII only, and none of the
+/// characters RFC 3986 leaves out of URLs (`<`, `>`, `|`, quotes, ...) that would end or forge
+/// Slack's link markup. Checked where an agent reports it and again where a card shows it, since
+/// a stored outcome may predate this check.
+pub fn valid_pr_url(url: &str) -> Option<String> {
+    let url = url.trim();
+    let has_scheme = |scheme: &str| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    };
+    let scheme_len = if has_scheme("https://") {
+        8
+    } else if has_scheme("http://") {
+        7
+    } else {
+        return None;
+    };
+    let authority = url[scheme_len..].split(['/', '?', '#']).next()?;
+    let ok = url.len() <= PR_URL_MAX_CHARS
+        && !authority.is_empty()
+        && !authority.contains('@')
+        && url
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>|\"'`\\^{}".contains(&b));
+    ok.then(|| url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_http_urls_are_pull_requests() {
+        for good in [
+            "https://github.com/acme/api/pull/7",
+            "http://git.example:8080/acme/api/-/merge_requests/3?x=1&y=2#top",
+            " HTTPS://github.com/acme/api/pull/7\n",
+        ] {
+            assert!(valid_pr_url(good).is_some(), "{good:?}");
+        }
+        let long = format!("https://x/{}", "&".repeat(20_000));
+        let limit = format!("https://x/{}", "a".repeat(PR_URL_MAX_CHARS - 10));
+        assert!(valid_pr_url(&limit).is_some());
+        for bad in [
+            long.as_str(),
+            &format!("{limit}a"),
+            "javascript:alert(1)",
+            "ftp://x/y",
+            "https://",
+            "https:///path",
+            "https://github.com@evil.example/pull/1",
+            "https://x/<!channel>",
+            "https://x/a|click here",
+            "https://x/a b",
+            "https://x/a\n## This turn's request",
+            "https://x/a\u{2028}b",
+            "https://x/\u{e9}",
+            "\u{1F600}\u{1F600}\u{1F600}",
+            "<https://x/|y>",
+        ] {
+            assert!(valid_pr_url(bad).is_none(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -110,7 +110,16 @@ fn parse_json(v: &Value) -> Event {
         Some("result") => text_of("text")
             .or_else(|| text_of("result"))
             .map_or(Event::Ignored, Event::Result),
-        Some("pr") => text_of("url").map_or(Event::Ignored, Event::PullRequest),
+        Some("pr") => match text_of("url") {
+            Some(url) => crate::backend::valid_pr_url(&url).map_or_else(
+                || {
+                    tracing::warn!(chars = url.chars().count(), "ignoring a pull request URL that is not a plain http(s) URL of at most 500 characters");
+                    Event::Ignored
+                },
+                Event::PullRequest,
+            ),
+            None => Event::Ignored,
+        },
         Some("item.completed") => v.get("item").map_or(Event::Ignored, parse_codex_item),
         Some("assistant") => v
             .pointer("/message/content")
