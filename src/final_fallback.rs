@@ -26,11 +26,7 @@ pub async fn enqueue(
     else {
         return Ok(false);
     };
-    let Some(task_id) = row
-        .idempotency_key
-        .strip_prefix("task:")
-        .and_then(|k| k.strip_suffix(":final"))
-    else {
+    let Some(task_id) = reporter::final_key_task(&row.idempotency_key) else {
         return Ok(false);
     };
     let mut conn = db.pool.acquire().await?;

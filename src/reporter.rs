@@ -247,6 +247,12 @@ pub fn final_key(task: &Task) -> String {
     format!("task:{}:final", task.id)
 }
 
+/// The task id in a [`final_key`], when `key` is one.
+pub fn final_key_task(key: &str) -> Option<&str> {
+    key.strip_prefix("task:")
+        .and_then(|k| k.strip_suffix(":final"))
+}
+
 /// Caps, in characters as Slack counts them after escaping, on the fields cards show. Together
 /// they keep even the largest card far inside [`MESSAGE_CHARS`].
 const REPO_LABEL_CHARS: usize = 200;

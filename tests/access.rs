@@ -25,13 +25,15 @@ async fn notice(slack: &FakeSlack, channel: &str, root: &str, marker: &str) -> V
     .await
 }
 
-async fn scalar(app: &TestApp, sql: &str) -> String {
-    use sqlx::Row;
-    sqlx::query(sql)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap()
-        .get::<String, _>(0)
+/// Waits until every stored event and click has been handled.
+async fn all_handled(app: &TestApp, what: &str) {
+    eventually(WAIT, what, || async {
+        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
 }
 
 /// With no `slack.allowed_workspaces`, only the workspace `auth.test` names is served: an event
@@ -89,7 +91,7 @@ async fn buttons_belong_to_the_requester(db: TestDb) {
     app.post_event(&mention("EvBtn", ch, "U1", root, None, "which repo"))
         .await;
     slack.card(ch, root, "chime_pick_repo").await;
-    let first = scalar(&app, "SELECT id FROM tasks").await;
+    let first = app.text("SELECT id FROM tasks").await;
     let mut n = 0;
     let mut press = |action: &str, value: &str, user: &str| {
         n += 1;
@@ -114,10 +116,7 @@ async fn buttons_belong_to_the_requester(db: TestDb) {
             .then_some(())
     })
     .await;
-    assert_eq!(
-        scalar(&app, "SELECT state FROM tasks").await,
-        "awaiting_repo"
-    );
+    assert_eq!(app.text("SELECT state FROM tasks").await, "awaiting_repo");
     assert_eq!(
         app.count("SELECT COUNT(*) FROM tasks WHERE cancel_requested = 1")
             .await,
@@ -128,20 +127,14 @@ async fn buttons_belong_to_the_requester(db: TestDb) {
     let c = press("chime_stop", &first, "U1");
     app.click(&c).await;
     eventually(WAIT, "the stop", || async {
-        (scalar(&app, "SELECT state FROM tasks").await == "cancelled").then_some(())
+        (app.text("SELECT state FROM tasks").await == "cancelled").then_some(())
     })
     .await;
 
     // Someone else presses Retry: a notice, no new turn.
     let c = press("chime_retry", &first, "U2");
     app.click(&c).await;
-    eventually(WAIT, "the refused retry handled", || async {
-        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    all_handled(&app, "the refused retry handled").await;
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
 
     // An admin retries: one new turn, in the admin's name. Four more presses make nothing.
@@ -156,22 +149,17 @@ async fn buttons_belong_to_the_requester(db: TestDb) {
         assert_eq!(app.click(&c).await.status(), 200);
     }
     notice(&slack, ch, root, "already retried").await;
-    eventually(WAIT, "every press handled", || async {
-        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    all_handled(&app, "every press handled").await;
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 2);
     assert_eq!(
-        scalar(&app, "SELECT requester FROM tasks WHERE turn_no = 2").await,
+        app.text("SELECT requester FROM tasks WHERE turn_no = 2")
+            .await,
         "UADMIN"
     );
     // The retried turn has no repository yet, so it asks again; the admin may answer.
-    let second = scalar(&app, "SELECT id FROM tasks WHERE turn_no = 2").await;
+    let second = app.text("SELECT id FROM tasks WHERE turn_no = 2").await;
     assert_eq!(
-        scalar(&app, "SELECT state FROM tasks WHERE turn_no = 2").await,
+        app.text("SELECT state FROM tasks WHERE turn_no = 2").await,
         "awaiting_repo"
     );
     let c = press("chime_pick_repo", &format!("{second} acme/api"), "UADMIN");

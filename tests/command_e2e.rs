@@ -8,7 +8,6 @@ use chime::config::{BackendConfig, Config, RepoConfig, SandboxMode};
 use common::*;
 use serde_json::Value;
 use sqlx::Row;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -60,28 +59,12 @@ async fn three_turns_build_on_each_other(db: TestDb) {
     let slack = FakeSlack::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let upstream = tmp.path().join("upstream");
-    std::fs::create_dir_all(&upstream).unwrap();
-    git(&upstream, &["init", "--quiet", "--initial-branch=main"]);
-    std::fs::write(upstream.join("README.md"), "# api\n").unwrap();
-    git(&upstream, &["add", "-A"]);
-    git(
-        &upstream,
-        &[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "--quiet",
-            "-m",
-            "initial",
-        ],
-    );
+    init_repo(&upstream, "README.md", "# api\n");
 
     // The agent keeps its input in its home, leaves a file per turn and reports what the
     // worktree holds; it runs in the sandbox.
     let agent = tmp.path().join("agent.sh");
-    std::fs::write(
+    write_script(
         &agent,
         r#"#!/bin/bash
 set -eu
@@ -94,9 +77,7 @@ if [ "$CHIME_TURN" = 2 ]; then
 fi
 echo '{"type":"result","text":"files: '"$(echo $(ls))"'"}'
 "#,
-    )
-    .unwrap();
-    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
 
     let mut config = test_config(&db, &slack);
     let workdir = tmp.path().join("work");
@@ -247,12 +228,10 @@ async fn binary_stderr_fails_cleanly(db: TestDb) {
     let slack = FakeSlack::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let agent = tmp.path().join("agent.sh");
-    std::fs::write(
+    write_script(
         &agent,
         "#!/bin/bash\ncat >/dev/null\nprintf 'core dumped\\0\\001\\377 here' >&2\nexit 3\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let mut config = test_config(&db, &slack);
     config.agent.workdir = tmp.path().join("work");
     command_backend(&mut config, "agent", vec![agent.display().to_string()], 60);
@@ -289,23 +268,7 @@ async fn each_picked_repository_gets_its_own_worktree(db: TestDb) {
     config.agent.workdir = tmp.path().join("work");
     for name in ["api", "web"] {
         let upstream = tmp.path().join(name);
-        std::fs::create_dir_all(&upstream).unwrap();
-        git(&upstream, &["init", "--quiet", "--initial-branch=main"]);
-        std::fs::write(upstream.join("which.txt"), name).unwrap();
-        git(&upstream, &["add", "-A"]);
-        git(
-            &upstream,
-            &[
-                "-c",
-                "user.name=T",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "--quiet",
-                "-m",
-                "initial",
-            ],
-        );
+        init_repo(&upstream, "which.txt", name);
         config.repos.insert(
             format!("acme/{name}"),
             RepoConfig {
@@ -315,12 +278,10 @@ async fn each_picked_repository_gets_its_own_worktree(db: TestDb) {
         );
     }
     let agent = tmp.path().join("agent.sh");
-    std::fs::write(
+    write_script(
         &agent,
         "#!/bin/bash\ncat >/dev/null\necho \"{\\\"type\\\":\\\"result\\\",\\\"text\\\":\\\"checkout of $(cat which.txt) for $CHIME_REPO\\\"}\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     command_backend(&mut config, "agent", vec![agent.display().to_string()], 60);
     sandboxed(&mut config, "agent");
     let app = TestApp::spawn(config).await;

@@ -5,23 +5,11 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::Duration;
 use wiremock::matchers::{body_string_contains, path};
 use wiremock::{Mock, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn write_agent(dir: &Path, body: &str) -> String {
-    let path = dir.join("agent.sh");
-    std::fs::write(&path, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&path)
-        .status()
-        .unwrap();
-    path.display().to_string()
-}
 
 /// chat.update calls whose body contains `marker` get `response`.
 async fn refuse_updates(slack: &FakeSlack, marker: &str, response: ResponseTemplate) {

@@ -416,6 +416,16 @@ async fn hostile_requests(db: TestDb) {
 }
 dual_db!(hostile_test, hostile_requests);
 
+/// GETs `url` on a fresh connection each time: a pooled connection would dodge the cap.
+async fn healthz(url: String) -> reqwest::Result<reqwest::Response> {
+    let http = reqwest::Client::builder()
+        .timeout(HANG)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    http.get(url).send().await
+}
+
 /// Slowloris, in process: half-open connections below the cap leave /healthz answering; a
 /// partial header is cut off after the header timeout; past the cap, new connections wait in the
 /// backlog until the timeout frees a slot, and /healthz still answers.
@@ -428,18 +438,7 @@ async fn half_open_connections(db: TestDb) {
     config.server.header_read_timeout_secs = 1;
     config.server.body_read_timeout_secs = 1;
     let app = TestApp::spawn(config).await;
-    let health = || async {
-        // A fresh client each time: a pooled connection would dodge the cap.
-        let http = reqwest::Client::builder()
-            .timeout(HANG)
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
-        http.get(app.url("/healthz"))
-            .send()
-            .await
-            .map(|r| r.status())
-    };
+    let health = || async { healthz(app.url("/healthz")).await.map(|r| r.status()) };
 
     let mut held = vec![];
     for _ in 0..15 {
@@ -527,14 +526,7 @@ async fn slowloris_under_a_low_file_limit() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let health = || async {
-        let http = reqwest::Client::builder()
-            .timeout(HANG)
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
-        http.get(format!("{base}/healthz")).send().await
-    };
+    let health = || healthz(format!("{base}/healthz"));
     eventually(WAIT, "chime is healthy", || async {
         health().await.ok().filter(|r| r.status() == 200)
     })

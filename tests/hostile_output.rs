@@ -9,7 +9,6 @@ mod common;
 use chime::templates::{is_line_break, Rendered};
 use common::*;
 use serde_json::Value;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Writes an executable bash agent that first saves its input as `out/stdin<turn>.txt` and notes
@@ -18,15 +17,13 @@ fn agent(dir: &Path, body: &str) -> PathBuf {
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let path = dir.join("agent.sh");
-    std::fs::write(
+    write_script(
         &path,
-        format!(
+        &format!(
             "#!/bin/bash\nset -eu\nOUT={}\ncat > \"$OUT/stdin$CHIME_TURN.txt\"\necho run >> \"$OUT/runs\"\n{body}\n",
             out.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     path
 }
 

@@ -5,24 +5,12 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use sqlx::Row;
 use std::path::Path;
 use std::time::Duration;
 use wiremock::matchers::path;
 use wiremock::{Mock, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-fn write_agent(dir: &Path, body: &str) -> String {
-    let path = dir.join("agent.sh");
-    std::fs::write(&path, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&path)
-        .status()
-        .unwrap();
-    path.display().to_string()
-}
 
 /// An agent that logs `start <ms>` and `end <ms>` lines to `log`, working `secs` in between.
 fn logging_agent(dir: &Path, log: &Path, secs: u32) -> String {
@@ -53,14 +41,6 @@ fn runs(log: &Path) -> Vec<(u64, Option<u64>)> {
         run.1 = Some(end);
     }
     runs
-}
-
-async fn attempts(db: &chime::db::Db) -> i64 {
-    sqlx::query("SELECT attempts FROM tasks")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// Issue 6 item 4: conversations.replies answered after longer than the lease. The lease used to
@@ -97,7 +77,11 @@ async fn slow_thread_fetch_runs_the_agent_once(db: TestDb) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let runs = runs(&log);
     assert_eq!(runs.len(), 1, "the agent ran more than once: {runs:?}");
-    assert_eq!(attempts(&app.db).await, 1, "the task was claimed again");
+    assert_eq!(
+        app.count("SELECT attempts FROM tasks").await,
+        1,
+        "the task was claimed again"
+    );
     assert_eq!(
         app.count("SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'")
             .await,
@@ -227,7 +211,11 @@ async fn finish_failing_for_a_while_does_not_rerun(db: TestDb) {
     slack.card("C1", root, "all done here").await;
     let runs = runs(&log);
     assert_eq!(runs.len(), 1, "the agent ran again: {runs:?}");
-    assert_eq!(attempts(&app.db).await, 1, "the task was claimed again");
+    assert_eq!(
+        app.count("SELECT attempts FROM tasks").await,
+        1,
+        "the task was claimed again"
+    );
     app.stop().await;
 }
 dual_db!(finish_retry_test, finish_failing_for_a_while_does_not_rerun);

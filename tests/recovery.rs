@@ -6,21 +6,9 @@ use common::process::{free_port, ChimeProcess, FAST_CONFIG};
 use common::*;
 use serde_json::json;
 use sqlx::Row;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn write_agent(dir: &Path, name: &str, body: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&path)
-        .status()
-        .unwrap();
-    path.display().to_string()
-}
 
 fn alive(pid: &str) -> bool {
     std::process::Command::new("kill")
@@ -46,7 +34,6 @@ async fn stop_kills_the_agent(db: TestDb) {
     let pids = dir.path().join("pids");
     let agent = write_agent(
         dir.path(),
-        "agent.sh",
         &format!(
             "cat >/dev/null\nsleep 300 &\necho $! > {p}.child\necho $$ > {p}\necho '{{\"type\":\"progress\",\"text\":\"thinking hard\"}}'\nwait",
             p = pids.display()
@@ -121,7 +108,6 @@ async fn kill9_then_restart_finishes_once(db: TestDb) {
     let starts = dir.path().join("starts");
     let agent = write_agent(
         dir.path(),
-        "agent.sh",
         &format!(
             "cat >/dev/null\necho start >> {s}\necho '{{\"type\":\"progress\",\"text\":\"working\"}}'\nsleep 4\necho '{{\"type\":\"result\",\"text\":\"finished after the crash\"}}'",
             s = starts.display()

@@ -8,8 +8,6 @@ use chime::backend::command::find_bwrap;
 use chime::config::{BackendConfig, RepoConfig, SandboxMode};
 use common::process::{free_port, ChimeProcess, FAST_CONFIG};
 use common::*;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -31,31 +29,6 @@ fn have_bwrap() -> bool {
     );
     eprintln!("note: bubblewrap (bwrap) is not installed: sandbox test skipped");
     false
-}
-
-fn write_script(path: &Path, body: &str) {
-    std::fs::write(path, body).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn init_upstream(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    git(dir, &["init", "--quiet", "--initial-branch=main"]);
-    std::fs::write(dir.join("README.md"), "# api\n").unwrap();
-    git(dir, &["add", "-A"]);
-    git(
-        dir,
-        &[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "--quiet",
-            "-m",
-            "initial",
-        ],
-    );
 }
 
 /// The card that ends a thread's first turn (done or failed), as the fake Slack recorded it.
@@ -92,7 +65,7 @@ async fn agent_finds_nothing_of_chime(db: TestDb) {
     let root_dir = dir.path();
     let workdir = root_dir.join("work");
     let upstream = root_dir.join("upstream");
-    init_upstream(&upstream);
+    init_repo(&upstream, "README.md", "# api\n");
     // Chime's database next to its config in its working directory, as an operator runs it; on
     // Postgres, a URL with a password.
     let (db_url, db_file) = match db.url().split_once("postgres://") {

@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::Duration;
 
 /// A `message` event with a subtype, as Slack sends one for a shared file or a broadcast reply.
@@ -169,14 +168,3 @@ async fn long_threads_give_the_newest_context(db: TestDb) {
     app.stop().await;
 }
 dual_db!(long_thread_test, long_threads_give_the_newest_context);
-
-fn write_agent(dir: &Path, body: &str) -> String {
-    let path = dir.join("agent.sh");
-    std::fs::write(&path, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&path)
-        .status()
-        .unwrap();
-    path.display().to_string()
-}

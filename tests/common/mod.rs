@@ -255,13 +255,26 @@ impl TestApp {
             .header("x-chime-token", token)
     }
 
+    /// The first column of the first row of `sql`, an integer.
     pub async fn count(&self, sql: &str) -> i64 {
+        self.scalar(sql).await
+    }
+
+    /// The first column of the first row of `sql`, a string.
+    pub async fn text(&self, sql: &str) -> String {
+        self.scalar(sql).await
+    }
+
+    async fn scalar<T>(&self, sql: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
         use sqlx::Row;
         sqlx::query(sql)
             .fetch_one(&self.db.pool)
             .await
             .unwrap()
-            .get::<i64, _>(0)
+            .get::<T, _>(0)
     }
 }
 
@@ -372,4 +385,39 @@ pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Writes `text` to `path` as an executable script.
+pub fn write_script(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Writes `body` as the bash agent `dir/agent.sh` and returns its path, for [`command_backend`].
+pub fn write_agent(dir: &std::path::Path, body: &str) -> String {
+    let path = dir.join("agent.sh");
+    write_script(&path, &format!("#!/usr/bin/env bash\n{body}\n"));
+    path.display().to_string()
+}
+
+/// Makes `dir` a git repository on `main` with one commit holding `file` = `contents`.
+pub fn init_repo(dir: &std::path::Path, file: &str, contents: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(dir.join(file), contents).unwrap();
+    git(dir, &["add", "-A"]);
+    git(
+        dir,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "--quiet",
+            "-m",
+            "initial",
+        ],
+    );
 }

@@ -1,0 +1,233 @@
+//! `Config::check`: everything `check-config` and `serve` can validate without touching the network.
+
+use super::{redact_url, BackendConfig, Config, SandboxMode};
+use crate::ids::RepoName;
+use std::path::PathBuf;
+
+/// Problems `check-config` reports; errors stop `serve`, warnings do not.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Validates everything that can be checked without touching the network.
+    pub fn check(&self) -> Report {
+        let mut r = Report::default();
+        if let Err(e) = self.listen_addr() {
+            r.errors.push(e.to_string());
+        }
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            r.errors.push(format!(
+                "DATABASE_URL / database.url must start with sqlite: or postgres://, got {:?}",
+                redact_url(url)
+            ));
+        }
+        let sv = &self.server;
+        if sv.max_connections == 0
+            || sv.header_read_timeout_secs == 0
+            || sv.body_read_timeout_secs == 0
+        {
+            r.errors.push(
+                "server.max_connections, server.header_read_timeout_secs and server.body_read_timeout_secs must be at least 1".into(),
+            );
+        }
+        if !matches!(self.database.sqlite_synchronous.as_str(), "normal" | "full") {
+            r.errors.push(format!(
+                "database.sqlite_synchronous must be \"normal\" or \"full\", got {:?}",
+                self.database.sqlite_synchronous
+            ));
+        }
+        if !matches!(self.slack.on_lookup_error.as_str(), "allow" | "deny") {
+            r.errors.push(format!(
+                "slack.on_lookup_error must be \"allow\" or \"deny\", got {:?}",
+                self.slack.on_lookup_error
+            ));
+        }
+        if !(self.slack.api_url.starts_with("http://")
+            || self.slack.api_url.starts_with("https://"))
+        {
+            r.errors.push(format!(
+                "SLACK_API_URL / slack.api_url must be an http(s) URL, got {:?}",
+                self.slack.api_url
+            ));
+        }
+        if self.slack.api_url.ends_with('/') {
+            r.errors
+                .push("SLACK_API_URL / slack.api_url must not end with '/'".into());
+        }
+        let rl = &self.slack.rate_limits;
+        if [
+            rl.post_message_per_channel_per_sec,
+            rl.tier2_per_min,
+            rl.tier3_per_min,
+            rl.tier4_per_min,
+        ]
+        .contains(&0)
+        {
+            r.errors
+                .push("slack.rate_limits values must be at least 1".into());
+        }
+        if self.slack.http_timeout_secs == 0 || self.worker.max_send_attempts < 1 {
+            r.errors.push(
+                "slack.http_timeout_secs and worker.max_send_attempts must be at least 1".into(),
+            );
+        }
+        if let Some(d) = &self.routing.default_repo {
+            if RepoName::parse(d).is_none() {
+                r.errors
+                    .push(format!("routing.default_repo {d:?} is not owner/name"));
+            }
+        }
+        for (ch, repo) in &self.routing.channels {
+            if RepoName::parse(repo).is_none() {
+                r.errors.push(format!(
+                    "routing.channels.{ch} = {repo:?} is not owner/name"
+                ));
+            }
+        }
+        for name in self.repos.keys() {
+            if RepoName::parse(name).is_none() {
+                r.errors
+                    .push(format!("[repos.\"{name}\"] is not owner/name"));
+            }
+        }
+        for (name, repo) in &self.repos {
+            if repo.url.trim().is_empty() {
+                r.errors.push(format!("[repos.\"{name}\"] needs a url"));
+            }
+        }
+        let backend = &self.agent.default_backend;
+        if backend != "dry-run" && !self.backends.contains_key(backend) {
+            r.errors.push(format!(
+                "agent.default_backend = {backend:?} names no [backends.{backend}] section (known: dry-run{})",
+                self.backends.keys().map(|k| format!(", {k}")).collect::<String>()
+            ));
+        }
+        let inline = self.routing.backends.iter().flat_map(|(ch, names)| {
+            names
+                .iter()
+                .map(move |n| (format!("routing.backends.{ch}"), n))
+        });
+        let inline = inline.chain(
+            self.routing
+                .inline_backends
+                .iter()
+                .map(|n| ("routing.inline_backends".to_string(), n)),
+        );
+        for (key, name) in inline {
+            if !self.has_backend(name) {
+                r.errors.push(format!(
+                    "{key} names {name:?}, but there is no [backends.{name}] section"
+                ));
+            }
+        }
+        for (name, b) in &self.backends {
+            if let BackendConfig::Command {
+                command,
+                timeout_secs,
+                sandbox,
+                sandbox_read_only,
+                ..
+            } = b
+            {
+                check_sandbox(name, *sandbox, sandbox_read_only, &mut r);
+                if command.is_empty() || command[0].trim().is_empty() {
+                    r.errors
+                        .push(format!("[backends.{name}] command must name an executable"));
+                }
+                if *timeout_secs == 0 {
+                    r.errors
+                        .push(format!("[backends.{name}] timeout_secs must be at least 1"));
+                }
+            }
+        }
+        if self.worker.concurrency == 0 {
+            r.errors
+                .push("worker.concurrency must be at least 1".into());
+        }
+        if self.worker.lease_secs < 3 {
+            r.errors.push("worker.lease_secs must be at least 3".into());
+        }
+        if self.worker.retention_days < 1 {
+            r.errors
+                .push("worker.retention_days must be at least 1".into());
+        }
+        if self.worker.max_attempts < 1 {
+            r.errors
+                .push("worker.max_attempts must be at least 1".into());
+        }
+        let s = &self.secrets;
+        match (s.slack_bot_token.is_some(), s.slack_signing_secret.is_some(), s.slack_app_token.is_some()) {
+            (false, false, false) => r.warnings.push(
+                "no Slack credentials (SLACK_BOT_TOKEN with SLACK_SIGNING_SECRET or SLACK_APP_TOKEN): running in local mode, with the playground instead of Slack".into(),
+            ),
+            (false, _, _) => r.errors.push("SLACK_BOT_TOKEN is not set: Chime cannot post to Slack".into()),
+            (true, false, false) => r.errors.push(
+                "SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET (Events API) nor SLACK_APP_TOKEN (Socket Mode) is".into(),
+            ),
+            _ => {}
+        }
+        r
+    }
+}
+
+/// A backend without a sandbox is a loud warning, and so is a sandbox that cannot start.
+fn check_sandbox(name: &str, mode: SandboxMode, read_only: &[PathBuf], r: &mut Report) {
+    match mode {
+        SandboxMode::None => r.warnings.push(format!(
+            "[backends.{name}] sandbox = \"none\": its agent runs UNSANDBOXED as Chime's own user and can read \
+             Chime's environment (SLACK_* tokens, DATABASE_URL) through /proc, its database, its config and every \
+             other session's worktree. Use it only on a host where bubblewrap cannot run; install bubblewrap and \
+             remove the setting otherwise"
+        )),
+        SandboxMode::Bwrap | SandboxMode::NoNetwork => {
+            if crate::backend::command::find_bwrap().is_none() {
+                r.warnings
+                    .push(crate::backend::command::not_installed(name));
+            }
+        }
+    }
+    for path in read_only {
+        if !path.is_absolute() {
+            r.errors.push(format!(
+                "[backends.{name}] sandbox_read_only entries must be absolute paths, got {}",
+                path.display()
+            ));
+        } else if !path.exists() {
+            r.warnings.push(format!(
+                "[backends.{name}] sandbox_read_only: {} does not exist, so the agent will not see it",
+                path.display()
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../../chime.example.toml");
+        let config = Config::parse(text).expect("example parses");
+        let report = config.check();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let c = Config::parse(
+            "[agent]\ndefault_backend = \"codex\"\n[routing]\ndefault_repo = \"nope\"\n",
+        )
+        .unwrap();
+        let r = c.check();
+        assert!(r.errors.iter().any(|e| e.contains("codex")));
+        assert!(r.errors.iter().any(|e| e.contains("nope")));
+    }
+}

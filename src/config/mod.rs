@@ -1,0 +1,244 @@
+//! Chime's one configuration: a TOML file for settings, environment variables for secrets.
+//!
+//! Every key is documented in `chime.example.toml`. Unknown keys are errors, so a typo never silently
+//! falls back to a default.
+
+mod check;
+mod sections;
+
+pub use check::Report;
+pub use sections::{
+    AgentConfig, BackendConfig, DatabaseConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
+    ServerConfig, SlackConfig, WorkerConfig,
+};
+
+use crate::ids::RepoName;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://chime.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub slack: SlackConfig,
+    pub routing: RoutingConfig,
+    pub repos: BTreeMap<String, RepoConfig>,
+    pub worker: WorkerConfig,
+    pub agent: AgentConfig,
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// Secrets, filled from the environment only (never from the file).
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub slack_signing_secret: Option<SecretString>,
+    pub slack_bot_token: Option<SecretString>,
+    pub slack_app_token: Option<SecretString>,
+    /// Required by the playground when it listens beyond loopback (`CHIME_PLAYGROUND_TOKEN`).
+    pub playground_token: Option<SecretString>,
+}
+
+impl Config {
+    /// Loads the file named by `path` (or `CHIME_CONFIG`), then applies the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("CHIME_CONFIG").map(PathBuf::from));
+        let mut config = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", p.display()))?;
+                Self::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("config file {}: {e}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok());
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Environment variables win over the file; secrets come only from here.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        if let Some(v) = non_empty("DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = non_empty("CHIME_LISTEN") {
+            self.server.listen = v;
+        }
+        if let Some(v) = non_empty("SLACK_API_URL") {
+            self.slack.api_url = v;
+        }
+        self.secrets.slack_signing_secret = non_empty("SLACK_SIGNING_SECRET").map(Into::into);
+        self.secrets.slack_bot_token = non_empty("SLACK_BOT_TOKEN").map(Into::into);
+        self.secrets.slack_app_token = non_empty("SLACK_APP_TOKEN").map(Into::into);
+        self.secrets.playground_token = non_empty("CHIME_PLAYGROUND_TOKEN").map(Into::into);
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.server.listen.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "CHIME_LISTEN / server.listen {:?} is not host:port: {e}",
+                self.server.listen
+            )
+        })
+    }
+
+    pub fn slack_enabled(&self) -> bool {
+        self.secrets.slack_bot_token.is_some()
+            && (self.secrets.slack_signing_secret.is_some()
+                || self.secrets.slack_app_token.is_some())
+    }
+
+    /// Without Slack credentials Chime runs its local playground instead.
+    pub fn local_mode(&self) -> bool {
+        !self.slack_enabled()
+    }
+
+    /// The playground has no sign-in of its own, so it stays on loopback unless the operator says
+    /// otherwise twice: with `--allow-remote-playground` and with an access token.
+    pub fn check_playground_binding(&self, allow_remote: bool) -> Result<(), String> {
+        let addr = self.listen_addr().map_err(|e| e.to_string())?;
+        if !self.local_mode() || addr.ip().is_loopback() {
+            return Ok(());
+        }
+        if !allow_remote {
+            return Err(format!(
+                "refusing to serve the local playground on {addr}: it has no sign-in, so it listens on loopback only \
+                 (127.0.0.1). To expose it anyway, pass --allow-remote-playground and set CHIME_PLAYGROUND_TOKEN; \
+                 or set Slack credentials to run against Slack."
+            ));
+        }
+        if self.secrets.playground_token.is_none() {
+            return Err(format!(
+                "refusing to serve the local playground on {addr}: --allow-remote-playground needs an access token in \
+                 CHIME_PLAYGROUND_TOKEN"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a backend name can be chosen (`dry-run` always can).
+    pub fn has_backend(&self, name: &str) -> bool {
+        name == "dry-run" || self.backends.contains_key(name)
+    }
+
+    /// The backends someone may choose with `backend=` in `channel`: the default, dry-run,
+    /// `routing.inline_backends`, and the channel's `[routing.backends]` entry. A backend with a
+    /// privileged `env` stays out of reach unless the operator lists it.
+    pub fn inline_backends(&self, channel: &str) -> Vec<&str> {
+        let mut names = vec!["dry-run", self.agent.default_backend.as_str()];
+        names.extend(self.routing.inline_backends.iter().map(String::as_str));
+        names.extend(
+            self.routing
+                .backends
+                .get(channel)
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
+        names.sort_unstable();
+        names.dedup();
+        names.retain(|n| self.has_backend(n));
+        names
+    }
+
+    /// Every repository the config knows, for the repo picker.
+    pub fn known_repos(&self) -> Vec<RepoName> {
+        let mut names: Vec<String> = self.repos.keys().cloned().collect();
+        names.extend(self.routing.channels.values().cloned());
+        names.extend(self.routing.default_repo.clone());
+        names.sort();
+        names.dedup();
+        names.iter().filter_map(|n| RepoName::parse(n)).collect()
+    }
+}
+
+/// Hides the password of a database URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::parse("[slack]\nallowed_workspace = [\"T1\"]\n").unwrap_err();
+        assert!(err.to_string().contains("allowed_workspace"), "{err}");
+    }
+
+    #[test]
+    fn env_wins_and_secrets_only_from_env() {
+        let mut c = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        c.apply_env(|k| match k {
+            "CHIME_LISTEN" => Some("127.0.0.1:2".into()),
+            "SLACK_BOT_TOKEN" => Some("xoxb-1".into()),
+            _ => None,
+        });
+        assert_eq!(c.server.listen, "127.0.0.1:2");
+        assert!(c.secrets.slack_bot_token.is_some());
+        let report = c.check();
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.contains("SLACK_SIGNING_SECRET")),
+            "{:?}",
+            report.errors
+        );
+    }
+
+    #[test]
+    fn playground_stays_on_loopback_unless_told_twice() {
+        let mut c = Config::default();
+        assert!(c.check_playground_binding(false).is_ok());
+        c.server.listen = "0.0.0.0:8080".into();
+        let err = c.check_playground_binding(false).unwrap_err();
+        assert!(err.contains("--allow-remote-playground"), "{err}");
+        assert!(c
+            .check_playground_binding(true)
+            .unwrap_err()
+            .contains("CHIME_PLAYGROUND_TOKEN"));
+        c.secrets.playground_token = Some("t".to_string().into());
+        assert!(c.check_playground_binding(true).is_ok());
+        // With Slack configured there is no playground to protect.
+        c.secrets.playground_token = None;
+        c.secrets.slack_bot_token = Some("xoxb".to_string().into());
+        c.secrets.slack_signing_secret = Some("s".to_string().into());
+        assert!(c.check_playground_binding(false).is_ok());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("sqlite://chime.db"), "sqlite://chime.db");
+    }
+}

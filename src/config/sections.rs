@@ -1,0 +1,222 @@
+//! The sections of the TOML file (`[server]`, `[slack]`, `[backends.NAME]`, …) and their defaults.
+
+use super::{DEFAULT_DATABASE_URL, DEFAULT_LISTEN, DEFAULT_SLACK_API_URL};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Requests with a larger body are refused with 413 before any parsing.
+    pub max_body_bytes: usize,
+    /// Seconds to wait for running tasks on shutdown before their leases are released.
+    pub shutdown_grace_secs: u64,
+    /// Connections served at once (at most half the open-file limit); more wait until one closes.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; idle keep-alive connections close after it.
+    pub header_read_timeout_secs: u64,
+    /// A request's body must arrive within this once its headers have.
+    pub body_read_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.into(),
+            max_body_bytes: 256 * 1024,
+            shutdown_grace_secs: 10,
+            max_connections: 512,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    /// SQLite only: `normal` survives a process crash, `full` also survives power loss (about half the speed).
+    pub sqlite_synchronous: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_DATABASE_URL.into(),
+            sqlite_synchronous: "normal".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackConfig {
+    pub api_url: String,
+    /// When non-empty, only these workspaces (team ids) are served; when empty, only the one
+    /// `auth.test` names for the bot token.
+    pub allowed_workspaces: Vec<String>,
+    /// The bot's own user id; learnt from `auth.test` and from event authorizations when empty.
+    pub bot_user_id: String,
+    pub allow_guests: bool,
+    pub allow_external: bool,
+    /// What to do when `users.info` cannot tell whether someone is a guest: `allow` or `deny`.
+    pub on_lookup_error: String,
+    /// User ids who may press Stop, Retry and the repo picker on anyone's task.
+    pub admins: Vec<String>,
+    pub ack_reaction: String,
+    /// Every Slack Web API call is abandoned (and retried or reported) after this many seconds.
+    pub http_timeout_secs: u64,
+    pub rate_limits: RateLimits,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        Self {
+            api_url: DEFAULT_SLACK_API_URL.into(),
+            allowed_workspaces: vec![],
+            bot_user_id: String::new(),
+            allow_guests: false,
+            allow_external: false,
+            on_lookup_error: "deny".into(),
+            admins: vec![],
+            ack_reaction: "eyes".into(),
+            http_timeout_secs: 10,
+            rate_limits: RateLimits::default(),
+        }
+    }
+}
+
+/// Proactive limits, per workspace; a 429 from Slack is honoured on top of these.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// `chat.postMessage`: Slack allows about one message per second per channel.
+    pub post_message_per_channel_per_sec: u32,
+    pub tier2_per_min: u32,
+    pub tier3_per_min: u32,
+    pub tier4_per_min: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            post_message_per_channel_per_sec: 1,
+            tier2_per_min: 20,
+            tier3_per_min: 50,
+            tier4_per_min: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Used when neither the message nor the channel names a repository.
+    pub default_repo: Option<String>,
+    /// Channel id → `owner/name`.
+    pub channels: BTreeMap<String, String>,
+    /// Backends anyone may choose inline (`backend=`) in any channel, besides the default and dry-run.
+    pub inline_backends: Vec<String>,
+    /// Channel id → further backends that may be chosen inline there.
+    pub backends: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepoConfig {
+    /// Where to clone the mirror from: a URL or a local path.
+    pub url: String,
+    pub default_branch: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Tasks one process runs at once.
+    pub concurrency: usize,
+    /// A task whose lease is not renewed for this long is taken to have lost its worker.
+    pub lease_secs: u64,
+    pub max_attempts: i64,
+    pub poll_ms: u64,
+    /// Handled inbox and sent outbox rows are deleted after this many days.
+    pub retention_days: u64,
+    /// An outbox row that keeps failing transiently is marked failed after this many attempts.
+    pub max_send_attempts: i64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            lease_secs: 15,
+            max_attempts: 3,
+            poll_ms: 250,
+            retention_days: 7,
+            max_send_attempts: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// A name from `[backends]`, or `dry-run`.
+    pub default_backend: String,
+    /// Mirrors and worktrees of the `command` backend live here.
+    pub workdir: PathBuf,
+    /// Earlier turns are kept in the agent input up to this many characters (oldest trimmed first).
+    pub max_history_chars: usize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            default_backend: "dry-run".into(),
+            workdir: PathBuf::from(".chime"),
+            max_history_chars: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+pub enum BackendConfig {
+    /// Runs a CLI agent (prompt on stdin, JSONL progress on stdout) in a per-session git worktree.
+    Command {
+        command: Vec<String>,
+        #[serde(default = "default_timeout")]
+        timeout_secs: u64,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// How the agent is isolated from Chime and the host; see [`SandboxMode`].
+        #[serde(default)]
+        sandbox: SandboxMode,
+        /// Extra paths the sandboxed agent may read (agent installs, credentials directories).
+        #[serde(default)]
+        sandbox_read_only: Vec<PathBuf>,
+    },
+    /// Posts the agent input it would send, without running anything.
+    DryRun,
+}
+
+/// How a `command` backend isolates its agent (see `backend/command/sandbox.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// bubblewrap: new pid/ipc/uts namespaces, no capabilities, only the worktree writable.
+    #[default]
+    Bwrap,
+    /// As `bwrap`, and without network (loopback only, of its own).
+    NoNetwork,
+    /// No isolation: the agent runs as Chime's user and can read its database and config.
+    None,
+}
+
+fn default_timeout() -> u64 {
+    1800
+}
