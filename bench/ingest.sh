@@ -11,7 +11,8 @@
 # CHIME_BENCH_WARMUP (3 s), CHIME_BENCH_SERVER_CPU (0), CHIME_BENCH_LOAD_CPU (1), CHIME_BENCH_RATE
 # (10000: after the flat-out run, the same Chime is measured again paced at this many requests/s;
 # 0 skips that),
-# CHIME_BENCH_SQLITE_SYNC (normal | full), CHIME_BENCH_SKIP_BOLT=1, CHIME_BENCH_CHIME_BIN (another
+# CHIME_BENCH_SQLITE_SYNC (normal | full), CHIME_BENCH_ON_LOOKUP_ERROR (allow | deny; allow, as
+# the earlier runs had by default), CHIME_BENCH_SKIP_BOLT=1, CHIME_BENCH_CHIME_BIN (another
 # chime binary, e.g. an older build, for before/after numbers), CHIME_BENCH_WAIT_QUIET (seconds
 # to wait, before starting, for other processes to leave the CPUs idle), CHIME_BENCH_OUT (a JSON file for the
 # results; default target/bench/ingest-<time>.json), CHIME_BENCH_KEEP=1 (keep the temp dir with the
@@ -31,6 +32,7 @@ SERVER_CPU=${CHIME_BENCH_SERVER_CPU:-0}
 LOAD_CPU=${CHIME_BENCH_LOAD_CPU:-1}
 SQLITE_SYNC=${CHIME_BENCH_SQLITE_SYNC:-normal}
 RATE=${CHIME_BENCH_RATE:-10000}
+ON_LOOKUP_ERROR=${CHIME_BENCH_ON_LOOKUP_ERROR:-allow}
 SECRET="bench-signing-secret-$$-$RANDOM"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${CHIME_BENCH_OUT:-$CARGO_TARGET_DIR/bench/ingest-$STAMP.json}
@@ -191,7 +193,11 @@ bench_chime() { # database_url label
     settle
     port=$(free_port)
     local conf="$WORK/$label.toml"
-    printf '[database]\nsqlite_synchronous = "%s"\n' "$SQLITE_SYNC" >"$conf"
+    # The loadgen's events come from workspace T1. Naming it keeps Chime from waiting for auth.test
+    # (a dead port here) before admitting any event; on_lookup_error is pinned so that builds with
+    # different defaults do the same worker work (the dead users.info fails every lookup).
+    printf '[database]\nsqlite_synchronous = "%s"\n[slack]\nallowed_workspaces = ["T1"]\non_lookup_error = "%s"\n' \
+        "$SQLITE_SYNC" "$ON_LOOKUP_ERROR" >"$conf"
     CHIME_CONFIG="$conf" DATABASE_URL="$url" CHIME_LISTEN="127.0.0.1:$port" \
         SLACK_SIGNING_SECRET="$SECRET" SLACK_BOT_TOKEN=xoxb-bench SLACK_API_URL=http://127.0.0.1:9 \
         taskset -c "$SERVER_CPU" "$CHIME" serve >"$WORK/$label.log" 2>&1 &

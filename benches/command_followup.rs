@@ -1,15 +1,18 @@
-//! Follow-up start latency of the `command` backend.
+//! Follow-up start latency of the `command` backend, per sandbox mode.
 //!
 //! Measures, on a warm mirror and an existing worktree, the time from calling `run()` for a
-//! follow-up turn to the agent process starting (the agent's first action writes `date +%s%N` to a
-//! file), next to a baseline that spawns the same script directly with tokio (no git work).
+//! follow-up turn to the agent process starting (the agent's first action writes `date +%s%N` to
+//! `$HOME/started`, the one place every mode lets it write outside the worktree), for each
+//! `sandbox` mode (`bwrap`, `no-network`, `none`), next to a baseline that spawns the same script
+//! directly with tokio (no git work, no sandbox). The four are interleaved, so all see the same
+//! machine load.
 //!
 //! Run with `cargo bench --bench command_followup`.
 
 use anyhow::{ensure, Context};
-use chime::backend::command::CommandBackend;
+use chime::backend::command::{find_bwrap, CommandBackend, Sandbox};
 use chime::backend::{AgentInput, Backend};
-use chime::config::RepoConfig;
+use chime::config::{RepoConfig, SandboxMode};
 use chime::ids::{RepoName, SessionId, TaskId};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -20,19 +23,30 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const RUNS: usize = 20;
+const RUNS: usize = 40;
 /// Files in the benchmark repository: `reset --hard` and `clean` scale with the worktree.
 const REPO_FILES: usize = 1000;
+const SESSION: &str = "bench";
 
 const AGENT: &str = r#"#!/bin/sh
-date +%s%N > "$START_FILE"
+date +%s%N > "$HOME/started"
 cat > /dev/null
 echo "turn $CHIME_TURN" > notes.txt
 echo '{"type":"result","text":"ok"}'
 "#;
 
+const MODES: [(&str, SandboxMode); 3] = [
+    ("bwrap", SandboxMode::Bwrap),
+    ("no-network", SandboxMode::NoNetwork),
+    ("none", SandboxMode::None),
+];
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    ensure!(
+        find_bwrap().is_some(),
+        "bubblewrap (bwrap) is not on PATH: the sandboxed modes cannot be measured"
+    );
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let upstream = root.join("upstream");
@@ -40,52 +54,82 @@ async fn main() -> anyhow::Result<()> {
     let script = root.join("agent.sh");
     std::fs::write(&script, AGENT)?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-    let start_file = root.join("started");
+    let direct_home = root.join("direct-home");
+    std::fs::create_dir_all(&direct_home)?;
 
-    let backend = CommandBackend::new(
-        "bench".into(),
-        vec![script.display().to_string()],
-        Duration::from_secs(60),
-        BTreeMap::from([("START_FILE".to_string(), start_file.display().to_string())]),
-        root.join("work"),
-        BTreeMap::from([(
-            "acme/api".to_string(),
-            RepoConfig {
-                url: upstream.display().to_string(),
-                default_branch: Some("main".into()),
-            },
-        )]),
-    );
+    // One backend (own workdir, mirror and worktree) per mode.
+    let backends: Vec<CommandBackend> = MODES
+        .iter()
+        .map(|(label, mode)| {
+            CommandBackend::new(
+                "bench".into(),
+                vec![script.display().to_string()],
+                Duration::from_secs(60),
+                BTreeMap::new(),
+                root.join(label),
+                BTreeMap::from([(
+                    "acme/api".to_string(),
+                    RepoConfig {
+                        url: upstream.display().to_string(),
+                        default_branch: Some("main".into()),
+                    },
+                )]),
+            )
+            .with_sandbox(Sandbox {
+                mode: *mode,
+                read_only: vec![],
+            })
+        })
+        .collect();
 
     // Turn 1 clones the mirror and creates the worktree; it is not measured.
-    run_turn(&backend, 1).await?;
+    for backend in &backends {
+        run_turn(backend, 1).await?;
+    }
 
-    let (mut followup, mut baseline) = (vec![], vec![]);
-    // Interleaved, so both see the same machine load.
+    let mut samples = vec![vec![]; MODES.len() + 1];
     for i in 0..RUNS {
+        for (m, backend) in backends.iter().enumerate() {
+            let t0 = now_ns();
+            run_turn(backend, i as i64 + 2).await?;
+            samples[m].push(started_ms(&backend.home_path(SESSION), t0)?);
+        }
         let t0 = now_ns();
-        run_turn(&backend, i as i64 + 2).await?;
-        followup.push(started_ms(&start_file, t0)?);
-
-        let t0 = now_ns();
-        spawn_directly(&script, &start_file).await?;
-        baseline.push(started_ms(&start_file, t0)?);
+        spawn_directly(&script, &direct_home).await?;
+        samples[MODES.len()].push(started_ms(&direct_home, t0)?);
     }
 
     println!(
-        "Command backend: follow-up start latency ({RUNS} runs, {REPO_FILES}-file repository)"
+        "Command backend: follow-up run() -> agent start ({RUNS} runs each, interleaved, \
+         {REPO_FILES}-file repository)"
     );
-    let f = Stats::of(&mut followup);
-    let b = Stats::of(&mut baseline);
-    println!("  follow-up run() -> agent start: {f}");
-    println!("  direct tokio spawn (baseline):   {b}");
-    println!("  ratio of medians: {:.1}x", f.median / b.median);
+    let stats: Vec<Stats> = samples.iter_mut().map(|s| Stats::of(s)).collect();
+    for ((label, _), s) in MODES.iter().zip(&stats) {
+        println!("  sandbox = {:<14} {s}", format!("\"{label}\":"));
+    }
+    let direct = &stats[MODES.len()];
+    println!("  direct spawn (baseline):  {direct}");
+    let none = &stats[2];
+    for (m, (label, _)) in MODES.iter().enumerate().take(2) {
+        println!(
+            "  {label}/none: median {:.2}x (+{:.1} ms), p90 {:.2}x",
+            stats[m].median / none.median,
+            stats[m].median - none.median,
+            stats[m].p90 / none.p90
+        );
+    }
+    for (m, (label, _)) in MODES.iter().enumerate() {
+        println!(
+            "  {label}/direct: median {:.1}x",
+            stats[m].median / direct.median
+        );
+    }
     Ok(())
 }
 
 async fn run_turn(backend: &CommandBackend, turn_no: i64) -> anyhow::Result<()> {
     let input = AgentInput {
-        session_id: SessionId::new("bench"),
+        session_id: SessionId::new(SESSION),
         task_id: TaskId::new(format!("bench-{turn_no}")),
         turn_no,
         prompt: "Benchmark turn".into(),
@@ -104,13 +148,13 @@ async fn run_turn(backend: &CommandBackend, turn_no: i64) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The baseline: the same script with the same stdin, spawned with no git work around it.
-async fn spawn_directly(script: &Path, start_file: &Path) -> anyhow::Result<()> {
+/// The baseline: the same script with the same stdin, spawned with no git work and no sandbox.
+async fn spawn_directly(script: &Path, home: &Path) -> anyhow::Result<()> {
     let mut child = tokio::process::Command::new(script)
-        .current_dir(start_file.parent().context("no parent")?)
+        .current_dir(home)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("START_FILE", start_file)
+        .env("HOME", home)
         .env("CHIME_TURN", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -167,9 +211,13 @@ fn now_ns() -> u128 {
         .unwrap_or(0)
 }
 
-/// Milliseconds from `t0` to the time the agent wrote into `start_file`.
-fn started_ms(start_file: &Path, t0: u128) -> anyhow::Result<f64> {
-    let text = std::fs::read_to_string(start_file)?;
+/// Milliseconds from `t0` to the time the agent wrote into `home/started`. The file is removed,
+/// so a run whose agent never started cannot pass off an older run's time as its own.
+fn started_ms(home: &Path, t0: u128) -> anyhow::Result<f64> {
+    let file = home.join("started");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("the agent left no {}", file.display()))?;
+    std::fs::remove_file(&file)?;
     let started: u128 = text.trim().parse().context("agent start time")?;
     Ok(started.saturating_sub(t0) as f64 / 1e6)
 }
@@ -177,7 +225,7 @@ fn started_ms(start_file: &Path, t0: u128) -> anyhow::Result<f64> {
 struct Stats {
     min: f64,
     median: f64,
-    p95: f64,
+    p90: f64,
 }
 
 impl Stats {
@@ -187,7 +235,7 @@ impl Stats {
         Self {
             min: at(0.0),
             median: at(0.5),
-            p95: at(0.95),
+            p90: at(0.9),
         }
     }
 }
@@ -196,8 +244,8 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "min {:.1} ms, median {:.1} ms, p95 {:.1} ms",
-            self.min, self.median, self.p95
+            "min {:.1} ms, median {:.1} ms, p90 {:.1} ms",
+            self.min, self.median, self.p90
         )
     }
 }
