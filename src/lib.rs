@@ -11,6 +11,7 @@ pub mod context;
 pub mod db;
 pub mod dispatch;
 pub mod event;
+pub mod failure;
 pub mod final_fallback;
 pub mod handlers;
 pub mod ids;
