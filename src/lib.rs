@@ -16,6 +16,7 @@ pub mod final_fallback;
 pub mod handlers;
 pub mod ids;
 pub mod inbox;
+pub mod inspect;
 pub mod janitor;
 pub mod lease;
 pub mod local;
