@@ -18,6 +18,7 @@ pub mod ids;
 pub mod inbox;
 pub mod inspect;
 pub mod janitor;
+pub mod jobs;
 pub mod lease;
 pub mod local;
 pub mod outbox;
