@@ -44,7 +44,16 @@ async fn task_of_a_surface_not_running_fails_once(db: TestDb) {
         (running == 1 && queued == 1).then_some(())
     })
     .await;
+    let store = local.db.clone();
     local.stop().await;
+    // An accepted playground event not yet handled at the restart (a replay of a real one).
+    sqlx::query(
+        "INSERT INTO inbox (source, delivery_id, payload, received_at) \
+         SELECT source, 'unhandled', payload, received_at FROM inbox WHERE source = 'local' AND payload LIKE '%second%'",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
 
     // The same database, now with Slack credentials: the playground is not running.
     let mut config = test_config(&db, &slack);
@@ -80,6 +89,11 @@ async fn task_of_a_surface_not_running_fails_once(db: TestDb) {
         "nothing is claimed again"
     );
     assert!(attempts <= 4, "attempts stay bounded: {attempts}");
+    // The event is parked once, with its reason, not retried with backoff forever.
+    let parked = "FROM inbox WHERE delivery_id = 'unhandled' AND state = 'failed'";
+    assert_eq!(app.count(&format!("SELECT attempts {parked}")).await, 1);
+    let reason = app.text(&format!("SELECT last_error {parked}")).await;
+    assert!(reason.contains("local surface is not running"), "{reason}");
     assert_eq!(
         app.count("SELECT COUNT(*) FROM tasks WHERE state = 'failed'")
             .await,
