@@ -80,11 +80,14 @@ async fn task_of_a_surface_not_running_fails_once(db: TestDb) {
         error.contains("local") && error.contains("not running"),
         "{error}"
     );
-    let attempts = app.count("SELECT CAST(SUM(attempts) AS BIGINT) FROM tasks").await;
+    let attempts = app
+        .count("SELECT CAST(SUM(attempts) AS BIGINT) FROM tasks")
+        .await;
     // Longer than two leases: a task that loops would be claimed again meanwhile.
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(
-        app.count("SELECT CAST(SUM(attempts) AS BIGINT) FROM tasks").await,
+        app.count("SELECT CAST(SUM(attempts) AS BIGINT) FROM tasks")
+            .await,
         attempts,
         "nothing is claimed again"
     );
