@@ -218,9 +218,13 @@ pub async fn start(
     tasks.spawn(worker::run_inbox_loop(ctx.clone(), shutdown.clone()));
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tasks.spawn(worker::run_task_loop(ctx.clone(), shutdown.clone(), grace));
-    tasks.spawn(crate::janitor::run(
+    let jobs: Vec<Arc<dyn crate::jobs::Job>> = vec![Arc::new(crate::janitor::Janitor {
+        retention_days: config.worker.retention_days,
+    })];
+    tasks.spawn(crate::jobs::run(
         db.clone(),
-        config.worker.retention_days,
+        ctx.worker_id.clone(),
+        jobs,
         shutdown.clone(),
     ));
     let poll = Duration::from_millis(config.worker.poll_ms);

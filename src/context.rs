@@ -4,6 +4,7 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::db::Db;
 use crate::event::Surface;
+use crate::failure::Permanent;
 use crate::reporter::Reporter;
 use crate::templates::Templates;
 use std::collections::HashMap;
@@ -24,10 +25,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The reporter of `surface`; a [`Permanent`] error when that surface is not running here.
     pub fn reporter(&self, surface: Surface) -> anyhow::Result<&Arc<dyn Reporter>> {
         self.reporters
             .get(&surface)
-            .ok_or_else(|| anyhow::anyhow!("no reporter for surface {}", surface.as_str()))
+            .ok_or_else(|| Permanent::SurfaceNotRunning(surface).into())
     }
 
     /// Wakes the workers after a commit that queued tasks or outbox rows.

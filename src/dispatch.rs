@@ -95,8 +95,15 @@ async fn handle_row(ctx: Arc<Ctx>, lane: String, row: InboxRow) -> (String, i64)
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the handler panicked")));
     if let Err(e) = handled {
-        tracing::error!(inbox_id = id, error = %format!("{e:#}"), "event handling failed; will retry");
-        if let Err(e) = inbox::fail(&ctx.db, &row, &format!("{e:#}")).await {
+        // A permanent failure is parked once; telling the person is not possible for the one kind
+        // there is today (the event's own surface is not running here).
+        let permanent = crate::failure::permanent(&e).is_some() || row.event.is_err();
+        if permanent {
+            tracing::error!(inbox_id = id, error = %format!("{e:#}"), "event can never be handled; parked as failed");
+        } else {
+            tracing::error!(inbox_id = id, error = %format!("{e:#}"), "event handling failed; will retry");
+        }
+        if let Err(e) = inbox::fail(&ctx.db, &row, &format!("{e:#}"), permanent).await {
             tracing::error!(error = %format!("{e:#}"), "recording the failure failed");
         }
     }

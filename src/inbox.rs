@@ -387,11 +387,12 @@ pub async fn complete(db: &Db, id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records a failure. The row is retried with backoff (capped at five minutes) for as long as it
-/// takes: an accepted event is never dropped. Only a row that cannot even be read is parked as
-/// `failed`, kept for an operator.
-pub async fn fail(db: &Db, row: &InboxRow, error: &str) -> anyhow::Result<()> {
-    let permanent = row.event.is_err();
+/// Records a failure. A transient one is retried with backoff (capped at five minutes) for as long
+/// as it takes: an accepted event is never dropped. A `permanent` one (see [`crate::failure`]), or
+/// a row that cannot even be read, is parked as `failed` with its reason, kept for an operator
+/// (`chime inspect failed`).
+pub async fn fail(db: &Db, row: &InboxRow, error: &str, permanent: bool) -> anyhow::Result<()> {
+    let permanent = permanent || row.event.is_err();
     let backoff = (250 * (1i64 << row.attempts.clamp(0, 11))).min(300_000);
     sqlx::query("UPDATE inbox SET state = $1, last_error = $2, lease_until = $3 WHERE id = $4")
         .bind(if permanent { "failed" } else { "pending" })

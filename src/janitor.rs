@@ -1,28 +1,35 @@
-//! Deletes rows that have done their job, so the inbox and outbox do not grow without bound.
+//! Deletes rows that have done their job, so the inbox, the outbox and the job claims do not grow
+//! without bound. The first periodic [`Job`]: one replica sweeps each hour.
 //!
 //! Inbox rows are kept for `worker.retention_days` after they were handled: long past any platform
 //! retry (Slack retries for minutes, Linear for hours), so dedupe still holds while it matters.
+//! Parked (failed) rows are kept for an operator (`chime inspect failed`).
 
 use crate::db::Db;
 use crate::ids::now_ms;
+use crate::jobs::Job;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
-const EVERY: Duration = Duration::from_secs(3600);
+pub struct Janitor {
+    pub retention_days: u64,
+}
 
-pub async fn run(db: Db, retention_days: u64, shutdown: CancellationToken) {
-    loop {
-        match sweep(&db, retention_days).await {
-            Ok((0, 0)) => {}
-            Ok((inbox, outbox)) => {
-                tracing::info!(inbox, outbox, "removed handled rows past retention")
-            }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "retention sweep failed"),
+#[async_trait::async_trait]
+impl Job for Janitor {
+    fn name(&self) -> &'static str {
+        "janitor"
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    async fn run(&self, db: &Db) -> anyhow::Result<String> {
+        let (inbox, outbox) = sweep(db, self.retention_days).await?;
+        if inbox + outbox > 0 {
+            tracing::info!(inbox, outbox, "removed handled rows past retention");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
-            _ = shutdown.cancelled() => return,
-        }
+        Ok(format!("removed {inbox} inbox and {outbox} outbox rows"))
     }
 }
 
@@ -39,5 +46,9 @@ pub async fn sweep(db: &Db, retention_days: u64) -> anyhow::Result<(u64, u64)> {
             .execute(&db.pool)
             .await?
             .rows_affected();
+    sqlx::query("DELETE FROM job_runs WHERE claimed_at < $1")
+        .bind(cutoff)
+        .execute(&db.pool)
+        .await?;
     Ok((inbox, outbox))
 }

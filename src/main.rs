@@ -1,4 +1,4 @@
-//! The `chime` command: `serve`, `migrate`, `check-config`.
+//! The `chime` command: `serve`, `migrate`, `check-config`, `inspect failed`.
 
 use anyhow::Context;
 use chime::config::{redact_url, Config};
@@ -34,6 +34,21 @@ enum Command {
     Migrate,
     /// Validate the configuration and the environment, and say exactly what is missing or wrong.
     CheckConfig,
+    /// Read what the database holds, for an operator.
+    Inspect {
+        #[command(subcommand)]
+        what: Inspect,
+    },
+}
+
+#[derive(Subcommand)]
+enum Inspect {
+    /// List what was parked as failed (inbox events, outbox rows, tasks) and why, newest first.
+    Failed {
+        /// At most this many rows of each kind.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,6 +78,9 @@ fn main() -> ExitCode {
             } => serve(cli.config, allow_remote_playground).await,
             Command::Migrate => migrate(cli.config).await,
             Command::CheckConfig => check_config(cli.config),
+            Command::Inspect {
+                what: Inspect::Failed { limit },
+            } => inspect_failed(cli.config, limit).await,
         }
     });
     match result {
@@ -136,6 +154,14 @@ async fn migrate(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let db = Db::connect(&config.database).await?;
     db.migrate().await?;
     println!("migrations applied to {}", redact_url(&config.database.url));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn inspect_failed(path: Option<PathBuf>, limit: i64) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let db = Db::connect(&config.database).await?;
+    // Read-only: an unmigrated database is an error to report, not something to change here.
+    print!("{}", chime::inspect::failed(&db, limit.max(1)).await?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -298,6 +298,10 @@ pub trait Deliver: Send + Sync {
     async fn deliver(&self, db: &Db, row: &OutboxRow) -> Delivery;
 }
 
+/// Rows this process parked as failed since it started, for the log line that parks one (the
+/// rows themselves stay in the table: `chime inspect failed` lists them).
+static PARKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Drains the outbox for one surface until `shutdown` fires. Several of these may run, in this
 /// process and in other replicas: claims keep each row with one sender at a time.
 pub async fn run_sender(
@@ -366,7 +370,8 @@ pub async fn run_sender(
                     tracing::info!(retry_in_ms = d.as_millis() as u64, reason = %why, "delivery postponed")
                 }
                 Delivery::Failed(why) => {
-                    tracing::error!(reason = %why, "delivery refused for good; row kept as failed");
+                    let parked = PARKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    tracing::error!(reason = %why, parked_since_start = parked, "delivery refused for good; row parked as failed (see `chime inspect failed`)");
                 }
                 _ => {}
             }

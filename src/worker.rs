@@ -113,6 +113,16 @@ async fn try_run_task(
 ) -> anyhow::Result<()> {
     let task = &claim.task;
     let end = |state, outcome, error| finish(ctx, claim, lease, abort, state, outcome, error);
+    if let Err(e) = ctx.reporter(task.surface) {
+        // Running it would answer nowhere, and claiming it again would loop every lease: it ends
+        // here, once (with the outcome an earlier run recorded, if any).
+        let why = format!("{e}, so this task can neither run nor answer here");
+        tracing::error!(surface = task.surface.as_str(), reason = %why, "failing a task whose surface is not running");
+        return match claim.recorded {
+            Some(state) => end(state, task.outcome.clone(), task.error.clone()).await,
+            None => end(TaskState::Failed, None, Some(why)).await,
+        };
+    }
     if let Some(state) = claim.recorded {
         // An earlier claim ran the agent to the end but could not finish the task: finish it from
         // the record rather than run the agent again.
@@ -254,7 +264,8 @@ async fn finish_once(
     error: Option<String>,
 ) -> anyhow::Result<()> {
     let task = &claim.task;
-    let reporter = ctx.reporter(task.surface)?;
+    // Without its surface (see `try_run_task`) the task still ends; only its card is not shown.
+    let reporter = ctx.reporter(task.surface).ok();
     let mut tx = ctx.db.begin().await?;
     if !session::finish_task(
         &mut tx,
@@ -272,7 +283,9 @@ async fn finish_once(
     let done = session::get_task(&mut tx, &task.id)
         .await?
         .context("task vanished")?;
-    reporter.show_result(&mut tx, &done).await?;
+    if let Some(reporter) = reporter {
+        reporter.show_result(&mut tx, &done).await?;
+    }
     tx.commit().await?;
     tracing::info!(state = state.as_str(), "task finished");
     ctx.wake();

@@ -281,3 +281,103 @@ async fn serve_exits_cleanly_on_sigterm() {
     assert!(log.contains("shutting down"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
+
+/// `chime inspect failed` lists what was parked and why, newest first, in plain text: the person's
+/// text cut short, and no secret even when a stored reason holds one.
+async fn inspect_failed_lists_parked_rows(db: common::TestDb) {
+    use wiremock::matchers::{body_string_contains, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("DATABASE_URL", db.url())];
+    let out = chime(dir.path(), &["migrate"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = chime(dir.path(), &["inspect", "failed"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Outbox rows parked as failed: none"),
+        "{}",
+        text(&out)
+    );
+
+    // Slack refuses every post to CGONE for good.
+    let slack = common::FakeSlack::start().await;
+    Mock::given(path("/api/chat.postMessage"))
+        .and(body_string_contains("CGONE"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "ok": false, "error": "channel_not_found" })),
+        )
+        .with_priority(1)
+        .mount(&slack.server)
+        .await;
+    let app = common::TestApp::spawn(common::test_config(&db, &slack)).await;
+    let long = format!("please look at this {}", "very ".repeat(100));
+    app.post_event(&common::mention(
+        "EvGone",
+        "CGONE",
+        "U1",
+        "1700000000.800000",
+        None,
+        &long,
+    ))
+    .await;
+    common::eventually(
+        Duration::from_secs(30),
+        "every outbox row settled",
+        || async {
+            let open = app
+                .count("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')")
+                .await;
+            let failed = app
+                .count("SELECT COUNT(*) FROM outbox WHERE state = 'failed'")
+                .await;
+            (open == 0 && failed > 0).then_some(())
+        },
+    )
+    .await;
+    // A reason that quotes a token (as a careless error message might) is masked.
+    // (A copy of the mention's own row, so it holds the person's long text.)
+    sqlx::query(
+        "INSERT INTO inbox (source, delivery_id, payload, received_at, state, attempts, last_error) \
+         SELECT source, 'EvOld', payload, 1700000000000, 'failed', 1, $1 FROM inbox WHERE payload LIKE '%please look%'",
+    )
+    .bind(format!("refused with token {BOT_TOKEN}"))
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    app.stop().await;
+
+    let out = chime(
+        dir.path(),
+        &["inspect", "failed"],
+        &[
+            ("DATABASE_URL", db.url()),
+            ("SLACK_BOT_TOKEN", BOT_TOKEN),
+            ("SLACK_SIGNING_SECRET", SECRET),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Inbox events parked as failed: 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("slack:EvOld"), "{stdout}");
+    assert!(stdout.contains("refused with token ***"), "{stdout}");
+    assert!(stdout.contains("reason: channel_not_found"), "{stdout}");
+    assert!(stdout.contains("CGONE"), "{stdout}");
+    assert!(stdout.contains("please look at this"), "{stdout}");
+    assert!(!stdout.contains(&long), "the text is cut short: {stdout}");
+    // Newest first: the status post (the first row queued) comes after the rows queued later.
+    let ids: Vec<i64> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("outbox #"))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        !ids.is_empty() && ids.windows(2).all(|w| w[0] > w[1]),
+        "{ids:?}\n{stdout}"
+    );
+    assert_no_secrets(&out);
+}
+dual_db!(inspect_failed_test, inspect_failed_lists_parked_rows);
