@@ -5,17 +5,14 @@ use crate::backend::command::{CommandBackend, Sandbox};
 use crate::backend::dry_run::DryRun;
 use crate::backend::Backend;
 use crate::config::{BackendConfig, Config};
+use crate::connector::Connectors;
 use crate::context::Ctx;
 use crate::db::Db;
-use crate::event::Surface;
-use crate::inbox::InboxWriter;
-use crate::local::http::Playground;
-use crate::local::sender::LocalSender;
-use crate::local::LocalWorkspace;
-use crate::outbox::{self, Deliver};
-use crate::reporter::{ChatReporter, People, Reporter};
-use crate::slack;
-use crate::slack::people::SlackPeople;
+use crate::local::LocalConnector;
+use crate::queue::inbox::InboxWriter;
+use crate::queue::outbox;
+use crate::slack::blocks::BlockKit;
+use crate::slack::SlackConnector;
 use crate::templates::Templates;
 use crate::worker;
 use anyhow::Context;
@@ -25,19 +22,17 @@ use axum::routing::get;
 use axum::Router;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Outbox senders per surface in one process; rows of one thread still go out in order.
+/// Outbox senders per connector in one process; rows of one thread still go out in order.
 const SENDERS: usize = 4;
 
 pub struct RunningApp {
     pub addr: SocketAddr,
-    /// No Slack credentials: the playground serves at `/`.
-    pub local_mode: bool,
     pub db: Db,
     pub shutdown: CancellationToken,
     tasks: JoinSet<()>,
@@ -88,6 +83,25 @@ fn build_backends(config: &Config) -> HashMap<String, Arc<dyn Backend>> {
     backends
 }
 
+/// The connectors this config enables: Slack when it has credentials, the playground when Slack
+/// has none or when asked for beside it.
+async fn build_connectors(
+    config: &Arc<Config>,
+    db: &Db,
+    inbox: &InboxWriter,
+    addr: SocketAddr,
+) -> anyhow::Result<Connectors> {
+    let cards = Arc::new(BlockKit::new().context("loading Block Kit templates")?);
+    let mut connectors = Connectors::default();
+    if let Some(slack) = SlackConnector::new(config, inbox.clone(), cards.clone()).await? {
+        connectors.add(Arc::new(slack));
+    }
+    if let Some(local) = LocalConnector::new(config, db.clone(), inbox.clone(), cards, addr) {
+        connectors.add(Arc::new(local));
+    }
+    Ok(connectors)
+}
+
 /// Starts everything on `listener`. The database must be migrated.
 pub async fn start(
     config: Config,
@@ -96,86 +110,17 @@ pub async fn start(
 ) -> anyhow::Result<RunningApp> {
     let addr = listener.local_addr()?;
     let config = Arc::new(config);
-    let templates = Arc::new(Templates::new().context("loading templates")?);
     let shutdown = CancellationToken::new();
     let inbox_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
     let inbox = InboxWriter::spawn(db.clone(), inbox_wake.clone());
-
-    let mut reporters: HashMap<Surface, Arc<dyn Reporter>> = HashMap::new();
-    let mut senders: Vec<Arc<dyn Deliver>> = vec![];
-    let mut bot_user_id =
-        (!config.slack.bot_user_id.is_empty()).then(|| config.slack.bot_user_id.clone());
-    // Which workspace the token belongs to: without an allowlist, the only one served.
-    let mut home_team = None;
-    let mut slack_api = None;
-    if let Some(token) = &config.secrets.slack_bot_token {
-        let api = Arc::new(slack::api::SlackApi::new(
-            &config.slack.api_url,
-            token,
-            &config.slack.rate_limits,
-            Duration::from_secs(config.slack.http_timeout_secs),
-        )?);
-        slack_api = Some(api.clone());
-        match tokio::time::timeout(Duration::from_secs(5), api.auth_test()).await {
-            Ok(Ok(a)) => {
-                bot_user_id = bot_user_id.or(a.user_id);
-                home_team = a.team_id;
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "auth.test failed; retrying in the background")
-            }
-            Err(_) => tracing::warn!("auth.test timed out; retrying in the background"),
-        }
-        let mut slack_config = config.slack.clone();
-        slack_config.bot_user_id = bot_user_id.clone().unwrap_or_default();
-        reporters.insert(
-            Surface::Slack,
-            Arc::new(ChatReporter {
-                surface: Surface::Slack,
-                templates: templates.clone(),
-                ack_reaction: config.slack.ack_reaction.clone(),
-                people: People::Slack(SlackPeople {
-                    api: api.clone(),
-                    config: slack_config,
-                }),
-            }),
-        );
-        senders.push(Arc::new(slack::sender::SlackSender { api }));
-    }
-
-    // Without Slack, the local workspace takes its place, through the same pipeline.
-    let local = (!config.slack_enabled()).then(|| {
-        let workspace = Arc::new(LocalWorkspace::new(
-            db.clone(),
-            config.slack.allow_guests,
-            config.slack.allow_external,
-        ));
-        reporters.insert(
-            Surface::Local,
-            Arc::new(ChatReporter {
-                surface: Surface::Local,
-                templates: templates.clone(),
-                ack_reaction: config.slack.ack_reaction.clone(),
-                people: People::Local(workspace.clone()),
-            }),
-        );
-        senders.push(Arc::new(LocalSender {
-            workspace: workspace.clone(),
-        }));
-        Arc::new(Playground::new(
-            workspace,
-            inbox.clone(),
-            config.secrets.playground_token.clone(),
-            addr,
-        ))
-    });
+    let connectors = Arc::new(build_connectors(&config, &db, &inbox, addr).await?);
 
     let ctx = Arc::new(Ctx {
         db: db.clone(),
         config: config.clone(),
-        templates,
-        reporters,
+        templates: Arc::new(Templates::new().context("loading templates")?),
+        connectors: connectors.clone(),
         backends: build_backends(&config),
         worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
         inbox_wake,
@@ -183,31 +128,24 @@ pub async fn start(
         outbox_wake: outbox_wake.clone(),
     });
 
-    let ingress = Arc::new(slack::http::SlackIngress {
-        signing_secret: config.secrets.slack_signing_secret.clone(),
-        inbox,
-        allowed_workspaces: config.slack.allowed_workspaces.clone(),
-        bot_user_id: RwLock::new(bot_user_id),
-        home_team: RwLock::new(home_team.clone()),
-    });
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(db.clone())
-        .merge(slack::http::routes(ingress.clone()));
-    let local_mode = local.is_some();
-    if let Some(playground) = local {
-        router = router.merge(crate::local::http::routes(playground));
+        .with_state(db.clone());
+    for c in connectors.iter() {
+        router = router.merge(c.routes(&connectors));
+    }
+    if !connectors.is_running(crate::binding::Surface::Slack) {
+        router = router.merge(crate::slack::http::unconfigured_routes());
     }
     let router = router
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
     let mut tasks = JoinSet::new();
-    if let (None, Some(api)) = (&home_team, slack_api) {
-        tasks.spawn(ingress.clone().learn_identity(api, shutdown.clone()));
+    for c in connectors.iter() {
+        c.start(&mut tasks, &shutdown);
     }
-    slack::socket::spawn(&mut tasks, &config, ingress, shutdown.clone());
     let limits = crate::server::Limits::from_config(&config.server);
     tasks.spawn(crate::server::serve(
         listener,
@@ -230,9 +168,9 @@ pub async fn start(
     let poll = Duration::from_millis(config.worker.poll_ms);
     let policy = outbox::SendPolicy {
         max_attempts: config.worker.max_send_attempts,
-        templates: ctx.templates.clone(),
     };
-    for sender in senders {
+    for c in connectors.iter() {
+        let sender = c.sender();
         for _ in 0..SENDERS {
             tasks.spawn(outbox::run_sender(
                 db.clone(),
@@ -246,7 +184,6 @@ pub async fn start(
     }
     Ok(RunningApp {
         addr,
-        local_mode,
         db,
         shutdown,
         tasks,

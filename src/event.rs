@@ -3,50 +3,9 @@
 //! The core only ever sees these types. They are stored in the inbox as JSON, so adding a field must
 //! keep old rows readable (`#[serde(default)]`).
 
-use crate::ids::{ChannelId, RepoName, TaskId, TeamId, ThreadTs, UserId};
+use crate::binding::Binding;
+use crate::ids::{RepoName, TaskId, UserId};
 use serde::{Deserialize, Serialize};
-
-/// Where an event came from and where replies go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Surface {
-    Slack,
-    Local,
-}
-
-impl Surface {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Surface::Slack => "slack",
-            Surface::Local => "local",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "slack" => Some(Surface::Slack),
-            "local" => Some(Surface::Local),
-            _ => None,
-        }
-    }
-}
-
-/// A thread on a chat surface: the key a session is bound to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ThreadRef {
-    pub surface: Surface,
-    pub team: TeamId,
-    pub channel: ChannelId,
-    /// The root message of the thread.
-    pub thread_ts: ThreadTs,
-}
-
-impl ThreadRef {
-    /// The binding key, e.g. `T1/C1/1700000000.1234`.
-    pub fn key(&self) -> String {
-        format!("{}/{}/{}", self.team, self.channel, self.thread_ts)
-    }
-}
 
 /// Who wrote something, as far as the edge can tell from the payload alone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,19 +27,22 @@ pub enum Event {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mention {
-    pub thread: ThreadRef,
-    /// The message itself (for the :eyes: reaction).
-    pub message_ts: ThreadTs,
+    /// Where it was said, and where the answer goes.
+    #[serde(alias = "thread")]
+    pub binding: Binding,
+    /// The message itself, as its connector names it (acknowledged with a reaction on chat surfaces).
+    #[serde(alias = "message_ts")]
+    pub message: String,
     pub author: Author,
     /// The request with Chime's own mention removed. Untrusted text.
     pub text: String,
-    #[serde(default)]
-    pub is_dm: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ButtonClicked {
-    pub thread: Option<ThreadRef>,
+    /// Where the button was pressed.
+    #[serde(alias = "thread")]
+    pub binding: Option<Binding>,
     pub author: Author,
     pub action: ButtonAction,
 }

@@ -3,7 +3,7 @@
 //! often it is tried, so the work is parked as failed with its reason, and the person told where
 //! possible, instead of being retried forever.
 
-use crate::event::Surface;
+use crate::binding::Surface;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Permanent {

@@ -75,7 +75,7 @@ pub async fn failed(db: &Db, limit: i64) -> anyhow::Result<String> {
     }
 
     let tasks = sqlx::query(
-        "SELECT id, thread_key, prompt, attempts, error, COALESCE(finished_at, created_at) AS at FROM tasks \
+        "SELECT id, binding, prompt, attempts, error, COALESCE(finished_at, created_at) AS at FROM tasks \
          WHERE state = 'failed' ORDER BY COALESCE(finished_at, created_at) DESC LIMIT $1",
     )
     .bind(limit)
@@ -86,10 +86,10 @@ pub async fn failed(db: &Db, limit: i64) -> anyhow::Result<String> {
     for r in &tasks {
         let _ = writeln!(
             out,
-            "  task {} at {}  thread {}  attempts {}\n    reason: {}{}",
+            "  task {} at {}  binding {}  attempts {}\n    reason: {}{}",
             clean(&r.get::<String, _>("id"), 60),
             utc(r.get("at")),
-            clean(&r.get::<String, _>("thread_key"), 120),
+            clean(&r.get::<String, _>("binding"), 120),
             r.get::<i64, _>("attempts"),
             reason(r.get("error")),
             quoted(&r.get::<String, _>("prompt")),

@@ -1,28 +1,28 @@
 //! Chime: a self-hosted team agent that chimes in only when it is wanted.
 //!
-//! Connectors (`slack`) verify and translate platform payloads into [`event::Event`]s and store them
-//! in the [`inbox`]; the [`router`] hands each to a handler in [`handlers`]; tasks run on a
-//! [`backend`] under leases ([`worker`]); every reply goes through the [`outbox`].
+//! Connectors (`slack`, `local`; see [`connector`]) verify and translate platform payloads into
+//! [`event::Event`]s and store them in the inbox ([`queue`]); the [`router`] hands each to a
+//! handler in [`handlers`], which starts and stops turns of a [`session`]; tasks run on a
+//! [`backend`] under leases ([`worker`]); every reply is an outbox row, delivered by its
+//! connector's sender. See ARCHITECTURE.md.
 
 pub mod app;
 pub mod backend;
+pub mod binding;
 pub mod config;
+pub mod connector;
 pub mod context;
 pub mod db;
-pub mod dispatch;
 pub mod event;
 pub mod failure;
-pub mod final_fallback;
 pub mod handlers;
 pub mod ids;
-pub mod inbox;
 pub mod inspect;
 pub mod janitor;
 pub mod jobs;
 pub mod lease;
 pub mod local;
-pub mod outbox;
-pub mod reporter;
+pub mod queue;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -26,6 +26,9 @@ enum Command {
     /// Run Chime: HTTP endpoints, workers and senders, until SIGTERM or SIGINT.
     /// Without Slack credentials it runs in local mode, with the playground at `/`.
     Serve {
+        /// Serve the playground at `/` beside Slack too (loopback only, like local mode).
+        #[arg(long)]
+        playground: bool,
         /// Let the local playground listen beyond loopback (also needs CHIME_PLAYGROUND_TOKEN).
         #[arg(long)]
         allow_remote_playground: bool,
@@ -74,8 +77,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve {
+                playground,
                 allow_remote_playground,
-            } => serve(cli.config, allow_remote_playground).await,
+            } => serve(cli.config, playground, allow_remote_playground).await,
             Command::Migrate => migrate(cli.config).await,
             Command::CheckConfig => check_config(cli.config),
             Command::Inspect {
@@ -165,8 +169,13 @@ async fn inspect_failed(path: Option<PathBuf>, limit: i64) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(path: Option<PathBuf>, allow_remote_playground: bool) -> anyhow::Result<ExitCode> {
-    let config = load(path)?;
+async fn serve(
+    path: Option<PathBuf>,
+    playground: bool,
+    allow_remote_playground: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut config = load(path)?;
+    config.playground.enabled |= playground;
     let addr = config.listen_addr()?;
     if let Err(why) = config.check_playground_binding(allow_remote_playground) {
         anyhow::bail!(why);
@@ -184,10 +193,15 @@ async fn serve(path: Option<PathBuf>, allow_remote_playground: bool) -> anyhow::
         version = env!("CARGO_PKG_VERSION"),
         "Chime is listening on http://{}", app.addr
     );
-    if app.local_mode {
+    if !config.slack_enabled() {
         // One clear line for a newcomer: what this is and where to go.
         println!(
             "Chime is running in local mode (no Slack credentials): open the playground at http://{}/",
+            app.addr
+        );
+    } else if config.playground_enabled() {
+        println!(
+            "Chime is serving Slack, and the playground at http://{}/",
             app.addr
         );
     }

@@ -3,7 +3,7 @@
 use crate::context::Ctx;
 use crate::event::Event;
 use crate::handlers::{buttons, mention};
-use crate::inbox::InboxRow;
+use crate::queue::inbox::InboxRow;
 
 #[tracing::instrument(skip_all, fields(inbox_id = row.id, source = %row.source, delivery_id = %row.delivery_id))]
 pub async fn dispatch(ctx: &Ctx, row: &InboxRow) -> anyhow::Result<()> {

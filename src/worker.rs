@@ -1,16 +1,13 @@
 //! The workers: one loop drains the inbox through the router ([`crate::dispatch`]), one runs tasks
 //! under leases.
 
-use crate::backend::{AgentInput, BackendError, Outcome, Progress, QuotedMessage, TurnRecord};
+use crate::backend::{BackendError, Outcome, Progress};
+use crate::connector::Connector;
 use crate::context::Ctx;
-pub use crate::dispatch::run_inbox_loop;
-use crate::event::{Surface, ThreadRef};
-use crate::ids::{ChannelId, TeamId, ThreadTs};
+pub use crate::queue::dispatch::run_inbox_loop;
 use crate::lease::Lease;
-use crate::session::{self, Claim, Task, TaskState};
-use crate::templates::truncate_chars;
+use crate::session::{self, input::build_input, Claim, Task, TaskState};
 use anyhow::Context;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
@@ -19,12 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Milestones edit the status message at most this often; the outbox coalesces the rest.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-/// Earlier results are cut to this size inside the agent input (the last two turns)...
-const HISTORY_RESULT_CHARS: usize = 6000;
-/// ...and older turns' results to these, step by step, while the input is over budget.
-const OLDER_RESULT_CHARS: [usize; 4] = [6000, 2000, 500, 120];
-/// An earlier request is kept up to this size.
-const HISTORY_PROMPT_CHARS: usize = 4000;
 
 /// Claims and runs tasks until `shutdown`; then gives running tasks `grace` to finish before
 /// stopping them and handing their leases back.
@@ -113,16 +104,19 @@ async fn try_run_task(
 ) -> anyhow::Result<()> {
     let task = &claim.task;
     let end = |state, outcome, error| finish(ctx, claim, lease, abort, state, outcome, error);
-    if let Err(e) = ctx.reporter(task.surface) {
+    let connector = match ctx.connectors.for_binding(&task.binding) {
+        Ok(c) => c.clone(),
+        Err(e) => {
         // Running it would answer nowhere, and claiming it again would loop every lease: it ends
         // here, once (with the outcome an earlier run recorded, if any).
         let why = format!("{e}, so this task can neither run nor answer here");
-        tracing::error!(surface = task.surface.as_str(), reason = %why, "failing a task whose surface is not running");
+        tracing::error!(surface = task.binding.surface().as_str(), reason = %why, "failing a task whose surface is not running");
         return match claim.recorded {
             Some(state) => end(state, task.outcome.clone(), task.error.clone()).await,
             None => end(TaskState::Failed, None, Some(why)).await,
         };
-    }
+        }
+    };
     if let Some(state) = claim.recorded {
         // An earlier claim ran the agent to the end but could not finish the task: finish it from
         // the record rather than run the agent again.
@@ -146,26 +140,29 @@ async fn try_run_task(
         let msg = format!("backend {:?} is not configured on this Chime", task.backend);
         return end(TaskState::Failed, None, Some(msg)).await;
     };
-    let reporter = ctx.reporter(task.surface)?.clone();
     let history = crate::db::retry("loading the session's history", || {
         session::history(&ctx.db, &task.session_id, task.turn_no)
     })
     .await?;
-    let context = match thread_of(task) {
-        Some(thread) => tokio::select! {
-            c = reporter.thread_context(&thread) => Some(c),
-            _ = lease.cancel.cancelled() => None,
-        },
-        None => Some(vec![]),
+    let context = tokio::select! {
+        c = connector.thread_context(&task.binding) => Some(c),
+        _ = lease.cancel.cancelled() => None,
     };
     let result = match context {
         Some(context) => {
-            let input = build_input(ctx, task, history, context)?;
+            let input = build_input(
+                &ctx.templates,
+                ctx.config.agent.max_history_chars,
+                task,
+                history,
+                context,
+                &|user| connector.name_person(user),
+            )?;
             tracing::info!(backend = %task.backend, input_chars = input.rendered.len(), "starting agent");
             let (ptx, prx) = mpsc::channel::<Progress>(64);
             let forwarder = tokio::spawn(forward_progress(
                 ctx.db.clone(),
-                reporter.clone(),
+                connector.clone(),
                 task.clone(),
                 prx,
                 ctx.outbox_wake.clone(),
@@ -264,8 +261,8 @@ async fn finish_once(
     error: Option<String>,
 ) -> anyhow::Result<()> {
     let task = &claim.task;
-    // Without its surface (see `try_run_task`) the task still ends; only its card is not shown.
-    let reporter = ctx.reporter(task.surface).ok();
+    // Without its connector (see `try_run_task`) the task still ends; only its card is not shown.
+    let connector = ctx.connectors.for_binding(&task.binding).ok();
     let mut tx = ctx.db.begin().await?;
     if !session::finish_task(
         &mut tx,
@@ -283,8 +280,8 @@ async fn finish_once(
     let done = session::get_task(&mut tx, &task.id)
         .await?
         .context("task vanished")?;
-    if let Some(reporter) = reporter {
-        reporter.show_result(&mut tx, &done).await?;
+    if let Some(connector) = connector {
+        connector.reporter().show_result(&mut tx, &done).await?;
     }
     tx.commit().await?;
     tracing::info!(state = state.as_str(), "task finished");
@@ -294,7 +291,7 @@ async fn finish_once(
 
 async fn forward_progress(
     db: crate::db::Db,
-    reporter: Arc<dyn crate::reporter::Reporter>,
+    connector: Arc<dyn Connector>,
     task: Task,
     mut rx: mpsc::Receiver<Progress>,
     wake: Arc<tokio::sync::Notify>,
@@ -313,7 +310,7 @@ async fn forward_progress(
                 last_sent = tokio::time::Instant::now();
                 let write = async {
                     let mut conn = db.pool.acquire().await?;
-                    reporter.update_status(&mut conn, &task, &text).await
+                    connector.reporter().update_status(&mut conn, &task, &text).await
                 };
                 match write.await {
                     Ok(()) => wake.notify_one(),
@@ -326,91 +323,3 @@ async fn forward_progress(
     }
 }
 
-pub fn thread_of(task: &Task) -> Option<ThreadRef> {
-    let mut it = task.thread_key.splitn(3, '/');
-    Some(ThreadRef {
-        surface: task.surface,
-        team: TeamId::new(it.next()?),
-        channel: ChannelId::new(it.next()?),
-        thread_ts: ThreadTs::new(it.next()?),
-    })
-}
-
-/// Builds the agent input, dropping the oldest turns when the whole would exceed the budget.
-pub fn build_input(
-    ctx: &Ctx,
-    task: &Task,
-    history: Vec<TurnRecord>,
-    context: Vec<QuotedMessage>,
-) -> anyhow::Result<AgentInput> {
-    let requester = match task.surface {
-        Surface::Slack | Surface::Local => format!("<@{}>", task.requester),
-    };
-    let history: Vec<TurnRecord> = history
-        .into_iter()
-        .map(|mut t| {
-            t.requester = format!("<@{}>", t.requester);
-            t
-        })
-        .collect();
-    // Every earlier turn stays in the input. When the whole is over budget, older turns' results
-    // (never their requests, branches or diffs) are cut harder; only past the last level are the
-    // oldest turns left out, and the input says so.
-    let recent = history.len().saturating_sub(2);
-    let mut omitted = 0;
-    let mut level = 0;
-    loop {
-        let kept: Vec<TurnRecord> = history[omitted..]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let cap = if i + omitted >= recent {
-                    HISTORY_RESULT_CHARS
-                } else {
-                    OLDER_RESULT_CHARS[level]
-                };
-                shorten(t, cap)
-            })
-            .collect();
-        let rendered = ctx.templates.agent_input(&json!({
-            "requester": requester,
-            "repo": task.repo,
-            "turn_no": task.turn_no,
-            "session_id": task.session_id,
-            "history": kept,
-            "omitted_turns": omitted,
-            "thread_context": context,
-            "prompt": task.prompt,
-        }))?;
-        if rendered.chars().count() <= ctx.config.agent.max_history_chars || kept.is_empty() {
-            return Ok(AgentInput {
-                session_id: task.session_id.clone(),
-                task_id: task.id.clone(),
-                turn_no: task.turn_no,
-                prompt: task.prompt.clone(),
-                requester: requester.clone(),
-                repo: task.repo.clone(),
-                backend: task.backend.clone(),
-                history: kept,
-                thread_context: context,
-                rendered,
-            });
-        }
-        if level + 1 < OLDER_RESULT_CHARS.len() {
-            level += 1;
-        } else {
-            omitted += 1;
-        }
-    }
-}
-
-fn shorten(t: &TurnRecord, result_cap: usize) -> TurnRecord {
-    let mut t = t.clone();
-    t.prompt = truncate_chars(&t.prompt, HISTORY_PROMPT_CHARS);
-    if let Some(o) = t.outcome.as_mut() {
-        o.summary = truncate_chars(&o.summary, result_cap);
-        o.diff_stat = o.diff_stat.as_deref().map(|d| truncate_chars(d, 2000));
-    }
-    t.error = t.error.as_deref().map(|e| truncate_chars(e, 1000));
-    t
-}

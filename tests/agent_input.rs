@@ -52,7 +52,7 @@ const FIELD_LINES: &[&str] = &[
 
 #[test]
 fn the_fixed_lines_are_the_templates() {
-    let template = include_str!("../templates/agent_input.md.hbs");
+    let template = include_str!("../templates/agent/input.md.hbs");
     for line in FIXED_LINES.iter().chain(FIELD_LINES) {
         assert!(template.contains(line), "{line:?} is not in the template");
     }

@@ -6,7 +6,8 @@
 mod block_kit;
 mod common;
 
-use chime::templates::{is_line_break, Rendered};
+use chime::slack::blocks::Rendered;
+use chime::templates::is_line_break;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ mod common;
 
 use chime::db::Db;
 use chime::event::Event;
-use chime::inbox::{self, Accepted, InboxWriter};
+use chime::queue::inbox::{self, Accepted, InboxWriter};
 use chime::slack::events::{parse_event_body, Inbound};
 use common::*;
 use std::sync::Arc;

@@ -104,8 +104,8 @@ async fn a_stale_claim_cannot_renew_or_finish(db: TestDb) {
     store.migrate().await.unwrap();
     sqlx::query("INSERT INTO sessions (id, surface, requester, backend, created_at, updated_at) VALUES ('s1', 'slack', 'U1', 'dry-run', 1, 1)")
         .execute(&store.pool).await.unwrap();
-    sqlx::query("INSERT INTO tasks (id, session_id, turn_no, source_event, prompt, requester, backend, thread_key, state, created_at) \
-                 VALUES ('t1', 's1', 1, 'e1', 'p', 'U1', 'dry-run', 'T1/C1/1.1', 'queued', 1)")
+    sqlx::query("INSERT INTO tasks (id, session_id, turn_no, source_event, prompt, requester, backend, binding, state, created_at) \
+                 VALUES ('t1', 's1', 1, 'e1', 'p', 'U1', 'dry-run', 'slack:T1/C1/1.1', 'queued', 1)")
         .execute(&store.pool).await.unwrap();
     let first = session::claim_task(&store, "one-process", 60_000)
         .await

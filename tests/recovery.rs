@@ -198,7 +198,7 @@ async fn repost_adopts_the_earlier_message(db: TestDb) {
         let op = json!({ "op": "post", "channel": "C7", "thread_ts": "1700000000.004000", "text": "Working on it", "blocks": [] });
         sqlx::query(
             "INSERT INTO outbox (surface, target, kind, payload, idempotency_key, state, attempts, lease_until, created_at) \
-             VALUES ('slack', 'T1/C7/1700000000.004000', 'post', $1, 'task:x:status', 'sending', 1, 0, 0)",
+             VALUES ('slack', 'slack:T1/C7/1700000000.004000', 'post', $1, 'task:x:status', 'sending', 1, 0, 0)",
         )
         .bind(op.to_string())
         .execute(&pre.pool)

@@ -11,13 +11,12 @@ mod block_kit;
 mod hostile;
 
 use chime::backend::Outcome;
-use chime::event::Surface;
 use chime::ids::{RepoName, SessionId, TaskId, UserId};
-use chime::reporter::{
+use chime::slack::cards::{
     fallback_card, mention_id as mentioned, notice_card, repo_picker_card, result_card, status_card,
 };
 use chime::session::{Task, TaskState};
-use chime::templates::{Rendered, Templates};
+use chime::slack::blocks::{BlockKit as Templates, Rendered};
 use hostile::{any_outcome, any_user, hostile, maybe};
 use proptest::prelude::*;
 
@@ -30,9 +29,8 @@ fn task(state: TaskState) -> Task {
         requester: "U0ANA".into(),
         repo: Some(RepoName::new("acme/api")),
         backend: "codex".into(),
-        surface: Surface::Slack,
-        thread_key: "T1/C1/1700000000.000100".into(),
-        message_ts: Some("1700000000.000100".into()),
+        binding: "slack:T1/C1/1700000000.000100".parse().unwrap(),
+        message: Some("1700000000.000100".into()),
         state,
         attempts: 1,
         cancel_requested: false,

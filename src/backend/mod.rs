@@ -25,7 +25,7 @@ pub struct AgentInput {
     pub history: Vec<TurnRecord>,
     /// The thread the request came from, quoted as data with each author named.
     pub thread_context: Vec<QuotedMessage>,
-    /// The full text handed to the agent: all of the above rendered by `templates/agent_input.md.hbs`.
+    /// The full text handed to the agent: all of the above rendered by `templates/agent/input.md.hbs`.
     pub rendered: String,
 }
 

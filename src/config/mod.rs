@@ -8,7 +8,7 @@ mod sections;
 
 pub use check::Report;
 pub use sections::{
-    AgentConfig, BackendConfig, DatabaseConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
+    AgentConfig, BackendConfig, DatabaseConfig, PlaygroundConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
     ServerConfig, SlackConfig, WorkerConfig,
 };
 
@@ -29,6 +29,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub slack: SlackConfig,
+    pub playground: PlaygroundConfig,
     pub routing: RoutingConfig,
     pub repos: BTreeMap<String, RepoConfig>,
     pub worker: WorkerConfig,
@@ -104,16 +105,16 @@ impl Config {
                 || self.secrets.slack_app_token.is_some())
     }
 
-    /// Without Slack credentials Chime runs its local playground instead.
-    pub fn local_mode(&self) -> bool {
-        !self.slack_enabled()
+    /// Without Slack credentials Chime runs its local playground instead; with them, when asked.
+    pub fn playground_enabled(&self) -> bool {
+        self.playground.enabled || !self.slack_enabled()
     }
 
     /// The playground has no sign-in of its own, so it stays on loopback unless the operator says
     /// otherwise twice: with `--allow-remote-playground` and with an access token.
     pub fn check_playground_binding(&self, allow_remote: bool) -> Result<(), String> {
         let addr = self.listen_addr().map_err(|e| e.to_string())?;
-        if !self.local_mode() || addr.ip().is_loopback() {
+        if !self.playground_enabled() || addr.ip().is_loopback() {
             return Ok(());
         }
         if !allow_remote {
@@ -231,6 +232,9 @@ mod tests {
         c.secrets.slack_bot_token = Some("xoxb".to_string().into());
         c.secrets.slack_signing_secret = Some("s".to_string().into());
         assert!(c.check_playground_binding(false).is_ok());
+        // Beside Slack (`--playground`), the same rule holds.
+        c.playground.enabled = true;
+        assert!(c.check_playground_binding(false).is_err());
     }
 
     #[test]

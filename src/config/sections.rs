@@ -91,6 +91,32 @@ impl Default for SlackConfig {
     }
 }
 
+/// The local playground: a Slack-like workspace served at `/`, alone when Slack is not configured
+/// and beside Slack with `enabled = true` (or `chime serve --playground`). It has no sign-in, so
+/// it listens on loopback only unless the operator says otherwise twice.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaygroundConfig {
+    /// Serve the playground beside Slack too.
+    pub enabled: bool,
+    /// Whether the playground's guest and external people may start and stop tasks.
+    pub allow_guests: bool,
+    pub allow_external: bool,
+    /// The reaction Chime adds to a request it accepted.
+    pub ack_reaction: String,
+}
+
+impl Default for PlaygroundConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_guests: false,
+            allow_external: false,
+            ack_reaction: "eyes".into(),
+        }
+    }
+}
+
 /// Proactive limits, per workspace; a 429 from Slack is honoured on top of these.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -4,12 +4,11 @@
 //! presses one is told so in the thread, and nothing changes. Retry makes at most one new turn
 //! per ended turn, whoever presses it and however often, in the name of the one who pressed it.
 
+use crate::connector::Membership;
 use crate::context::Ctx;
 use crate::event::{ButtonAction, ButtonClicked};
-use crate::inbox;
-use crate::reporter::Membership;
-use crate::session::{self, NewTask, Session, TaskState};
-use anyhow::Context;
+use crate::queue::inbox;
+use crate::session::{self, turns};
 
 pub async fn handle_button(
     ctx: &Ctx,
@@ -17,20 +16,21 @@ pub async fn handle_button(
     source_event: &str,
     b: ButtonClicked,
 ) -> anyhow::Result<()> {
-    let Some(thread) = b.thread.clone() else {
-        tracing::info!("button click without a thread; ignored");
+    let Some(binding) = b.binding.clone() else {
+        tracing::info!("button click without a place; ignored");
         return inbox::complete(&ctx.db, inbox_id).await;
     };
-    let reporter = ctx.reporter(thread.surface)?;
+    let connector = ctx.connectors.for_binding(&binding)?;
+    let reporter = connector.reporter();
     let user = b.author.user.to_string();
-    let membership = reporter.check_member(&thread.team, &b.author).await;
+    let membership = connector.check_member(&binding, &b.author).await;
     let mut tx = ctx.db.begin().await?;
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %user, reason = %why, "refused a button click");
         reporter
             .tell(
                 &mut tx,
-                &thread,
+                &binding,
                 &format!("refusal:{source_event}"),
                 &b.author.user,
                 &format!("Sorry, {why}."),
@@ -52,15 +52,14 @@ pub async fn handle_button(
         tx.commit().await?;
         return Ok(());
     };
-    if task.thread_key != thread.key() {
+    if task.binding != binding {
         // A button value can be forged; it must belong to the thread it was pressed in.
         tracing::warn!(task_id = %task_id, "button names a task of another thread; ignored");
         inbox::complete_in(&mut tx, inbox_id).await?;
         tx.commit().await?;
         return Ok(());
     }
-    let is_admin = ctx.config.slack.admins.iter().any(|a| a == &user);
-    if task.requester != user && !is_admin {
+    if task.requester != user && !connector.is_admin(&user) {
         let what = match b.action {
             ButtonAction::Stop { .. } => "stop",
             ButtonAction::Retry { .. } => "retry",
@@ -74,91 +73,42 @@ pub async fn handle_button(
             "Only the person who asked for this turn, or a Chime admin, can {what} this task."
         );
         reporter
-            .tell(&mut tx, &thread, &key, &b.author.user, &text)
+            .tell(&mut tx, &binding, &key, &b.author.user, &text)
             .await?;
         inbox::complete_in(&mut tx, inbox_id).await?;
         tx.commit().await?;
         ctx.wake();
         return Ok(());
     }
-    match b.action {
+    match &b.action {
         ButtonAction::Stop { .. } => {
-            if session::request_cancel(&mut tx, &task.id, &user).await? {
+            if turns::stop_task(&mut tx, reporter, &task, &b.author.user).await? {
                 tracing::info!(task_id = %task.id, by = %user, "stop requested");
-                // A task no worker holds yet stops here; a running one at its next heartbeat.
-                if session::finish_task(&mut tx, &task.id, None, TaskState::Cancelled, None, None)
-                    .await?
-                {
-                    let task = session::get_task(&mut tx, &task.id)
-                        .await?
-                        .context("task vanished")?;
-                    reporter.show_result(&mut tx, &task).await?;
-                }
             }
         }
         ButtonAction::Retry { .. } => {
-            if matches!(task.state, TaskState::Failed | TaskState::Cancelled) {
-                // Named by the turn it retries, not by the click: a second press finds the
-                // first one's task and makes nothing.
-                let retry_of = format!("retry:{}", task.id);
-                let known = ctx.config.known_repos();
-                let state = if task.repo.is_none() && !known.is_empty() {
-                    TaskState::AwaitingRepo
-                } else {
-                    TaskState::Queued
-                };
-                let session = Session {
-                    id: task.session_id.clone(),
-                    surface: task.surface,
-                    repo: task.repo.clone(),
-                    backend: task.backend.clone(),
-                };
-                let new = NewTask {
-                    session: &session,
-                    source_event: &retry_of,
-                    prompt: &task.prompt,
-                    requester: &user,
-                    repo: task.repo.as_ref(),
-                    thread_key: &task.thread_key,
-                    message_ts: task.message_ts.as_deref(),
-                    state,
-                };
-                if let Some(id) = session::insert_task(&mut tx, new).await? {
-                    let retry = session::get_task(&mut tx, &id)
-                        .await?
-                        .context("task vanished")?;
-                    if state == TaskState::AwaitingRepo {
-                        reporter.ask_repo(&mut tx, &retry, &known).await?;
-                    } else {
-                        reporter.show_status(&mut tx, &retry).await?;
-                    }
-                    tracing::info!(task_id = %retry.id, retry_of = %task.id, by = %user, "retry queued");
-                } else {
+            let ended = task.state.is_final() && task.state != session::TaskState::Succeeded;
+            match turns::retry_turn(&mut tx, &ctx.config, reporter, &task, &b.author.user).await? {
+                Some(retry) => {
+                    tracing::info!(task_id = %retry.id, retry_of = %task.id, by = %user, "retry queued")
+                }
+                None if ended => {
                     tracing::info!(task_id = %task.id, by = %user, "turn already retried; press ignored");
                     reporter
                         .tell(
                             &mut tx,
-                            &thread,
+                            &binding,
                             &format!("retried:{}:{user}", task.id),
                             &b.author.user,
                             "This turn was already retried; its new turn is further down the thread.",
                         )
                         .await?;
                 }
+                None => {}
             }
         }
         ButtonAction::PickRepo { repo, .. } => {
-            if ctx.config.known_repos().contains(&repo)
-                && session::assign_repo(&mut tx, &task.id, &repo).await?
-            {
-                session::set_repo(&mut tx, &task.session_id, &repo).await?;
-                let task = session::get_task(&mut tx, &task.id)
-                    .await?
-                    .context("task vanished")?;
-                reporter
-                    .update_status(&mut tx, &task, &format!("Repository: {repo}"))
-                    .await?;
-            }
+            turns::pick_repo(&mut tx, &ctx.config, reporter, &task, repo).await?;
         }
     }
     inbox::complete_in(&mut tx, inbox_id).await?;

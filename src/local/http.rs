@@ -2,10 +2,12 @@
 //! connector's inbound path: it is stored, and a mention becomes an inbox event like Slack's.
 
 use super::{guard, mention_text, LocalWorkspace, Role, CHANNELS, PEOPLE, TEAM};
-use crate::db::Db;
-use crate::event::{Author, ButtonAction, ButtonClicked, Event, Mention, Surface, ThreadRef};
-use crate::ids::{ChannelId, TeamId, ThreadTs, UserId};
-use crate::inbox::InboxWriter;
+use crate::binding::Binding;
+use crate::connector::Connectors;
+use crate::event::{Author, ButtonAction, ButtonClicked, Event, Mention};
+use crate::ids::{ChannelId, ThreadTs, UserId};
+use crate::queue::inbox::InboxWriter;
+use crate::session::view;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -17,7 +19,6 @@ use futures::stream::Stream;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::Row;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -34,23 +35,8 @@ pub struct Playground {
     pub addr: SocketAddr,
     /// Made per process and rendered into the page; every `/api/*` request must carry it.
     pub page_token: String,
-}
-
-impl Playground {
-    pub fn new(
-        workspace: Arc<LocalWorkspace>,
-        inbox: InboxWriter,
-        access_token: Option<SecretString>,
-        addr: SocketAddr,
-    ) -> Self {
-        Self {
-            workspace,
-            inbox,
-            access_token,
-            addr,
-            page_token: guard::new_page_token(),
-        }
-    }
+    /// Every connector running here, for links in the Sessions view.
+    pub connectors: Arc<Connectors>,
 }
 
 pub fn routes(state: Arc<Playground>) -> Router {
@@ -280,19 +266,16 @@ async fn post_message(
     };
     if let Some(request) = mention_text(text, channel.is_dm) {
         let event = Event::Mention(Mention {
-            thread: ThreadRef {
-                surface: Surface::Local,
-                team: TeamId::new(TEAM),
+            binding: Binding::LocalThread {
                 channel: ChannelId::new(channel.id),
-                thread_ts: ThreadTs::new(m.thread_ts.clone().unwrap_or_else(|| message.ts.clone())),
+                thread: ThreadTs::new(m.thread_ts.clone().unwrap_or_else(|| message.ts.clone())),
             },
-            message_ts: ThreadTs::new(&message.ts),
+            message: message.ts.clone(),
             author: Author {
                 user: UserId::new(person.id),
                 external: person.role == Role::External,
             },
             text: request,
-            is_dm: channel.is_dm,
         });
         if let Err(e) = state.inbox.accept("local", &message.ts, &event).await {
             return internal(e);
@@ -332,11 +315,9 @@ async fn press_button(
         return error(StatusCode::BAD_REQUEST, "not one of Chime's buttons");
     };
     let event = Event::ButtonClicked(ButtonClicked {
-        thread: Some(ThreadRef {
-            surface: Surface::Local,
-            team: TeamId::new(TEAM),
+        binding: Some(Binding::LocalThread {
             channel: ChannelId::new(&p.channel),
-            thread_ts: ThreadTs::new(&p.thread_ts),
+            thread: ThreadTs::new(&p.thread_ts),
         }),
         author: Author {
             user: UserId::new(person.id),
@@ -369,69 +350,46 @@ async fn stream(
     Sse::new(s).keep_alive(KeepAlive::default())
 }
 
-/// Every session from every connector, newest first, with its turns.
+/// Every session from every connector, newest first, with its turns and a link to where it lives.
 async fn sessions(State(state): State<Arc<Playground>>) -> Response {
-    match list_sessions(&state.workspace.db).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => internal(e),
-    }
-}
-
-pub async fn list_sessions(db: &Db) -> anyhow::Result<serde_json::Value> {
-    let sessions = sqlx::query(
-        "SELECT s.id, s.surface, s.requester, s.repo, s.backend, s.created_at, b.external_key \
-         FROM sessions s LEFT JOIN session_bindings b ON b.session_id = s.id ORDER BY s.created_at DESC LIMIT 200",
-    )
-    .fetch_all(&db.pool)
-    .await?;
-    let mut out = vec![];
-    for s in sessions {
-        let id: String = s.get("id");
-        let tasks = sqlx::query(
-            "SELECT id, turn_no, state, requester, attempts, created_at, started_at, finished_at, error \
-             FROM tasks WHERE session_id = $1 ORDER BY turn_no",
-        )
-        .bind(&id)
-        .fetch_all(&db.pool)
-        .await?;
-        let turns: Vec<serde_json::Value> = tasks
-            .iter()
-            .map(|t| {
-                json!({
-                    "task_id": t.get::<String, _>("id"),
-                    "turn": t.get::<i64, _>("turn_no"),
-                    "state": t.get::<String, _>("state"),
-                    "requester": t.get::<String, _>("requester"),
-                    "attempts": t.get::<i64, _>("attempts"),
-                    "created_at": t.get::<i64, _>("created_at"),
-                    "started_at": t.get::<Option<i64>, _>("started_at"),
-                    "finished_at": t.get::<Option<i64>, _>("finished_at"),
-                    "error": t.get::<Option<String>, _>("error"),
+    let sessions = match view::recent(&state.workspace.db, 200).await {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
+    let out: Vec<serde_json::Value> = sessions
+        .into_iter()
+        .map(|s| {
+            let link = s.bindings.first().and_then(|b| state.connectors.link(b));
+            let turns: Vec<serde_json::Value> = s
+                .turns
+                .iter()
+                .map(|t| {
+                    json!({
+                        "task_id": t.task_id,
+                        "turn": t.turn,
+                        "state": t.state,
+                        "requester": t.requester,
+                        "attempts": t.attempts,
+                        "surface": t.binding.surface(),
+                        "created_at": t.created_at,
+                        "started_at": t.started_at,
+                        "finished_at": t.finished_at,
+                        "error": t.error,
+                    })
                 })
+                .collect();
+            json!({
+                "id": s.id,
+                "entry_point": s.entry_point,
+                "requester": s.requester,
+                "repo": s.repo,
+                "backend": s.backend,
+                "state": s.turns.last().map(|t| t.state.clone()),
+                "turns": turns,
+                "created_at": s.created_at,
+                "link": link,
             })
-            .collect();
-        let surface: String = s.get("surface");
-        let key: Option<String> = s.get("external_key");
-        let link =
-            key.as_deref()
-                .and_then(crate::reporter::parse_key)
-                .map(|(team, channel, ts)| match surface.as_str() {
-                    "local" => format!("/#/thread/{channel}/{ts}"),
-                    _ => format!(
-                    "https://slack.com/app_redirect?team={team}&channel={channel}&message_ts={ts}"
-                ),
-                });
-        out.push(json!({
-            "id": id,
-            "entry_point": surface,
-            "requester": s.get::<String, _>("requester"),
-            "repo": s.get::<Option<String>, _>("repo"),
-            "backend": s.get::<String, _>("backend"),
-            "state": turns.last().map(|t| t["state"].clone()),
-            "turns": turns,
-            "created_at": s.get::<i64, _>("created_at"),
-            "link": link,
-        }));
-    }
-    Ok(json!(out))
+        })
+        .collect();
+    Json(out).into_response()
 }

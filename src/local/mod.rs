@@ -1,16 +1,24 @@
 //! The local workspace: a built-in connector that takes Slack's place when Chime runs without
-//! Slack credentials. People write in its channels through the playground page; mentions become
-//! the same `Event`s a Slack mention does and go through the same inbox, router, tasks and outbox.
+//! Slack credentials, or runs beside it (`chime serve --playground`). People write in its
+//! channels through the playground page; mentions become the same `Event`s a Slack mention does
+//! and go through the same inbox, router, tasks and outbox.
+//!
+//! The playground imitates a Slack workspace, so it shows Chime's Block Kit cards and stores
+//! Slack's ops: `local` uses `slack::blocks`, `slack::cards` and `slack::reporter`, the one
+//! deliberate exception to "no connector imports another" (see `tests/house.rs`).
 
+pub mod connector;
 pub mod guard;
 pub mod http;
 pub mod sender;
 
+pub use connector::LocalConnector;
+
 use crate::backend::QuotedMessage;
+use crate::connector::Membership;
 use crate::db::Db;
-use crate::event::{Author, ThreadRef};
-use crate::ids::now_ms;
-use crate::reporter::Membership;
+use crate::event::Author;
+use crate::ids::{now_ms, ChannelId, ThreadTs};
 use crate::templates::truncate_chars;
 use serde::Serialize;
 use serde_json::Value;
@@ -305,10 +313,8 @@ impl LocalWorkspace {
             .collect())
     }
 
-    pub async fn thread_context(&self, thread: &ThreadRef) -> Vec<QuotedMessage> {
-        let messages = match self
-            .thread(thread.channel.as_str(), thread.thread_ts.as_str())
-            .await
+    pub async fn thread_context(&self, channel: &ChannelId, root: &ThreadTs) -> Vec<QuotedMessage> {
+        let messages = match self.thread(channel.as_str(), root.as_str()).await
         {
             Ok(m) => m,
             Err(e) => {

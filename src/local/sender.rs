@@ -1,14 +1,17 @@
 //! Delivers local outbox rows into the playground's own message store, as Slack's API would.
 
 use super::{LocalWorkspace, BOT_USER};
+use crate::binding::Surface;
 use crate::db::Db;
-use crate::event::Surface;
-use crate::outbox::{self, Deliver, Delivery, Op, OutboxRow};
+use crate::queue::outbox::{self, Deliver, Delivery, OutboxRow};
+use crate::slack::reporter::{SlackOp, ThreadReporter};
 use async_trait::async_trait;
 use std::sync::Arc;
 
 pub struct LocalSender {
     pub workspace: Arc<LocalWorkspace>,
+    /// Queues the fallback for a refused final card.
+    pub reporter: Arc<ThreadReporter>,
 }
 
 #[async_trait]
@@ -18,13 +21,14 @@ impl Deliver for LocalSender {
     }
 
     async fn deliver(&self, db: &Db, row: &OutboxRow) -> Delivery {
-        let op = match &row.op {
+        // The playground imitates Slack's Web API, so its rows are Slack's ops.
+        let op: SlackOp = match row.op() {
             Ok(op) => op,
-            Err(e) => return Delivery::Failed(format!("unreadable payload: {e}")),
+            Err(refused) => return refused,
         };
-        let result = match op {
-            Op::React { ts, name, .. } => self.workspace.add_reaction(ts, name).await.map(|_| None),
-            Op::Post {
+        let result = match &op {
+            SlackOp::React { ts, name, .. } => self.workspace.add_reaction(ts, name).await.map(|_| None),
+            SlackOp::Post {
                 channel,
                 thread_ts,
                 text,
@@ -42,7 +46,7 @@ impl Deliver for LocalSender {
                 )
                 .await
                 .map(|m| Some(m.ts)),
-            Op::Update { text, blocks, .. } => match outbox::update_target(db, row).await {
+            SlackOp::Update { text, blocks, .. } => match outbox::update_target(db, row).await {
                 Ok(ts) => self.workspace.update(&ts, text, blocks).await.map(|_| None),
                 Err(delivery) => return delivery,
             },
@@ -51,5 +55,9 @@ impl Deliver for LocalSender {
             Ok(r) => Delivery::Sent(r),
             Err(e) => Delivery::RetryIn(outbox::backoff(row.attempts), format!("{e:#}")),
         }
+    }
+
+    async fn refused(&self, db: &Db, row: &OutboxRow, why: &str) -> anyhow::Result<bool> {
+        self.reporter.queue_fallback(db, row, why).await
     }
 }

@@ -4,7 +4,8 @@
 //! ids, and anything Chime does not handle is ignored rather than refused, so Slack never counts
 //! an unknown event as a failed delivery.
 
-use crate::event::{Author, ButtonAction, ButtonClicked, Event, Mention, Surface, ThreadRef};
+use crate::binding::Binding;
+use crate::event::{Author, ButtonAction, ButtonClicked, Event, Mention};
 use crate::ids::{ChannelId, TeamId, ThreadTs, UserId};
 use serde::Deserialize;
 
@@ -168,21 +169,19 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
     let external = home.as_deref().is_some_and(|h| h != team);
     let message_key = format!("{team}/{channel}/{ts}");
     let text = strip_mention(ev.text.as_deref().unwrap_or_default(), own.as_deref());
-    let thread = ThreadRef {
-        surface: Surface::Slack,
+    let binding = Binding::SlackThread {
         team: TeamId(team.clone()),
         channel: ChannelId(channel),
-        thread_ts: ThreadTs(thread_ts),
+        thread: ThreadTs(thread_ts),
     };
     let event = Event::Mention(Mention {
-        thread,
-        message_ts: ThreadTs(ts),
+        binding,
+        message: ts,
         author: Author {
             user: UserId(user),
             external,
         },
         text,
-        is_dm,
     });
     // Named by the message, not the event: Slack's retries of one event, and the app_mention and
     // `message` events of one message, make one task.
@@ -326,18 +325,17 @@ pub fn parse_interaction_json(payload: &[u8]) -> Result<Inbound, ParseError> {
         .and_then(|m| m.thread_ts.or(m.ts))
         .or_else(|| container.and_then(|c| c.thread_ts.or(c.message_ts)))
         .filter(|t| is_ts(t));
-    let thread = match (channel, root) {
-        (Some(c), Some(ts)) => Some(ThreadRef {
-            surface: Surface::Slack,
+    let binding = match (channel, root) {
+        (Some(c), Some(ts)) => Some(Binding::SlackThread {
             team: TeamId(team.clone()),
             channel: ChannelId(c),
-            thread_ts: ThreadTs(ts),
+            thread: ThreadTs(ts),
         }),
         _ => None,
     };
     let external = user.team_id.as_deref().is_some_and(|t| t != team);
     let event = Event::ButtonClicked(ButtonClicked {
-        thread,
+        binding,
         author: Author {
             user: UserId(user_id.clone()),
             external,
@@ -401,7 +399,7 @@ mod tests {
         assert_eq!(delivery_id, "msg:T1/C1/1700000000.000100");
         let Event::Mention(m) = *event else { panic!() };
         assert_eq!(m.text, "fix it");
-        assert_eq!(m.thread.thread_ts.as_str(), "1700000000.000100");
+        assert_eq!(m.binding.to_string(), "slack:T1/C1/1700000000.000100");
         assert!(!m.author.external);
     }
 
@@ -455,7 +453,7 @@ mod tests {
         let Event::ButtonClicked(b) = *event else {
             panic!()
         };
-        assert_eq!(b.thread.unwrap().thread_ts.as_str(), "1700000000.000100");
+        assert!(b.binding.unwrap().to_string().ends_with("/1700000000.000100"));
         assert!(matches!(b.action, ButtonAction::Stop { .. }));
     }
 
@@ -477,7 +475,7 @@ mod tests {
             panic!()
         };
         assert!(b.author.external);
-        assert_eq!(b.thread.unwrap().thread_ts.as_str(), "1700000001.000200");
+        assert!(b.binding.unwrap().to_string().ends_with("/1700000001.000200"));
         // A form-encoded body is not JSON, and a JSON body has no form field.
         assert!(parse_interaction_json(form.as_bytes()).is_err());
         assert!(parse_interaction_body(payload.to_string().as_bytes()).is_err());

@@ -4,7 +4,7 @@
 use super::events::{parse_event_body, parse_interaction_body, Inbound, ParseError};
 use super::verify::verify;
 use crate::ids::now_ms;
-use crate::inbox::{Accepted, InboxWriter};
+use crate::queue::inbox::{Accepted, InboxWriter};
 use crate::server::Sampled;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -37,6 +37,20 @@ pub fn routes(state: Arc<SlackIngress>) -> Router {
         .route("/slack/events", post(events))
         .route("/slack/interactions", post(interactions))
         .with_state(state)
+}
+
+/// Slack's endpoints when Slack is not configured: a clear 503 instead of a bare 404, so whoever
+/// points Slack here learns what is missing.
+pub fn unconfigured_routes() -> Router {
+    let refuse = || async {
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Slack is not configured here: SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not set",
+        )
+    };
+    Router::new()
+        .route("/slack/events", post(refuse))
+        .route("/slack/interactions", post(refuse))
 }
 
 fn reply(status: StatusCode, reason: &str) -> Response {

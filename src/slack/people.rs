@@ -2,11 +2,12 @@
 //! (conversations.replies) for the agent.
 
 use super::api::{SlackApi, METADATA_TYPE};
+use super::http::SlackIngress;
 use crate::backend::QuotedMessage;
 use crate::config::SlackConfig;
-use crate::event::{Author, ThreadRef};
-use crate::ids::TeamId;
-use crate::reporter::Membership;
+use crate::connector::Membership;
+use crate::event::Author;
+use crate::ids::{ChannelId, TeamId, ThreadTs};
 use crate::templates::truncate_chars;
 use std::sync::Arc;
 
@@ -17,26 +18,30 @@ const CONTEXT_MESSAGE_CHARS: usize = 2000;
 pub struct SlackPeople {
     pub api: Arc<SlackApi>,
     pub config: SlackConfig,
+    /// Knows the bot's own user id once auth.test (or the config) names it.
+    pub ingress: Arc<SlackIngress>,
 }
 
 impl SlackPeople {
-    pub async fn thread_context(&self, thread: &ThreadRef) -> Vec<QuotedMessage> {
+    pub async fn thread_context(
+        &self,
+        team: &TeamId,
+        channel: &ChannelId,
+        thread: &ThreadTs,
+    ) -> Vec<QuotedMessage> {
         let messages = match self
             .api
-            .replies(
-                thread.team.as_str(),
-                thread.channel.as_str(),
-                thread.thread_ts.as_str(),
-            )
+            .replies(team.as_str(), channel.as_str(), thread.as_str())
             .await
         {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(thread = %thread.key(), error = %e, "cannot read the thread; the agent gets no thread context");
+                tracing::warn!(%team, %channel, %thread, error = %e, "cannot read the thread; the agent gets no thread context");
                 return vec![];
             }
         };
-        let own = self.config.bot_user_id.as_str();
+        let own = self.ingress.own_user().unwrap_or_default();
+        let own = own.as_str();
         let quoted: Vec<QuotedMessage> = messages
             .into_iter()
             .filter(|m| {

@@ -1,16 +1,18 @@
 //! Delivers Slack outbox rows: reactions, threaded posts and in-place edits.
 
 use super::api::{SendError, SlackApi};
+use super::reporter::{SlackOp, ThreadReporter};
+use crate::binding::{Binding, Surface};
 use crate::db::Db;
-use crate::event::Surface;
-use crate::outbox::{self, backoff, Deliver, Delivery, Op, OutboxRow};
-use crate::reporter::parse_key;
+use crate::queue::outbox::{self, backoff, Deliver, Delivery, OutboxRow};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct SlackSender {
     pub api: Arc<SlackApi>,
+    /// Queues the fallback for a refused final card.
+    pub reporter: Arc<ThreadReporter>,
 }
 
 #[async_trait]
@@ -20,20 +22,24 @@ impl Deliver for SlackSender {
     }
 
     async fn deliver(&self, db: &Db, row: &OutboxRow) -> Delivery {
-        let op = match &row.op {
+        let op: SlackOp = match row.op() {
             Ok(op) => op,
-            Err(e) => return Delivery::Failed(format!("unreadable payload: {e}")),
+            Err(refused) => return refused,
         };
-        let team = parse_key(&row.target)
-            .map(|(t, _, _)| t)
-            .unwrap_or_default();
-        let result = match op {
-            Op::React { channel, ts, name } => self
+        let team = match row.binding() {
+            Ok(Binding::SlackThread { team, .. }) => team.to_string(),
+            Ok(other) => {
+                return Delivery::Failed(format!("a Slack row for another surface: {other}"))
+            }
+            Err(refused) => return refused,
+        };
+        let result = match &op {
+            SlackOp::React { channel, ts, name } => self
                 .api
                 .add_reaction(&team, channel, ts, name)
                 .await
                 .map(|_| None),
-            Op::Post {
+            SlackOp::Post {
                 channel,
                 thread_ts,
                 text,
@@ -59,11 +65,10 @@ impl Deliver for SlackSender {
                     )
                     .await
             }
-            Op::Update {
+            SlackOp::Update {
                 channel,
                 text,
                 blocks,
-                ..
             } => match outbox::update_target(db, row).await {
                 Ok(ts) => self
                     .api
@@ -82,6 +87,10 @@ impl Deliver for SlackSender {
             Err(SendError::Transient(e)) => Delivery::RetryIn(backoff(row.attempts), e),
             Err(SendError::Permanent(e)) => Delivery::Failed(e),
         }
+    }
+
+    async fn refused(&self, db: &Db, row: &OutboxRow, why: &str) -> anyhow::Result<bool> {
+        self.reporter.queue_fallback(db, row, why).await
     }
 }
 

@@ -2,7 +2,7 @@
 //! tests and the end-to-end tests of hostile agent output.
 #![allow(dead_code)]
 
-use chime::templates::{Rendered, MESSAGE_CHARS};
+use chime::slack::blocks::{Rendered, MESSAGE_CHARS};
 
 /// Block Kit's limits, as Slack enforces them (../shared/PROTOCOLS.md), measured in UTF-16 code
 /// units on the text Slack decodes; and no markup but Chime's own mentions of `mentions`.

@@ -20,7 +20,7 @@
 //!
 //! # Input and environment
 //!
-//! The agent gets the turn's full input (the rendered `agent_input.md.hbs`) on stdin, which is then
+//! The agent gets the turn's full input (the rendered `templates/agent/input.md.hbs`) on stdin, which is then
 //! closed. Its environment is cleared except `PATH`, `LANG` and `TERM`, so Chime's own secrets
 //! (`SLACK_*` tokens, `DATABASE_URL`) never reach it. On top come `HOME`, the backend's `env` table
 //! (which may override `HOME`) and the `CHIME_*` variables:

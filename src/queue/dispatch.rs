@@ -3,7 +3,7 @@
 
 use crate::context::Ctx;
 use crate::event::Event;
-use crate::inbox::{self, InboxRow};
+use crate::queue::inbox::{self, InboxRow};
 use crate::router;
 use futures::FutureExt;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -76,13 +76,13 @@ pub async fn run_inbox_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 
 /// Which rows must be handled one after another: those of one thread.
 fn lane_of(row: &InboxRow) -> String {
-    let thread = match &row.event {
-        Ok(Event::Mention(m)) => Some(&m.thread),
-        Ok(Event::ButtonClicked(b)) => b.thread.as_ref(),
+    let binding = match &row.event {
+        Ok(Event::Mention(m)) => Some(&m.binding),
+        Ok(Event::ButtonClicked(b)) => b.binding.as_ref(),
         Err(_) => None,
     };
-    match thread {
-        Some(t) => format!("{}/{}", t.surface.as_str(), t.key()),
+    match binding {
+        Some(b) => b.to_string(),
         None => format!("row/{}", row.id),
     }
 }

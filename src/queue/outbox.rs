@@ -1,77 +1,74 @@
 //! The durable outbox: every write to a platform is a row first, sent later by a sender that
 //! honours rate limits and retries until the platform takes it.
 
+use crate::binding::{Binding, Surface};
 use crate::db::Db;
-use crate::event::Surface;
 use crate::ids::now_ms;
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
-/// What a row asks the platform to do.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
-    /// Add a reaction to a message.
-    React {
-        channel: String,
-        ts: String,
-        name: String,
-    },
-    /// Post a message in a thread; its platform id is kept as the row's `external_ref`.
-    Post {
-        channel: String,
-        thread_ts: Option<String>,
-        text: String,
-        blocks: serde_json::Value,
-    },
-    /// Replace the message posted by the row whose key is `ref_key`.
-    Update {
-        channel: String,
-        text: String,
-        blocks: serde_json::Value,
-        /// The last update of a message; never superseded, and supersedes everything after it.
-        #[serde(default)]
-        last: bool,
-    },
-}
-
+/// One stored write. The core knows where it goes (`target`, a binding), whether it ends a
+/// message (`last`) and how to order it; what it does (`kind`, `payload`) belongs to the connector
+/// that queued it, which alone parses it.
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
     pub id: i64,
     pub surface: Surface,
+    /// The binding it is written to, in its text form (parsed by the sender that owns the row).
     pub target: String,
+    pub kind: String,
+    pub payload: String,
     pub idempotency_key: String,
+    /// For an edit: the key of the row that posted the message it edits.
     pub ref_key: Option<String>,
     pub attempts: i64,
-    pub op: Result<Op, String>,
+    /// The last edit of a message: never superseded, and supersedes every edit after it.
+    pub last: bool,
+}
+
+impl OutboxRow {
+    /// The row's binding; an error (the row is refused for good) when it names none.
+    pub fn binding(&self) -> Result<Binding, Delivery> {
+        self.target
+            .parse()
+            .map_err(|e| Delivery::Failed(format!("the row's target is not a binding: {e}")))
+    }
+
+    /// The connector's op, parsed from the payload; an unreadable one is refused for good.
+    pub fn op<T: serde::de::DeserializeOwned>(&self) -> Result<T, Delivery> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| Delivery::Failed(format!("unreadable {} payload: {e}", self.kind)))
+    }
+}
+
+/// A write to queue: see [`OutboxRow`].
+pub struct NewRow<'a, T: Serialize> {
+    pub target: &'a Binding,
+    pub kind: &'a str,
+    pub op: &'a T,
+    pub key: &'a str,
+    pub ref_key: Option<&'a str>,
+    pub last: bool,
 }
 
 /// Queues a platform write inside the caller's transaction. A second row with the same key is a
 /// no-op, which is what makes a replayed event or a retried task post only once.
-pub async fn enqueue(
+pub async fn enqueue<T: Serialize>(
     conn: &mut AnyConnection,
-    surface: Surface,
-    target: &str,
-    key: &str,
-    ref_key: Option<&str>,
-    op: &Op,
+    row: NewRow<'_, T>,
 ) -> anyhow::Result<bool> {
-    let kind = match op {
-        Op::React { .. } => "react",
-        Op::Post { .. } => "post",
-        Op::Update { .. } => "update",
-    };
     let n = sqlx::query(
-        "INSERT INTO outbox (surface, target, kind, payload, idempotency_key, ref_key, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING",
+        "INSERT INTO outbox (surface, target, kind, payload, idempotency_key, ref_key, last, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
     )
-    .bind(surface.as_str())
-    .bind(target)
-    .bind(kind)
-    .bind(serde_json::to_string(op)?)
-    .bind(key)
-    .bind(ref_key)
+    .bind(row.target.surface().as_str())
+    .bind(row.target.to_string())
+    .bind(row.kind)
+    .bind(serde_json::to_string(row.op)?)
+    .bind(row.key)
+    .bind(row.ref_key)
+    .bind(i64::from(row.last))
     .bind(now_ms())
     .execute(conn)
     .await
@@ -120,7 +117,7 @@ pub async fn claim(db: &Db, surface: Surface, lease_ms: i64) -> anyhow::Result<O
         let claimed = sqlx::query(
             "UPDATE outbox SET state = 'sending', lease_until = $1, attempts = attempts + 1 \
              WHERE id = $2 AND ((state = 'pending' AND next_at <= $3) OR (state = 'sending' AND lease_until < $3)) \
-             RETURNING id, target, idempotency_key, ref_key, attempts, payload",
+             RETURNING id, target, kind, idempotency_key, ref_key, attempts, payload, last",
         )
         .bind(now + lease_ms)
         .bind(r.get::<i64, _>("id"))
@@ -129,15 +126,16 @@ pub async fn claim(db: &Db, surface: Surface, lease_ms: i64) -> anyhow::Result<O
         .await
         .context("claiming an outbox row")?;
         if let Some(r) = claimed {
-            let payload: String = r.get("payload");
             return Ok(Some(OutboxRow {
                 id: r.get("id"),
                 surface,
                 target: r.get("target"),
+                kind: r.get("kind"),
+                payload: r.get("payload"),
                 idempotency_key: r.get("idempotency_key"),
                 ref_key: r.get("ref_key"),
                 attempts: r.get("attempts"),
-                op: serde_json::from_str(&payload).map_err(|e| e.to_string()),
+                last: r.get::<i64, _>("last") != 0,
             }));
         }
     }
@@ -210,12 +208,12 @@ pub async fn is_superseded(db: &Db, row: &OutboxRow) -> anyhow::Result<bool> {
     let Some(ref_key) = &row.ref_key else {
         return Ok(false);
     };
-    if matches!(row.op, Ok(Op::Update { last: true, .. })) {
+    if row.last {
         return Ok(false);
     }
     let n: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM outbox WHERE ref_key = $1 AND id <> $2 AND kind = 'update' \
-         AND ((id > $2 AND state IN ('pending', 'sending')) OR (state = 'done' AND payload LIKE '%\"last\":true%'))",
+        "SELECT COUNT(*) AS n FROM outbox WHERE ref_key = $1 AND id <> $2 \
+         AND ((id > $2 AND state IN ('pending', 'sending')) OR (state = 'done' AND last = 1))",
     )
     .bind(ref_key)
     .bind(row.id)
@@ -259,17 +257,6 @@ pub async fn update_target(db: &Db, row: &OutboxRow) -> Result<String, Delivery>
     }
 }
 
-/// Rows by state, for tests and metrics.
-pub async fn count_by_state(db: &Db, state: &str) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE state = $1")
-            .bind(state)
-            .fetch_one(&db.pool)
-            .await?
-            .get("n"),
-    )
-}
-
 /// What became of one delivery attempt.
 pub enum Delivery {
     Sent(Option<String>),
@@ -287,8 +274,6 @@ pub enum Delivery {
 pub struct SendPolicy {
     /// Transient failures are retried with backoff this many times in all, then the row fails.
     pub max_attempts: i64,
-    /// Renders the fallback card sent when a task's final card is refused.
-    pub templates: std::sync::Arc<crate::templates::Templates>,
 }
 
 /// Sends outbox rows to one surface's platform.
@@ -296,6 +281,12 @@ pub struct SendPolicy {
 pub trait Deliver: Send + Sync {
     fn surface(&self) -> Surface;
     async fn deliver(&self, db: &Db, row: &OutboxRow) -> Delivery;
+    /// Called once after `row` was refused for good, so that whoever waits on it still learns
+    /// what it was for (a task's final card gives way to a minimal one). Returns whether it
+    /// queued something.
+    async fn refused(&self, _db: &Db, _row: &OutboxRow, _why: &str) -> anyhow::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Rows this process parked as failed since it started, for the log line that parks one (the
@@ -379,7 +370,7 @@ pub async fn run_sender(
                 tracing::error!(error = %format!("{e:#}"), "recording delivery outcome failed");
             } else if let Delivery::Failed(why) = &outcome {
                 // Whoever asked must still learn how their task ended.
-                match crate::final_fallback::enqueue(db, &policy.templates, &row, why).await {
+                match deliver.refused(db, &row, why).await {
                     Ok(true) => {
                         tracing::warn!("queued a fallback card in place of the refused final card");
                         wake.notify_one();

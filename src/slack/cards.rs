@@ -1,243 +1,15 @@
-//! How Chime talks back on a surface: the small set of verbs every surface implements, and the
-//! task cards (Block Kit) that chat surfaces share.
-//!
-//! Verbs write outbox rows inside the caller's transaction, so a reply exists exactly when the state
-//! change that caused it does.
+//! The task cards in Block Kit: status, repository picker, result, fallback and notice. Every
+//! field from outside is measured after escaping, so a card fits whatever the agent printed.
 
-use crate::backend::{valid_pr_url, QuotedMessage};
-use crate::event::{Author, Surface, ThreadRef};
-use crate::ids::{RepoName, TeamId, UserId};
-use crate::local::LocalWorkspace;
-use crate::outbox::{self, Op};
-use crate::session::{Task, TaskState};
-use crate::slack::people::SlackPeople;
-use crate::templates::{
-    chunk_for_blocks, fit, json_len, slack_len, Rendered, Templates, MESSAGE_CHARS,
+use super::blocks::{
+    chunk_for_blocks, fit, json_len, slack_len, BlockKit, Rendered, MESSAGE_CHARS,
     MIN_TEXT_BUDGET, SECTION_CHARS,
 };
-use async_trait::async_trait;
+use crate::backend::valid_pr_url;
+use crate::ids::{RepoName, UserId};
+use crate::session::{Task, TaskState};
+use crate::templates::truncate_chars;
 use serde_json::json;
-use sqlx::AnyConnection;
-use std::sync::Arc;
-
-/// Whether someone may start or stop work, and if not, why (shown to them).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Membership {
-    Allowed,
-    Denied(String),
-}
-
-#[async_trait]
-pub trait Reporter: Send + Sync {
-    /// Shows the requester that Chime took the request (Slack: a reaction on the message).
-    async fn ack(
-        &self,
-        conn: &mut AnyConnection,
-        thread: &ThreadRef,
-        message_ts: &str,
-    ) -> anyhow::Result<()>;
-    /// Posts the task's one status message.
-    async fn show_status(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()>;
-    /// Edits the status message in place with a milestone.
-    async fn update_status(
-        &self,
-        conn: &mut AnyConnection,
-        task: &Task,
-        progress: &str,
-    ) -> anyhow::Result<()>;
-    /// Replaces the status message with the result, error or stop notice. Exactly once per task.
-    async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()>;
-    /// Asks which repository to use (as the task's status message).
-    async fn ask_repo(
-        &self,
-        conn: &mut AnyConnection,
-        task: &Task,
-        repos: &[RepoName],
-    ) -> anyhow::Result<()>;
-    /// Says something to someone in the thread: refusals and other user errors. `key` makes it
-    /// idempotent; `to` is mentioned before the (escaped) text.
-    async fn tell(
-        &self,
-        conn: &mut AnyConnection,
-        thread: &ThreadRef,
-        key: &str,
-        to: &UserId,
-        text: &str,
-    ) -> anyhow::Result<()>;
-    /// The thread's messages, quoted as data for the agent; empty when they cannot be read.
-    async fn thread_context(&self, thread: &ThreadRef) -> Vec<QuotedMessage>;
-    /// Whether this person may trigger work here.
-    async fn check_member(&self, team: &TeamId, author: &Author) -> Membership;
-}
-
-/// Splits a thread key `T/C/ts` back into its parts.
-pub fn parse_key(key: &str) -> Option<(String, String, String)> {
-    let mut it = key.splitn(3, '/');
-    Some((
-        it.next()?.to_string(),
-        it.next()?.to_string(),
-        it.next()?.to_string(),
-    ))
-}
-
-/// Where a chat surface looks up people and threads.
-pub enum People {
-    Slack(SlackPeople),
-    Local(Arc<LocalWorkspace>),
-}
-
-/// A chat surface (Slack, or the local playground that stands in for it): Block Kit cards in a
-/// thread, sent through the outbox by that surface's sender.
-pub struct ChatReporter {
-    pub surface: Surface,
-    pub templates: Arc<Templates>,
-    pub ack_reaction: String,
-    pub people: People,
-}
-
-impl ChatReporter {
-    async fn enqueue(
-        &self,
-        conn: &mut AnyConnection,
-        target: &str,
-        key: &str,
-        ref_key: Option<&str>,
-        op: Op,
-    ) -> anyhow::Result<()> {
-        outbox::enqueue(conn, self.surface, target, key, ref_key, &op).await?;
-        Ok(())
-    }
-
-    async fn post_card(
-        &self,
-        conn: &mut AnyConnection,
-        task: &Task,
-        card: Rendered,
-    ) -> anyhow::Result<()> {
-        let (_, channel, thread_ts) = parse_key(&task.thread_key)
-            .ok_or_else(|| anyhow::anyhow!("bad thread key {}", task.thread_key))?;
-        let op = Op::Post {
-            channel,
-            thread_ts: Some(thread_ts),
-            text: card.text,
-            blocks: card.blocks,
-        };
-        self.enqueue(conn, &task.thread_key, &status_key(task), None, op)
-            .await
-    }
-
-    async fn edit_card(
-        &self,
-        conn: &mut AnyConnection,
-        task: &Task,
-        key: &str,
-        card: Rendered,
-        last: bool,
-    ) -> anyhow::Result<()> {
-        let (_, channel, _) = parse_key(&task.thread_key)
-            .ok_or_else(|| anyhow::anyhow!("bad thread key {}", task.thread_key))?;
-        let op = Op::Update {
-            channel,
-            text: card.text,
-            blocks: card.blocks,
-            last,
-        };
-        self.enqueue(conn, &task.thread_key, key, Some(&status_key(task)), op)
-            .await
-    }
-}
-
-#[async_trait]
-impl Reporter for ChatReporter {
-    async fn ack(
-        &self,
-        conn: &mut AnyConnection,
-        thread: &ThreadRef,
-        message_ts: &str,
-    ) -> anyhow::Result<()> {
-        let op = Op::React {
-            channel: thread.channel.to_string(),
-            ts: message_ts.to_string(),
-            name: self.ack_reaction.clone(),
-        };
-        let key = format!(
-            "ack:{}:{}:{}:{}",
-            self.surface.as_str(),
-            thread.team,
-            thread.channel,
-            message_ts
-        );
-        self.enqueue(conn, &thread.key(), &key, None, op).await
-    }
-
-    async fn show_status(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
-        let card = status_card(&self.templates, task, None)?;
-        self.post_card(conn, task, card).await
-    }
-
-    async fn update_status(
-        &self,
-        conn: &mut AnyConnection,
-        task: &Task,
-        progress: &str,
-    ) -> anyhow::Result<()> {
-        let card = status_card(&self.templates, task, Some(progress))?;
-        let key = format!(
-            "task:{}:progress:{}",
-            task.id,
-            uuid::Uuid::new_v4().simple()
-        );
-        self.edit_card(conn, task, &key, card, false).await
-    }
-
-    async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
-        let card = result_card(&self.templates, task)?;
-        self.edit_card(conn, task, &final_key(task), card, true)
-            .await
-    }
-
-    async fn ask_repo(
-        &self,
-        conn: &mut AnyConnection,
-        task: &Task,
-        repos: &[RepoName],
-    ) -> anyhow::Result<()> {
-        let card = repo_picker_card(&self.templates, task, repos)?;
-        self.post_card(conn, task, card).await
-    }
-
-    async fn tell(
-        &self,
-        conn: &mut AnyConnection,
-        thread: &ThreadRef,
-        key: &str,
-        to: &UserId,
-        text: &str,
-    ) -> anyhow::Result<()> {
-        let card = notice_card(&self.templates, Some(to), text)?;
-        let op = Op::Post {
-            channel: thread.channel.to_string(),
-            thread_ts: Some(thread.thread_ts.to_string()),
-            text: card.text,
-            blocks: card.blocks,
-        };
-        self.enqueue(conn, &thread.key(), key, None, op).await
-    }
-
-    async fn thread_context(&self, thread: &ThreadRef) -> Vec<QuotedMessage> {
-        match &self.people {
-            People::Slack(p) => p.thread_context(thread).await,
-            People::Local(w) => w.thread_context(thread).await,
-        }
-    }
-
-    async fn check_member(&self, team: &TeamId, author: &Author) -> Membership {
-        match &self.people {
-            People::Slack(p) => p.check_member(team, author).await,
-            People::Local(w) => w.check_member(author),
-        }
-    }
-}
 
 pub fn status_key(task: &Task) -> String {
     format!("task:{}:status", task.id)
@@ -313,7 +85,7 @@ fn task_view(task: &Task) -> serde_json::Map<String, serde_json::Value> {
 }
 
 /// The status card: who asked, where, which backend, the latest milestone, and Stop.
-pub fn status_card(t: &Templates, task: &Task, progress: Option<&str>) -> anyhow::Result<Rendered> {
+pub fn status_card(t: &BlockKit, task: &Task, progress: Option<&str>) -> anyhow::Result<Rendered> {
     let mut view = task_view(task);
     view.insert(
         "progress".into(),
@@ -325,7 +97,7 @@ pub fn status_card(t: &Templates, task: &Task, progress: Option<&str>) -> anyhow
 }
 
 pub fn repo_picker_card(
-    t: &Templates,
+    t: &BlockKit,
     task: &Task,
     repos: &[RepoName],
 ) -> anyhow::Result<Rendered> {
@@ -356,7 +128,7 @@ pub fn repo_picker_card(
 }
 
 /// The final card, chosen by how the task ended.
-pub fn result_card(t: &Templates, task: &Task) -> anyhow::Result<Rendered> {
+pub fn result_card(t: &BlockKit, task: &Task) -> anyhow::Result<Rendered> {
     // JSON escaping (`\"`, `\n`) makes the blocks longer than the text Slack shows, so the budget
     // for the agent's text shrinks until the whole message fits. Every other field is capped, so
     // the message fits long before the budget reaches its floor.
@@ -371,7 +143,7 @@ pub fn result_card(t: &Templates, task: &Task) -> anyhow::Result<Rendered> {
     }
 }
 
-fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Rendered> {
+fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Rendered> {
     let mut view = task_view(task);
     let name = match task.state {
         TaskState::Succeeded => {
@@ -444,7 +216,7 @@ fn render_result(t: &Templates, task: &Task, budget: usize) -> anyhow::Result<Re
 /// A minimal final card for when the full one is refused for good: the task's state, a short
 /// reason, and Retry when the task failed or was stopped. Every field is small and capped, so
 /// Slack accepts it whatever the task holds.
-pub fn fallback_card(t: &Templates, task: &Task, reason: &str) -> anyhow::Result<Rendered> {
+pub fn fallback_card(t: &BlockKit, task: &Task, reason: &str) -> anyhow::Result<Rendered> {
     let (emoji, label, retry) = match task.state {
         TaskState::Succeeded => (":white_check_mark:", "Done", false),
         TaskState::Failed => (":x:", "Failed", true),
@@ -464,7 +236,7 @@ pub fn fallback_card(t: &Templates, task: &Task, reason: &str) -> anyhow::Result
 
 /// A notice, optionally addressed to someone: the mention is Chime's own markup, the text is
 /// escaped like everything else.
-pub fn notice_card(t: &Templates, to: Option<&UserId>, text: &str) -> anyhow::Result<Rendered> {
+pub fn notice_card(t: &BlockKit, to: Option<&UserId>, text: &str) -> anyhow::Result<Rendered> {
     t.message(
         "notice",
         &json!({
@@ -476,4 +248,29 @@ pub fn notice_card(t: &Templates, to: Option<&UserId>, text: &str) -> anyhow::Re
             },
         }),
     )
+}
+
+/// State, a one-line reason and (for a turn that did not succeed) Retry: small enough that no
+/// agent output can push it past any limit (rendered by [`fallback_card`]).
+pub fn fallback_for(t: &BlockKit, task: &Task, refusal: &str) -> anyhow::Result<Rendered> {
+    let first_line = |s: &str| truncate_chars(s.lines().next().unwrap_or("").trim(), 300);
+    let detail = match task.state {
+        TaskState::Succeeded => {
+            let o = task.outcome.clone().unwrap_or_default();
+            let pr = o
+                .pr_url
+                .as_deref()
+                .and_then(valid_pr_url)
+                .map(|u| format!(" Pull request: {u}"))
+                .unwrap_or_default();
+            format!("{}{pr}", first_line(&o.summary))
+        }
+        TaskState::Cancelled => String::new(),
+        _ => first_line(task.error.as_deref().unwrap_or("unknown error")),
+    };
+    let reason = format!(
+        "{detail} (The full card could not be shown: {}.)",
+        truncate_chars(refusal, 200)
+    );
+    fallback_card(t, task, reason.trim())
 }

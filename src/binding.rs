@@ -1,0 +1,230 @@
+//! Where a session lives on a surface, and where a turn's answer goes: one typed value with one
+//! text form, stored on session bindings, tasks and outbox rows.
+//!
+//! The text form is `<surface>:<key>`, e.g. `slack:T1/C1/1700000000.000100` or
+//! `local:CGENERAL/1700000000.000100`. It is parsed in exactly one place ([`FromStr`]); a stored
+//! value that does not parse is an error, never a guess.
+
+use crate::ids::{ChannelId, TeamId, ThreadTs};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A surface Chime reports on: one per connector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Surface {
+    Slack,
+    Local,
+}
+
+impl Surface {
+    pub const ALL: [Surface; 2] = [Surface::Slack, Surface::Local];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Slack => "slack",
+            Surface::Local => "local",
+        }
+    }
+}
+
+impl FromStr for Surface {
+    type Err = BadValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Surface::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| BadValue::new("surface", s))
+    }
+}
+
+impl fmt::Display for Surface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored or received value Chime does not know: an error to report, not a default to assume.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}")]
+pub struct BadValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl BadValue {
+    pub fn new(what: &'static str, value: &str) -> Self {
+        Self {
+            what,
+            value: value.chars().take(200).collect(),
+        }
+    }
+}
+
+/// One place a session is bound to. Linear agent sessions and IDE connections join later.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Binding {
+    /// A Slack thread: its workspace, channel and root message.
+    SlackThread {
+        team: TeamId,
+        channel: ChannelId,
+        thread: ThreadTs,
+    },
+    /// A thread in the local playground's workspace.
+    LocalThread { channel: ChannelId, thread: ThreadTs },
+}
+
+impl Binding {
+    /// The connector that reports on this binding.
+    pub fn surface(&self) -> Surface {
+        match self {
+            Binding::SlackThread { .. } => Surface::Slack,
+            Binding::LocalThread { .. } => Surface::Local,
+        }
+    }
+
+    /// The place inside the surface that routing and access rules are written for (a channel).
+    pub fn place(&self) -> &str {
+        match self {
+            Binding::SlackThread { channel, .. } | Binding::LocalThread { channel, .. } => {
+                channel.as_str()
+            }
+        }
+    }
+}
+
+impl fmt::Display for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Binding::SlackThread {
+                team,
+                channel,
+                thread,
+            } => write!(f, "slack:{team}/{channel}/{thread}"),
+            Binding::LocalThread { channel, thread } => write!(f, "local:{channel}/{thread}"),
+        }
+    }
+}
+
+/// A part of a key: non-empty, and without the separators of the text form.
+fn part(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.len() <= 200 && !s.contains(['/', ':']) && !s.chars().any(char::is_control))
+        .then_some(s)
+}
+
+impl FromStr for Binding {
+    type Err = BadValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadValue::new("binding", s);
+        let (surface, key) = s.split_once(':').ok_or_else(bad)?;
+        let parts: Vec<&str> = key.split('/').collect();
+        match (surface.parse::<Surface>().map_err(|_| bad())?, &parts[..]) {
+            (Surface::Slack, &[team, channel, thread]) => Ok(Binding::SlackThread {
+                team: TeamId::new(part(team).ok_or_else(bad)?),
+                channel: ChannelId::new(part(channel).ok_or_else(bad)?),
+                thread: ThreadTs::new(part(thread).ok_or_else(bad)?),
+            }),
+            (Surface::Local, &[channel, thread]) => Ok(Binding::LocalThread {
+                channel: ChannelId::new(part(channel).ok_or_else(bad)?),
+                thread: ThreadTs::new(part(thread).ok_or_else(bad)?),
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Serialize for Binding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Binding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// Inbox rows written before bindings existed hold the thread as an object; they are
+        /// still read, so an upgrade loses no accepted event.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Text(String),
+            Thread {
+                surface: Surface,
+                team: TeamId,
+                channel: ChannelId,
+                thread_ts: ThreadTs,
+            },
+        }
+        match Stored::deserialize(d)? {
+            Stored::Text(s) => s.parse().map_err(serde::de::Error::custom),
+            Stored::Thread {
+                surface: Surface::Slack,
+                team,
+                channel,
+                thread_ts,
+            } => Ok(Binding::SlackThread {
+                team,
+                channel,
+                thread: thread_ts,
+            }),
+            Stored::Thread {
+                surface: Surface::Local,
+                channel,
+                thread_ts,
+                ..
+            } => Ok(Binding::LocalThread {
+                channel,
+                thread: thread_ts,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_form_round_trips() {
+        for s in ["slack:T1/C1/1700000000.000100", "local:CGENERAL/1.000001"] {
+            let b: Binding = s.parse().unwrap();
+            assert_eq!(b.to_string(), s);
+            let json = serde_json::to_string(&b).unwrap();
+            assert_eq!(serde_json::from_str::<Binding>(&json).unwrap(), b);
+        }
+        let b: Binding = "slack:T1/C9/1.2".parse().unwrap();
+        assert_eq!((b.surface(), b.place()), (Surface::Slack, "C9"));
+    }
+
+    #[test]
+    fn hostile_text_is_refused() {
+        for s in [
+            "",
+            "slack",
+            "slack:",
+            "slack:T1/C1",
+            "slack:T1/C1/ts/extra",
+            "slack:T1//ts",
+            "local:T1/C1/ts",
+            "linear:abc",
+            "SLACK:T1/C1/1",
+            "slack:T1/C1/1\n",
+            "slack:T1/C:1/1",
+            &format!("slack:T1/C1/{}", "9".repeat(300)),
+        ] {
+            assert!(s.parse::<Binding>().is_err(), "{s:?} should be refused");
+        }
+        assert!("mars".parse::<Surface>().is_err());
+    }
+
+    #[test]
+    fn legacy_thread_objects_are_still_read() {
+        let old = r#"{"surface":"local","team":"TLOCAL","channel":"CGENERAL","thread_ts":"1.1"}"#;
+        assert_eq!(
+            serde_json::from_str::<Binding>(old).unwrap().to_string(),
+            "local:CGENERAL/1.1"
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! What the core asks of a platform. Each platform (`slack/`, `local/`, later `linear/`, `ide/`)
+//! is one value behind [`Connector`]: its HTTP routes, its background ingest, its reporter (how
+//! Chime's answers appear there), its sender (delivering its own outbox rows), who may use Chime
+//! there, and what a thread says. The core holds them in [`Connectors`] and never names one.
+
+use crate::backend::QuotedMessage;
+use crate::binding::{Binding, Surface};
+use crate::event::Author;
+use crate::failure::Permanent;
+use crate::ids::{RepoName, UserId};
+use crate::queue::outbox::Deliver;
+use crate::session::Task;
+use async_trait::async_trait;
+use axum::Router;
+use sqlx::AnyConnection;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Whether someone may start or stop work, and if not, why (shown to them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Membership {
+    Allowed,
+    Denied(String),
+}
+
+/// How Chime's answers appear on one surface. Every verb writes outbox rows inside the caller's
+/// transaction, so a reply exists exactly when the state change that caused it does.
+#[async_trait]
+pub trait Reporter: Send + Sync {
+    /// Shows the requester that Chime took the request (a reaction on the message, on chat).
+    async fn ack(
+        &self,
+        conn: &mut AnyConnection,
+        binding: &Binding,
+        message: &str,
+    ) -> anyhow::Result<()>;
+    /// Posts the task's one status message.
+    async fn show_status(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()>;
+    /// Shows a milestone on the status message.
+    async fn update_status(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        progress: &str,
+    ) -> anyhow::Result<()>;
+    /// Replaces the status with the result, error or stop notice. Exactly once per task.
+    async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()>;
+    /// Asks which repository to use (as the task's status message).
+    async fn ask_repo(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        repos: &[RepoName],
+    ) -> anyhow::Result<()>;
+    /// Says something to someone where they are: refusals and other user errors. `key` makes it
+    /// idempotent; `to` is addressed before the text, which is shown as plain text.
+    async fn tell(
+        &self,
+        conn: &mut AnyConnection,
+        binding: &Binding,
+        key: &str,
+        to: &UserId,
+        text: &str,
+    ) -> anyhow::Result<()>;
+}
+
+/// One platform, as the core sees it.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn surface(&self) -> Surface;
+    /// Its HTTP endpoints. `all` lets a view (the playground's Sessions) link to other surfaces.
+    fn routes(&self, _all: &Arc<Connectors>) -> Router {
+        Router::new()
+    }
+    /// Starts its background work (Socket Mode, identity lookups) until `shutdown`.
+    fn start(&self, _tasks: &mut JoinSet<()>, _shutdown: &CancellationToken) {}
+    fn reporter(&self) -> &dyn Reporter;
+    fn sender(&self) -> Arc<dyn Deliver>;
+    /// Whether this person may trigger work at `binding`.
+    async fn check_member(&self, binding: &Binding, author: &Author) -> Membership;
+    /// The messages around `binding`, quoted as data for the agent; empty when unreadable.
+    async fn thread_context(&self, binding: &Binding) -> Vec<QuotedMessage>;
+    /// How a person is named in the agent's input.
+    fn name_person(&self, user: &str) -> String;
+    /// Whether this person may press Stop, Retry and the repository picker on anyone's task.
+    fn is_admin(&self, _user: &str) -> bool {
+        false
+    }
+    /// A link a person can open to reach `binding`.
+    fn link(&self, binding: &Binding) -> Option<String>;
+}
+
+/// The connectors running in this process.
+#[derive(Default)]
+pub struct Connectors {
+    by_surface: BTreeMap<Surface, Arc<dyn Connector>>,
+}
+
+impl Connectors {
+    pub fn add(&mut self, c: Arc<dyn Connector>) {
+        self.by_surface.insert(c.surface(), c);
+    }
+
+    /// The connector of `surface`; a [`Permanent`] error when it is not running here.
+    pub fn get(&self, surface: Surface) -> Result<&Arc<dyn Connector>, Permanent> {
+        self.by_surface
+            .get(&surface)
+            .ok_or(Permanent::SurfaceNotRunning(surface))
+    }
+
+    pub fn for_binding(&self, b: &Binding) -> Result<&Arc<dyn Connector>, Permanent> {
+        self.get(b.surface())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Connector>> {
+        self.by_surface.values()
+    }
+
+    pub fn is_running(&self, surface: Surface) -> bool {
+        self.by_surface.contains_key(&surface)
+    }
+
+    /// A link to `binding`, from its connector when that runs here.
+    pub fn link(&self, binding: &Binding) -> Option<String> {
+        self.for_binding(binding).ok()?.link(binding)
+    }
+}

@@ -1,0 +1,161 @@
+//! Slack as one [`Connector`]: the Events API and interactivity endpoints, Socket Mode, Block Kit
+//! cards in threads, the Web API sender, and membership checks through `users.info`.
+
+use super::api::SlackApi;
+use super::blocks::BlockKit;
+use super::http::SlackIngress;
+use super::people::SlackPeople;
+use super::reporter::ThreadReporter;
+use super::sender::SlackSender;
+use crate::backend::QuotedMessage;
+use crate::binding::{Binding, Surface};
+use crate::config::Config;
+use crate::connector::{Connector, Connectors, Membership, Reporter};
+use crate::event::Author;
+use crate::queue::inbox::InboxWriter;
+use crate::queue::outbox::Deliver;
+use async_trait::async_trait;
+use axum::Router;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub struct SlackConnector {
+    config: Arc<Config>,
+    api: Arc<SlackApi>,
+    ingress: Arc<SlackIngress>,
+    people: SlackPeople,
+    reporter: Arc<ThreadReporter>,
+    /// auth.test had not answered at start-up: it is asked again in the background.
+    learn_identity: bool,
+}
+
+impl SlackConnector {
+    /// The Slack connector, when Slack is configured (a bot token). Asks auth.test which
+    /// workspace and bot user the token belongs to, waiting a few seconds at most.
+    pub async fn new(
+        config: &Arc<Config>,
+        inbox: InboxWriter,
+        cards: Arc<BlockKit>,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(token) = &config.secrets.slack_bot_token else {
+            return Ok(None);
+        };
+        let api = Arc::new(SlackApi::new(
+            &config.slack.api_url,
+            token,
+            &config.slack.rate_limits,
+            Duration::from_secs(config.slack.http_timeout_secs),
+        )?);
+        let mut bot_user_id =
+            (!config.slack.bot_user_id.is_empty()).then(|| config.slack.bot_user_id.clone());
+        // Which workspace the token belongs to: without an allowlist, the only one served.
+        let mut home_team = None;
+        match tokio::time::timeout(Duration::from_secs(5), api.auth_test()).await {
+            Ok(Ok(a)) => {
+                bot_user_id = bot_user_id.or(a.user_id);
+                home_team = a.team_id;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "auth.test failed; retrying in the background")
+            }
+            Err(_) => tracing::warn!("auth.test timed out; retrying in the background"),
+        }
+        let learn_identity = home_team.is_none();
+        let ingress = Arc::new(SlackIngress {
+            signing_secret: config.secrets.slack_signing_secret.clone(),
+            inbox,
+            allowed_workspaces: config.slack.allowed_workspaces.clone(),
+            bot_user_id: RwLock::new(bot_user_id),
+            home_team: RwLock::new(home_team),
+        });
+        Ok(Some(Self {
+            config: config.clone(),
+            people: SlackPeople {
+                api: api.clone(),
+                config: config.slack.clone(),
+                ingress: ingress.clone(),
+            },
+            api,
+            ingress,
+            reporter: Arc::new(ThreadReporter {
+                cards,
+                ack_reaction: config.slack.ack_reaction.clone(),
+            }),
+            learn_identity,
+        }))
+    }
+}
+
+#[async_trait]
+impl Connector for SlackConnector {
+    fn surface(&self) -> Surface {
+        Surface::Slack
+    }
+
+    fn routes(&self, _all: &Arc<Connectors>) -> Router {
+        super::http::routes(self.ingress.clone())
+    }
+
+    fn start(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
+        if self.learn_identity {
+            tasks.spawn(
+                self.ingress
+                    .clone()
+                    .learn_identity(self.api.clone(), shutdown.clone()),
+            );
+        }
+        super::socket::spawn(tasks, &self.config, self.ingress.clone(), shutdown.clone());
+    }
+
+    fn reporter(&self) -> &dyn Reporter {
+        self.reporter.as_ref()
+    }
+
+    fn sender(&self) -> Arc<dyn Deliver> {
+        Arc::new(SlackSender {
+            api: self.api.clone(),
+            reporter: self.reporter.clone(),
+        })
+    }
+
+    async fn check_member(&self, binding: &Binding, author: &Author) -> Membership {
+        match binding {
+            Binding::SlackThread { team, .. } => self.people.check_member(team, author).await,
+            _ => Membership::Denied("this is not a Slack conversation".into()),
+        }
+    }
+
+    async fn thread_context(&self, binding: &Binding) -> Vec<QuotedMessage> {
+        match binding {
+            Binding::SlackThread {
+                team,
+                channel,
+                thread,
+            } => self.people.thread_context(team, channel, thread).await,
+            _ => vec![],
+        }
+    }
+
+    fn name_person(&self, user: &str) -> String {
+        format!("<@{user}>")
+    }
+
+    fn is_admin(&self, user: &str) -> bool {
+        self.config.slack.admins.iter().any(|a| a == user)
+    }
+
+    fn link(&self, binding: &Binding) -> Option<String> {
+        match binding {
+            Binding::SlackThread {
+                team,
+                channel,
+                thread,
+            } => Some(format!(
+                "https://slack.com/app_redirect?team={team}&channel={channel}&message_ts={thread}"
+            )),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! How Chime's answers appear in a Slack thread: Block Kit cards, written as [`SlackOp`] outbox
+//! rows that `sender.rs` delivers. The playground imitates a Slack workspace, so it reports
+//! through this same reporter (its rows go to its own sender).
+
+use super::blocks::{BlockKit, Rendered};
+use super::cards::{
+    fallback_for, final_key, final_key_task, notice_card, repo_picker_card, result_card,
+    status_card, status_key,
+};
+use crate::binding::Binding;
+use crate::connector::Reporter;
+use crate::db::Db;
+use crate::ids::{RepoName, TaskId, UserId};
+use crate::queue::outbox::{self, NewRow, OutboxRow};
+use crate::session::{self, Task};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::AnyConnection;
+use std::sync::Arc;
+
+/// What a Slack outbox row asks the Web API to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SlackOp {
+    /// Add a reaction to a message.
+    React {
+        channel: String,
+        ts: String,
+        name: String,
+    },
+    /// Post a message in a thread; its ts is kept as the row's `external_ref`.
+    Post {
+        channel: String,
+        thread_ts: Option<String>,
+        text: String,
+        blocks: Value,
+    },
+    /// Replace the message posted by the row whose key is the row's `ref_key`.
+    Update {
+        channel: String,
+        text: String,
+        blocks: Value,
+    },
+}
+
+impl SlackOp {
+    /// The row's `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SlackOp::React { .. } => "react",
+            SlackOp::Post { .. } => "post",
+            SlackOp::Update { .. } => "update",
+        }
+    }
+}
+
+/// The channel and thread root of a thread binding.
+pub fn thread_of(b: &Binding) -> (String, String) {
+    match b {
+        Binding::SlackThread {
+            channel, thread, ..
+        }
+        | Binding::LocalThread { channel, thread } => (channel.to_string(), thread.to_string()),
+    }
+}
+
+/// Block Kit cards in a thread.
+pub struct ThreadReporter {
+    pub cards: Arc<BlockKit>,
+    /// The reaction that acknowledges a request.
+    pub ack_reaction: String,
+}
+
+impl ThreadReporter {
+    async fn write(
+        &self,
+        conn: &mut AnyConnection,
+        target: &Binding,
+        key: &str,
+        ref_key: Option<&str>,
+        op: SlackOp,
+        last: bool,
+    ) -> anyhow::Result<bool> {
+        let row = NewRow {
+            target,
+            kind: op.kind(),
+            op: &op,
+            key,
+            ref_key,
+            last,
+        };
+        outbox::enqueue(conn, row).await
+    }
+
+    async fn post_card(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        card: Rendered,
+    ) -> anyhow::Result<()> {
+        let (channel, thread) = thread_of(&task.binding);
+        let op = SlackOp::Post {
+            channel,
+            thread_ts: Some(thread),
+            text: card.text,
+            blocks: card.blocks,
+        };
+        self.write(conn, &task.binding, &status_key(task), None, op, false)
+            .await?;
+        Ok(())
+    }
+
+    async fn edit_card(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        key: &str,
+        card: Rendered,
+        last: bool,
+    ) -> anyhow::Result<()> {
+        let (channel, _) = thread_of(&task.binding);
+        let op = SlackOp::Update {
+            channel,
+            text: card.text,
+            blocks: card.blocks,
+        };
+        let status = status_key(task);
+        self.write(conn, &task.binding, key, Some(&status), op, last)
+            .await?;
+        Ok(())
+    }
+
+    /// When a task's final card is refused for good (`invalid_blocks`, `msg_too_long`, or
+    /// transient errors past the attempt cap), queues a minimal card in its place, so whoever
+    /// asked always learns how the task ended. A fallback's own key does not end in `:final`,
+    /// so a refused fallback is not followed by another.
+    pub async fn queue_fallback(
+        &self,
+        db: &Db,
+        row: &OutboxRow,
+        refusal: &str,
+    ) -> anyhow::Result<bool> {
+        let Some(task_id) = final_key_task(&row.idempotency_key).filter(|_| row.last) else {
+            return Ok(false);
+        };
+        let mut conn = db.pool.acquire().await?;
+        let Some(task) = session::get_task(&mut conn, &TaskId::new(task_id)).await? else {
+            return Ok(false);
+        };
+        let card = fallback_for(&self.cards, &task, refusal)?;
+        let key = format!("{}:fallback", row.idempotency_key);
+        // Edit the status message in place when it exists; when it was never posted, post.
+        let posted = match &row.ref_key {
+            Some(k) => outbox::external_ref(db, k).await?,
+            None => None,
+        };
+        let (channel, thread) = thread_of(&task.binding);
+        let (op, ref_key) = match posted {
+            Some((state, Some(_))) if state == "done" => (
+                SlackOp::Update {
+                    channel,
+                    text: card.text,
+                    blocks: card.blocks,
+                },
+                row.ref_key.as_deref(),
+            ),
+            _ => (
+                SlackOp::Post {
+                    channel,
+                    thread_ts: Some(thread),
+                    text: card.text,
+                    blocks: card.blocks,
+                },
+                None,
+            ),
+        };
+        self.write(&mut conn, &task.binding, &key, ref_key, op, true)
+            .await
+    }
+}
+
+#[async_trait]
+impl Reporter for ThreadReporter {
+    async fn ack(
+        &self,
+        conn: &mut AnyConnection,
+        binding: &Binding,
+        message: &str,
+    ) -> anyhow::Result<()> {
+        let (channel, _) = thread_of(binding);
+        let op = SlackOp::React {
+            channel,
+            ts: message.to_string(),
+            name: self.ack_reaction.clone(),
+        };
+        let key = format!("ack:{binding}:{message}");
+        self.write(conn, binding, &key, None, op, false).await?;
+        Ok(())
+    }
+
+    async fn show_status(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
+        let card = status_card(&self.cards, task, None)?;
+        self.post_card(conn, task, card).await
+    }
+
+    async fn update_status(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        progress: &str,
+    ) -> anyhow::Result<()> {
+        let card = status_card(&self.cards, task, Some(progress))?;
+        let key = format!(
+            "task:{}:progress:{}",
+            task.id,
+            uuid::Uuid::new_v4().simple()
+        );
+        self.edit_card(conn, task, &key, card, false).await
+    }
+
+    async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
+        let card = result_card(&self.cards, task)?;
+        self.edit_card(conn, task, &final_key(task), card, true)
+            .await
+    }
+
+    async fn ask_repo(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        repos: &[RepoName],
+    ) -> anyhow::Result<()> {
+        let card = repo_picker_card(&self.cards, task, repos)?;
+        self.post_card(conn, task, card).await
+    }
+
+    async fn tell(
+        &self,
+        conn: &mut AnyConnection,
+        binding: &Binding,
+        key: &str,
+        to: &UserId,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        let card = notice_card(&self.cards, Some(to), text)?;
+        let (channel, thread) = thread_of(binding);
+        let op = SlackOp::Post {
+            channel,
+            thread_ts: Some(thread),
+            text: card.text,
+            blocks: card.blocks,
+        };
+        self.write(conn, binding, key, None, op, false).await?;
+        Ok(())
+    }
+}
