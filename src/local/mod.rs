@@ -4,7 +4,7 @@
 //! and go through the same inbox, router, tasks and outbox.
 //!
 //! The playground imitates a Slack workspace, so it shows Chime's Block Kit cards and stores
-//! Slack's ops: `local` uses `slack::blocks`, `slack::cards` and `slack::reporter`, the one
+//! Slack's ops: `local` uses `slack::blocks` and `slack::reporter`, the one
 //! deliberate exception to "no connector imports another" (see `tests/house.rs`).
 
 pub mod connector;
