@@ -73,7 +73,10 @@ pub enum Binding {
         thread: ThreadTs,
     },
     /// A thread in the local playground's workspace.
-    LocalThread { channel: ChannelId, thread: ThreadTs },
+    LocalThread {
+        channel: ChannelId,
+        thread: ThreadTs,
+    },
 }
 
 impl Binding {

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod backend;
 pub mod binding;
+pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod context;
@@ -17,7 +18,6 @@ pub mod event;
 pub mod failure;
 pub mod handlers;
 pub mod ids;
-pub mod inspect;
 pub mod janitor;
 pub mod jobs;
 pub mod lease;

@@ -165,7 +165,7 @@ async fn inspect_failed(path: Option<PathBuf>, limit: i64) -> anyhow::Result<Exi
     let config = load(path)?;
     let db = Db::connect(&config.database).await?;
     // Read-only: an unmigrated database is an error to report, not something to change here.
-    print!("{}", chime::inspect::failed(&db, limit.max(1)).await?);
+    print!("{}", chime::cli::inspect::failed(&db, limit.max(1)).await?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,8 +4,8 @@
 use crate::backend::{BackendError, Outcome, Progress};
 use crate::connector::Connector;
 use crate::context::Ctx;
-pub use crate::queue::dispatch::run_inbox_loop;
 use crate::lease::Lease;
+pub use crate::queue::dispatch::run_inbox_loop;
 use crate::session::{self, input::build_input, Claim, Task, TaskState};
 use anyhow::Context;
 use std::sync::Arc;
@@ -107,14 +107,14 @@ async fn try_run_task(
     let connector = match ctx.connectors.for_binding(&task.binding) {
         Ok(c) => c.clone(),
         Err(e) => {
-        // Running it would answer nowhere, and claiming it again would loop every lease: it ends
-        // here, once (with the outcome an earlier run recorded, if any).
-        let why = format!("{e}, so this task can neither run nor answer here");
-        tracing::error!(surface = task.binding.surface().as_str(), reason = %why, "failing a task whose surface is not running");
-        return match claim.recorded {
-            Some(state) => end(state, task.outcome.clone(), task.error.clone()).await,
-            None => end(TaskState::Failed, None, Some(why)).await,
-        };
+            // Running it would answer nowhere, and claiming it again would loop every lease: it ends
+            // here, once (with the outcome an earlier run recorded, if any).
+            let why = format!("{e}, so this task can neither run nor answer here");
+            tracing::error!(surface = task.binding.surface().as_str(), reason = %why, "failing a task whose surface is not running");
+            return match claim.recorded {
+                Some(state) => end(state, task.outcome.clone(), task.error.clone()).await,
+                None => end(TaskState::Failed, None, Some(why)).await,
+            };
         }
     };
     if let Some(state) = claim.recorded {
@@ -310,7 +310,10 @@ async fn forward_progress(
                 last_sent = tokio::time::Instant::now();
                 let write = async {
                     let mut conn = db.pool.acquire().await?;
-                    connector.reporter().update_status(&mut conn, &task, &text).await
+                    connector
+                        .reporter()
+                        .update_status(&mut conn, &task, &text)
+                        .await
                 };
                 match write.await {
                     Ok(()) => wake.notify_one(),
@@ -322,4 +325,3 @@ async fn forward_progress(
         }
     }
 }
-

@@ -71,12 +71,19 @@ async fn slack_and_playground_side_by_side(db: TestDb) {
     // Nothing crossed over: Slack heard only about C1, the playground only its own thread.
     for method in ["chat.postMessage", "chat.update", "reactions.add"] {
         for call in slack.calls(method) {
-            assert_eq!(call["channel"], "C1", "{method} went to Slack for another surface: {call}");
+            assert_eq!(
+                call["channel"], "C1",
+                "{method} went to Slack for another surface: {call}"
+            );
             assert!(!call.to_string().contains("playground health"), "{call}");
         }
     }
     let msgs = local_thread(&app, &root).await;
-    assert_eq!(msgs.len(), 2, "the request and one status message: {msgs:?}");
+    assert_eq!(
+        msgs.len(),
+        2,
+        "the request and one status message: {msgs:?}"
+    );
     assert!(!msgs.iter().any(|m| m.to_string().contains("slack health")));
 
     // One Sessions view lists both, each linking to where it lives.
@@ -147,3 +154,85 @@ fn playground_beside_slack_stays_on_loopback() {
         "{err}"
     );
 }
+
+/// A session bound to two places answers each turn where that turn was asked: the first in Slack,
+/// the second in the playground thread bound to the same session (as a Linear agent session or
+/// an IDE connection will be).
+async fn each_turn_answers_where_it_was_asked(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let mut config = test_config(&db, &slack);
+    config.playground.enabled = true;
+    let app = TestApp::spawn(config).await;
+    let r = app
+        .post_event(&mention(
+            "EvTwo1",
+            "C1",
+            "U1",
+            "1700000000.000500",
+            None,
+            "first turn from slack",
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    slack.card("C1", "1700000000.000500", "Dry run").await;
+
+    // A playground thread, bound to the Slack thread's session.
+    let root: Value = app
+        .playground(Method::POST, "/api/local/messages")
+        .await
+        .json(&json!({ "channel": "CGENERAL", "user": "U0ANA", "text": "carrying on here" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root = root["ts"].as_str().unwrap().to_string();
+    let session = app.text("SELECT id FROM sessions").await;
+    let place: chime::binding::Binding = format!("local:CGENERAL/{root}").parse().unwrap();
+    let mut conn = app.db.pool.acquire().await.unwrap();
+    chime::session::bind(&mut conn, &chime::ids::SessionId::new(&session), &place)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let posts_before = slack.calls("chat.postMessage").len();
+    let r = app
+        .playground(Method::POST, "/api/local/messages")
+        .await
+        .json(&json!({ "channel": "CGENERAL", "user": "U0ANA", "text": "@chime second turn from the playground", "thread_ts": root }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let answer = eventually(
+        WAIT,
+        "the second turn's result in the playground",
+        || async {
+            local_thread(&app, &root)
+                .await
+                .into_iter()
+                .find(|m| m["blocks"].to_string().contains("Dry run"))
+        },
+    )
+    .await;
+    // Turn 2 of the same session, with turn 1 in its history.
+    assert!(answer["blocks"].to_string().contains("turn 2"), "{answer}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
+    assert_eq!(
+        app.text("SELECT binding FROM tasks WHERE turn_no = 2")
+            .await,
+        place.to_string()
+    );
+    assert_eq!(
+        slack.calls("chat.postMessage").len(),
+        posts_before,
+        "the playground's turn posted nothing to Slack"
+    );
+    assert!(!slack
+        .calls("chat.update")
+        .iter()
+        .any(|u| u.to_string().contains("second turn")));
+    app.stop().await;
+}
+dual_db!(two_places_test, each_turn_answers_where_it_was_asked);

@@ -12,11 +12,11 @@ mod hostile;
 
 use chime::backend::Outcome;
 use chime::ids::{RepoName, SessionId, TaskId, UserId};
+use chime::session::{Task, TaskState};
+use chime::slack::blocks::{BlockKit as Templates, Rendered};
 use chime::slack::cards::{
     fallback_card, mention_id as mentioned, notice_card, repo_picker_card, result_card, status_card,
 };
-use chime::session::{Task, TaskState};
-use chime::slack::blocks::{BlockKit as Templates, Rendered};
 use hostile::{any_outcome, any_user, hostile, maybe};
 use proptest::prelude::*;
 

@@ -9,10 +9,6 @@ pub struct DryRun;
 
 #[async_trait]
 impl Backend for DryRun {
-    fn name(&self) -> &str {
-        "dry-run"
-    }
-
     async fn run(
         &self,
         input: &AgentInput,

@@ -82,8 +82,6 @@ pub enum BackendError {
 
 #[async_trait]
 pub trait Backend: Send + Sync {
-    fn name(&self) -> &str;
-
     /// Runs one turn to its end. Milestones go to `progress`; `cancel` asks the backend to stop at
     /// once (and then it returns [`BackendError::Cancelled`]).
     async fn run(

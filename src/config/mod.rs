@@ -8,8 +8,8 @@ mod sections;
 
 pub use check::Report;
 pub use sections::{
-    AgentConfig, BackendConfig, DatabaseConfig, PlaygroundConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
-    ServerConfig, SlackConfig, WorkerConfig,
+    AgentConfig, BackendConfig, DatabaseConfig, PlaygroundConfig, RateLimits, RepoConfig,
+    RoutingConfig, SandboxMode, ServerConfig, SlackConfig, WorkerConfig,
 };
 
 use crate::ids::RepoName;

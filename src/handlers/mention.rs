@@ -1,7 +1,7 @@
 //! A mention or DM: start a session, or continue the one bound to this thread.
 
-use crate::context::Ctx;
 use crate::connector::Membership;
+use crate::context::Ctx;
 use crate::event::Mention;
 use crate::queue::inbox;
 use crate::session::turns::{self, Started, TurnOptions, TurnRequest};

@@ -101,7 +101,9 @@ impl Connector for LocalConnector {
 
     fn link(&self, binding: &Binding) -> Option<String> {
         match binding {
-            Binding::LocalThread { channel, thread } => Some(format!("/#/thread/{channel}/{thread}")),
+            Binding::LocalThread { channel, thread } => {
+                Some(format!("/#/thread/{channel}/{thread}"))
+            }
             _ => None,
         }
     }

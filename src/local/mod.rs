@@ -314,8 +314,7 @@ impl LocalWorkspace {
     }
 
     pub async fn thread_context(&self, channel: &ChannelId, root: &ThreadTs) -> Vec<QuotedMessage> {
-        let messages = match self.thread(channel.as_str(), root.as_str()).await
-        {
+        let messages = match self.thread(channel.as_str(), root.as_str()).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "cannot read the local thread");

@@ -27,7 +27,9 @@ impl Deliver for LocalSender {
             Err(refused) => return refused,
         };
         let result = match &op {
-            SlackOp::React { ts, name, .. } => self.workspace.add_reaction(ts, name).await.map(|_| None),
+            SlackOp::React { ts, name, .. } => {
+                self.workspace.add_reaction(ts, name).await.map(|_| None)
+            }
             SlackOp::Post {
                 channel,
                 thread_ts,

@@ -7,7 +7,10 @@ pub mod input;
 pub mod turns;
 pub mod view;
 
-pub use claim::{claim_task, finish_task, heartbeat, record_outcome, release_leases, Claim, Heartbeat, LeaseToken};
+pub use claim::{
+    claim_task, finish_task, heartbeat, record_outcome, release_leases, Claim, Heartbeat,
+    LeaseToken,
+};
 
 use crate::backend::{Outcome, TurnRecord};
 use crate::binding::{BadValue, Binding, Surface};
@@ -89,7 +92,8 @@ pub struct Task {
     pub finished_at: Option<i64>,
 }
 
-const TASK_COLUMNS: &str = "t.id, t.session_id, t.turn_no, t.prompt, t.requester, t.repo, t.backend, \
+const TASK_COLUMNS: &str =
+    "t.id, t.session_id, t.turn_no, t.prompt, t.requester, t.repo, t.backend, \
     t.binding, t.message_ts, t.state, t.attempts, t.cancel_requested, t.cancelled_by, \
     t.result, t.error, t.created_at, t.started_at, t.finished_at";
 
@@ -186,6 +190,26 @@ pub async fn create(
     })
 }
 
+/// Binds one more place to a session, so that a turn asked there continues it (and is answered
+/// there). A place belongs to at most one session: binding one that is taken is an error.
+pub async fn bind(
+    conn: &mut AnyConnection,
+    session: &SessionId,
+    binding: &Binding,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO session_bindings (session_id, surface, binding, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(session.as_str())
+    .bind(binding.surface().as_str())
+    .bind(binding.to_string())
+    .bind(now_ms())
+    .execute(conn)
+    .await
+    .with_context(|| format!("binding {binding} to session {session}"))?;
+    Ok(())
+}
+
 pub async fn set_repo(
     conn: &mut AnyConnection,
     session: &SessionId,
@@ -246,9 +270,7 @@ pub async fn insert_task(
 }
 
 pub async fn get_task(conn: &mut AnyConnection, id: &TaskId) -> anyhow::Result<Option<Task>> {
-    let sql = format!(
-        "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1"
-    );
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1");
     let row = sqlx::query(&sql)
         .bind(id.as_str())
         .fetch_optional(conn)
@@ -319,4 +341,3 @@ pub async fn assign_repo(
     .rows_affected();
     Ok(n == 1)
 }
-

@@ -24,17 +24,38 @@ pub const FALLBACK_TEXT_CHARS: usize = 3000;
 /// However small the budget for cut text gets, this much of it is kept (head and tail).
 pub const MIN_TEXT_BUDGET: usize = 300;
 const MESSAGES: &[(&str, &str)] = &[
-    ("status", include_str!("../../templates/slack/status.json.hbs")),
-    ("result", include_str!("../../templates/slack/result.json.hbs")),
-    ("dry_run", include_str!("../../templates/slack/dry_run.json.hbs")),
-    ("failed", include_str!("../../templates/slack/failed.json.hbs")),
-    ("stopped", include_str!("../../templates/slack/stopped.json.hbs")),
+    (
+        "status",
+        include_str!("../../templates/slack/status.json.hbs"),
+    ),
+    (
+        "result",
+        include_str!("../../templates/slack/result.json.hbs"),
+    ),
+    (
+        "dry_run",
+        include_str!("../../templates/slack/dry_run.json.hbs"),
+    ),
+    (
+        "failed",
+        include_str!("../../templates/slack/failed.json.hbs"),
+    ),
+    (
+        "stopped",
+        include_str!("../../templates/slack/stopped.json.hbs"),
+    ),
     (
         "repo_picker",
         include_str!("../../templates/slack/repo_picker.json.hbs"),
     ),
-    ("notice", include_str!("../../templates/slack/notice.json.hbs")),
-    ("fallback", include_str!("../../templates/slack/fallback.json.hbs")),
+    (
+        "notice",
+        include_str!("../../templates/slack/notice.json.hbs"),
+    ),
+    (
+        "fallback",
+        include_str!("../../templates/slack/fallback.json.hbs"),
+    ),
 ];
 
 /// A rendered chat message: fallback text plus Block Kit blocks.

@@ -2,8 +2,8 @@
 //! field from outside is measured after escaping, so a card fits whatever the agent printed.
 
 use super::blocks::{
-    chunk_for_blocks, fit, json_len, slack_len, BlockKit, Rendered, MESSAGE_CHARS,
-    MIN_TEXT_BUDGET, SECTION_CHARS,
+    chunk_for_blocks, fit, json_len, slack_len, BlockKit, Rendered, MESSAGE_CHARS, MIN_TEXT_BUDGET,
+    SECTION_CHARS,
 };
 use crate::backend::valid_pr_url;
 use crate::ids::{RepoName, UserId};
@@ -96,11 +96,7 @@ pub fn status_card(t: &BlockKit, task: &Task, progress: Option<&str>) -> anyhow:
     t.message("status", &view)
 }
 
-pub fn repo_picker_card(
-    t: &BlockKit,
-    task: &Task,
-    repos: &[RepoName],
-) -> anyhow::Result<Rendered> {
+pub fn repo_picker_card(t: &BlockKit, task: &Task, repos: &[RepoName]) -> anyhow::Result<Rendered> {
     let task_id = button_task_id(task);
     // A static select holds at most 100 options; an option's value (task id and repo) is at most
     // 150 characters; and all of them must leave the message inside its size. A repository left

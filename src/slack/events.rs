@@ -453,7 +453,11 @@ mod tests {
         let Event::ButtonClicked(b) = *event else {
             panic!()
         };
-        assert!(b.binding.unwrap().to_string().ends_with("/1700000000.000100"));
+        assert!(b
+            .binding
+            .unwrap()
+            .to_string()
+            .ends_with("/1700000000.000100"));
         assert!(matches!(b.action, ButtonAction::Stop { .. }));
     }
 
@@ -475,7 +479,11 @@ mod tests {
             panic!()
         };
         assert!(b.author.external);
-        assert!(b.binding.unwrap().to_string().ends_with("/1700000001.000200"));
+        assert!(b
+            .binding
+            .unwrap()
+            .to_string()
+            .ends_with("/1700000001.000200"));
         // A form-encoded body is not JSON, and a JSON body has no form field.
         assert!(parse_interaction_json(form.as_bytes()).is_err());
         assert!(parse_interaction_body(payload.to_string().as_bytes()).is_err());

@@ -417,10 +417,6 @@ impl CommandBackend {
 
 #[async_trait]
 impl Backend for CommandBackend {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
     async fn run(
         &self,
         input: &AgentInput,
