@@ -28,18 +28,6 @@ async fn say(app: &TestApp, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
-async fn thread(app: &TestApp, root: &str) -> Vec<Value> {
-    let url = format!("/api/local/channels/CGENERAL/threads/{root}");
-    app.playground(Method::GET, &url)
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn playground_round_trip_and_trust(db: TestDb) {
     let app = local_app(&db).await;
     let page = app.http.get(app.url("/")).send().await.unwrap();
@@ -56,14 +44,14 @@ async fn playground_round_trip_and_trust(db: TestDb) {
     .unwrap();
     let root = posted["ts"].as_str().unwrap().to_string();
     let result = eventually(WAIT, "the dry-run result", || async {
-        thread(&app, &root)
+        app.local_thread(&root)
             .await
             .into_iter()
             .find(|m| m["blocks"].to_string().contains("Dry run"))
     })
     .await;
     assert_eq!(result["user"], "UCHIME");
-    let msgs = thread(&app, &root).await;
+    let msgs = app.local_thread(&root).await;
     assert_eq!(
         msgs.len(),
         2,
@@ -83,7 +71,7 @@ async fn playground_round_trip_and_trust(db: TestDb) {
         .unwrap();
         let ts = p["ts"].as_str().unwrap().to_string();
         eventually(WAIT, why, || async {
-            thread(&app, &ts)
+            app.local_thread(&ts)
                 .await
                 .into_iter()
                 .find(|m| m["text"].as_str().unwrap_or("").contains(why))
@@ -286,7 +274,7 @@ async fn nul_in_playground_text(db: TestDb) {
         .unwrap()
         .to_string();
     let card = eventually(WAIT, "the result in the playground", || async {
-        thread(&app, &root)
+        app.local_thread(&root)
             .await
             .into_iter()
             .find(|m| m["blocks"].to_string().contains("and dusted"))

@@ -11,18 +11,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn local_thread(app: &TestApp, root: &str) -> Vec<Value> {
-    let url = format!("/api/local/channels/CGENERAL/threads/{root}");
-    app.playground(Method::GET, &url)
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn slack_and_playground_side_by_side(db: TestDb) {
     let slack = FakeSlack::start().await;
     let mut config = test_config(&db, &slack);
@@ -57,7 +45,7 @@ async fn slack_and_playground_side_by_side(db: TestDb) {
     let card = slack.card("C1", "1700000000.000100", "Dry run").await;
     assert!(card["blocks"].to_string().contains("slack health check"));
     let local = eventually(WAIT, "the playground's dry-run result", || async {
-        local_thread(&app, &root)
+        app.local_thread(&root)
             .await
             .into_iter()
             .find(|m| m["blocks"].to_string().contains("Dry run"))
@@ -78,7 +66,7 @@ async fn slack_and_playground_side_by_side(db: TestDb) {
             assert!(!call.to_string().contains("playground health"), "{call}");
         }
     }
-    let msgs = local_thread(&app, &root).await;
+    let msgs = app.local_thread(&root).await;
     assert_eq!(
         msgs.len(),
         2,
@@ -209,7 +197,7 @@ async fn each_turn_answers_where_it_was_asked(db: TestDb) {
         WAIT,
         "the second turn's result in the playground",
         || async {
-            local_thread(&app, &root)
+            app.local_thread(&root)
                 .await
                 .into_iter()
                 .find(|m| m["blocks"].to_string().contains("Dry run"))

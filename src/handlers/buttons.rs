@@ -1,8 +1,9 @@
 //! Button clicks on Chime's messages: Stop, Retry, and the repository picker.
 //!
-//! A task's buttons belong to the person who asked for it and to `slack.admins`; anyone else who
-//! presses one is told so in the thread, and nothing changes. Retry makes at most one new turn
-//! per ended turn, whoever presses it and however often, in the name of the one who pressed it.
+//! A task's buttons belong to the person who asked for it and to its connector's admins
+//! (`slack.admins`); anyone else who presses one is told so in the thread, and nothing changes.
+//! Retry makes at most one new turn per ended turn, whoever presses it and however often, in the
+//! name of the one who pressed it.
 
 use crate::connector::Membership;
 use crate::context::Ctx;

@@ -242,7 +242,7 @@ pub async fn update_target(db: &Db, row: &OutboxRow) -> Result<String, Delivery>
         ));
     };
     match external_ref(db, ref_key).await {
-        Ok(Some((state, Some(ts)))) if state == "done" => Ok(ts),
+        Ok(Some((state, Some(posted)))) if state == "done" => Ok(posted),
         Ok(Some((state, _))) if state == "failed" || state == "done" => Err(Delivery::Failed(
             format!("the message to edit ({ref_key}) was never posted"),
         )),

@@ -255,6 +255,19 @@ impl TestApp {
             .header("x-chime-token", token)
     }
 
+    /// A thread of the playground's #general, as its page reads it.
+    pub async fn local_thread(&self, root: &str) -> Vec<Value> {
+        let url = format!("/api/local/channels/CGENERAL/threads/{root}");
+        self.playground(reqwest::Method::GET, &url)
+            .await
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The first column of the first row of `sql`, an integer.
     pub async fn count(&self, sql: &str) -> i64 {
         self.scalar(sql).await
