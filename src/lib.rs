@@ -22,6 +22,7 @@ pub mod janitor;
 pub mod jobs;
 pub mod lease;
 pub mod local;
+pub mod policy;
 pub mod queue;
 pub mod router;
 pub mod server;

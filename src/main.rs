@@ -42,6 +42,40 @@ enum Command {
         #[command(subcommand)]
         what: Inspect,
     },
+    /// Check, replay and evaluate relevance policies (`policies/*.toml`).
+    Policy {
+        #[command(subcommand)]
+        what: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate policy files strictly; errors name the file, line and column.
+    /// Without FILES, checks `policies/*.toml`.
+    Check { files: Vec<PathBuf> },
+    /// Decide every message of a file (JSONL) or a Slack export directory, causally, and write
+    /// one decision per input message, in input order.
+    Replay {
+        #[arg(long)]
+        input: PathBuf,
+        /// The policy to use (default: the shipped `policies/default.toml`).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Judge relevance alone: no budgets, cooldowns, quiet hours or audience rules.
+        #[arg(long)]
+        ignore_budgets: bool,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        format: String,
+    },
+    /// Precision, recall and F1 on labeled JSONL (`"label": "suggest" | "quiet"`), with and
+    /// without budgets, and a confusion table by channel.
+    Eval {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +119,22 @@ fn main() -> ExitCode {
             Command::Inspect {
                 what: Inspect::Failed { limit },
             } => inspect_failed(cli.config, limit).await,
+            Command::Policy { what } => chime::cli::policy::run(match what {
+                PolicyCommand::Check { files } => chime::cli::policy::Command::Check { files },
+                PolicyCommand::Replay {
+                    input,
+                    policy,
+                    ignore_budgets,
+                    format: _,
+                } => chime::cli::policy::Command::Replay {
+                    input,
+                    policy,
+                    ignore_budgets,
+                },
+                PolicyCommand::Eval { input, policy } => {
+                    chime::cli::policy::Command::Eval { input, policy }
+                }
+            }),
         }
     });
     match result {

@@ -1,3 +1,4 @@
-//! What the `chime` binary's operator commands read and print (`main.rs` parses the command line).
+//! What the `chime` binary's operator commands do (`main.rs` parses the command line).
 
 pub mod inspect;
+pub mod policy;

@@ -1,0 +1,302 @@
+//! The decision: for one message, with what its thread said before it and what Chime already
+//! offered, suggest one action or stay quiet, and say why. A pure function of Chime's own types,
+//! so Slack, the playground, replay (and later Linear and the IDE) are judged by the same code.
+
+use super::{Policy, ScopeFile};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// One message, as every surface's connector can describe it.
+#[derive(Clone, Debug)]
+pub struct Message<'a> {
+    pub id: &'a str,
+    /// The channel (or later Linear team, IDE workspace) it was written in.
+    pub place: &'a str,
+    pub place_name: &'a str,
+    pub author: &'a str,
+    pub author_is_bot: bool,
+    /// When it was written, in Unix milliseconds.
+    pub at_ms: i64,
+    /// The root of its thread, when it is a reply.
+    pub thread: Option<&'a str>,
+    pub text: &'a str,
+    /// It @-mentions Chime: the mention path handles it, never a suggestion.
+    pub mentions_chime: bool,
+    /// Chime wrote it.
+    pub from_chime: bool,
+}
+
+impl Message<'_> {
+    /// The thread it belongs to (its own id when it starts one).
+    pub fn root(&self) -> &str {
+        self.thread.unwrap_or(self.id)
+    }
+}
+
+/// What a thread said so far, as far as the policy cares.
+#[derive(Clone, Debug, Default)]
+pub struct ThreadState {
+    /// Replies from people (not bots, not Chime) after the root.
+    pub human_replies: u32,
+    pub claimed: bool,
+    pub answered: bool,
+    pub resolved: bool,
+}
+
+/// What Chime remembers across messages: what it offered, to whom, and what people said back.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    pub per_thread: HashMap<String, u32>,
+    /// (place, day) → offers.
+    pub per_place_day: HashMap<(String, i64), u32>,
+    /// (person, day) → offers.
+    pub per_person_day: HashMap<(String, i64), u32>,
+    pub last_offer_in_place: HashMap<String, i64>,
+    /// People who have asked Chime for something.
+    pub users: HashSet<String>,
+    /// (place, action kind) muted with "Don't suggest this here".
+    pub muted: HashSet<(String, String)>,
+    /// Threshold moves learnt from feedback, per (place, kind).
+    pub threshold_shift: HashMap<(String, String), f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decision {
+    pub decision: &'static str,
+    pub action: Option<String>,
+    /// The button's text, when it suggests.
+    #[serde(skip)]
+    pub button: Option<String>,
+    pub score: f64,
+    pub reasons: Vec<String>,
+}
+
+impl Decision {
+    fn quiet(score: f64, reasons: Vec<String>) -> Self {
+        Self {
+            decision: "quiet",
+            action: None,
+            button: None,
+            score,
+            reasons,
+        }
+    }
+
+    pub fn suggests(&self) -> bool {
+        self.decision == "suggest"
+    }
+}
+
+/// The scope a message's place falls in: the first that covers it. None when none does, or when
+/// a scope says never to speak there.
+pub fn scope_of<'p>(policy: &'p Policy, m: &Message) -> Result<&'p ScopeFile, String> {
+    let names = |list: &[String]| {
+        list.iter()
+            .any(|p| p == "*" || p == m.place || p.trim_start_matches('#') == m.place_name)
+    };
+    if let Some(s) = policy.file.scopes.iter().find(|s| {
+        s.never
+            .iter()
+            .any(|p| p == m.place || p.trim_start_matches('#') == m.place_name)
+    }) {
+        return Err(format!("scope {:?} never speaks here", s.name));
+    }
+    policy
+        .file
+        .scopes
+        .iter()
+        .find(|s| names(&s.places))
+        .ok_or_else(|| "no scope covers this place".to_string())
+}
+
+/// Updates a thread's state with one more message (after it was judged).
+pub fn observe(policy: &Policy, state: &mut ThreadState, m: &Message) {
+    if m.author_is_bot || m.from_chime {
+        return;
+    }
+    if m.thread.is_some() {
+        state.human_replies += 1;
+    }
+    state.claimed |= policy.claimed.is_match(m.text);
+    state.answered |= m.thread.is_some() && policy.answered.is_match(m.text);
+    state.resolved |= policy.resolved.is_match(m.text);
+}
+
+/// The relevance judgement alone: the best action and its score, or why there is none.
+pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Memory) -> Decision {
+    let mut reasons = vec![];
+    if m.from_chime {
+        return Decision::quiet(0.0, vec!["Chime's own message".into()]);
+    }
+    if m.mentions_chime {
+        return Decision::quiet(
+            0.0,
+            vec!["mentions Chime: the mention path answers it".into()],
+        );
+    }
+    let scope = match scope_of(policy, m) {
+        Ok(s) => s,
+        Err(why) => return Decision::quiet(0.0, vec![why]),
+    };
+    if m.author_is_bot && !scope.bots {
+        return Decision::quiet(
+            0.0,
+            vec![format!(
+                "a bot's message, and scope {:?} does not take bots in",
+                scope.name
+            )],
+        );
+    }
+    if thread.claimed || policy.claimed.is_match(m.text) {
+        return Decision::quiet(0.0, vec!["someone has claimed the work".into()]);
+    }
+    if thread.resolved || policy.resolved.is_match(m.text) {
+        return Decision::quiet(0.0, vec!["resolved".into()]);
+    }
+    if thread.answered {
+        return Decision::quiet(0.0, vec!["answered in the thread".into()]);
+    }
+    if m.author_is_bot && m.thread.is_none() && thread.human_replies > 0 {
+        return Decision::quiet(0.0, vec!["a person already replied to the alert".into()]);
+    }
+    let injected = policy.injection.iter().find(|r| r.is_match(m.text));
+    let mut best: Option<(usize, f64, Vec<String>)> = None;
+    for (i, action) in policy.actions.iter().enumerate() {
+        let matched: Vec<usize> = action.signals.matches(m.text).into_iter().collect();
+        if matched.is_empty() {
+            continue;
+        }
+        let score: f64 = matched
+            .iter()
+            .map(|&j| action.weights[j])
+            .sum::<f64>()
+            .clamp(0.0, 1.0);
+        if best.as_ref().is_none_or(|(_, s, _)| score > *s) {
+            let why = matched.iter().map(|&j| action.whys[j].clone()).collect();
+            best = Some((i, score, why));
+        }
+    }
+    let Some((i, mut score, why)) = best else {
+        return Decision::quiet(0.0, vec!["no action fits".into()]);
+    };
+    let action = &policy.actions[i];
+    reasons.extend(why);
+    if let Some(r) = injected {
+        score -= policy.file.injection.penalty;
+        reasons.push(format!(
+            "flagged: looks like an instruction to Chime or the agent ({})",
+            r.as_str().trim_start_matches("(?i)")
+        ));
+        // Never offered, whatever the rest scores.
+        return Decision::quiet(score, reasons);
+    }
+    let shift = memory
+        .threshold_shift
+        .get(&(m.place.to_string(), action.kind.clone()))
+        .copied()
+        .unwrap_or(0.0);
+    let threshold = (action.threshold + shift).clamp(action.bounds.0, action.bounds.1);
+    if score < threshold {
+        reasons.push(format!(
+            "{} scores {score:.2}, under its threshold {threshold:.2}",
+            action.kind
+        ));
+        return Decision::quiet(score, reasons);
+    }
+    Decision {
+        decision: "suggest",
+        action: Some(action.kind.clone()),
+        button: Some(action.button.clone()),
+        score,
+        reasons,
+    }
+}
+
+/// The day (in the workspace's time zone) of a time, for daily budgets.
+fn day(policy: &Policy, at_ms: i64) -> i64 {
+    let offset = policy.quiet.map_or(0, |(_, _, o)| o) as i64 * 60_000;
+    (at_ms + offset).div_euclid(86_400_000)
+}
+
+fn in_quiet_hours(policy: &Policy, at_ms: i64) -> bool {
+    let Some((start, end, offset)) = policy.quiet else {
+        return false;
+    };
+    let minute = ((at_ms / 60_000 + offset as i64).rem_euclid(24 * 60)) as u32;
+    if start <= end {
+        start <= minute && minute < end
+    } else {
+        minute >= start || minute < end
+    }
+}
+
+/// The whole decision: relevance, then (unless `ignore_budgets`) mutes, budgets, cooldowns,
+/// quiet hours and the audience rule. Records an offer in `memory` when it suggests.
+pub fn decide(
+    policy: &Policy,
+    m: &Message,
+    thread: &ThreadState,
+    memory: &mut Memory,
+    ignore_budgets: bool,
+) -> Decision {
+    let mut d = relevance(policy, m, thread, memory);
+    if !d.suggests() || ignore_budgets {
+        return d;
+    }
+    let kind = d.action.clone().unwrap_or_default();
+    let b = &policy.file.budgets;
+    let place = m.place.to_string();
+    let today = day(policy, m.at_ms);
+    let scope_opted_in = scope_of(policy, m).is_ok_and(|s| s.opted_in);
+    let refusal = if memory.muted.contains(&(place.clone(), kind.clone())) {
+        Some(format!("{kind} is muted here"))
+    } else if memory.per_thread.get(m.root()).copied().unwrap_or(0) >= b.per_thread {
+        Some("this thread already had its suggestion".into())
+    } else if memory
+        .per_place_day
+        .get(&(place.clone(), today))
+        .copied()
+        .unwrap_or(0)
+        >= b.per_channel_per_day
+    {
+        Some("the channel's daily budget is spent".into())
+    } else if !m.author_is_bot
+        && memory
+            .per_person_day
+            .get(&(m.author.to_string(), today))
+            .copied()
+            .unwrap_or(0)
+            >= b.per_person_per_day
+    {
+        Some("this person's daily budget is spent".into())
+    } else if memory
+        .last_offer_in_place
+        .get(&place)
+        .is_some_and(|t| m.at_ms - t < i64::from(b.channel_cooldown_minutes) * 60_000)
+    {
+        Some("the channel is cooling down after the last suggestion".into())
+    } else if in_quiet_hours(policy, m.at_ms) {
+        Some("quiet hours".into())
+    } else if !m.author_is_bot && !scope_opted_in && !memory.users.contains(m.author) {
+        Some("the author has never used Chime and the channel has not opted in".into())
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        d.reasons.push(why);
+        return Decision::quiet(d.score, d.reasons);
+    }
+    *memory.per_thread.entry(m.root().to_string()).or_default() += 1;
+    *memory
+        .per_place_day
+        .entry((place.clone(), today))
+        .or_default() += 1;
+    if !m.author_is_bot {
+        *memory
+            .per_person_day
+            .entry((m.author.to_string(), today))
+            .or_default() += 1;
+    }
+    memory.last_offer_in_place.insert(place, m.at_ms);
+    d
+}
