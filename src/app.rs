@@ -9,6 +9,7 @@ use crate::connector::Connectors;
 use crate::context::Ctx;
 use crate::db::Db;
 use crate::local::LocalConnector;
+use crate::policy::Policy;
 use crate::queue::inbox::InboxWriter;
 use crate::queue::outbox;
 use crate::slack::blocks::BlockKit;
@@ -115,6 +116,11 @@ pub async fn start(
     let outbox_wake = Arc::new(Notify::new());
     let inbox = InboxWriter::spawn(db.clone(), inbox_wake.clone());
     let connectors = Arc::new(build_connectors(&config, &db, &inbox, addr).await?);
+    let policy = match (&config.suggestions.enabled, &config.suggestions.policy) {
+        (false, _) => None,
+        (true, Some(path)) => Some(Arc::new(Policy::load(path)?)),
+        (true, None) => Some(Arc::new(Policy::default_policy())),
+    };
 
     let ctx = Arc::new(Ctx {
         db: db.clone(),
@@ -122,6 +128,7 @@ pub async fn start(
         templates: Arc::new(Templates::new().context("loading templates")?),
         connectors: connectors.clone(),
         backends: build_backends(&config),
+        policy: policy.clone(),
         worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
         inbox_wake,
         task_wake: Arc::new(Notify::new()),
@@ -156,6 +163,13 @@ pub async fn start(
     tasks.spawn(worker::run_inbox_loop(ctx.clone(), shutdown.clone()));
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tasks.spawn(worker::run_task_loop(ctx.clone(), shutdown.clone(), grace));
+    if let Some(policy) = policy {
+        tasks.spawn(crate::policy::live::run_due(
+            ctx.clone(),
+            policy,
+            shutdown.clone(),
+        ));
+    }
     let jobs: Vec<Arc<dyn crate::jobs::Job>> = vec![Arc::new(crate::janitor::Janitor {
         retention_days: config.worker.retention_days,
     })];

@@ -8,6 +8,7 @@ use crate::binding::{Binding, Surface};
 use crate::event::Author;
 use crate::failure::Permanent;
 use crate::ids::{RepoName, UserId};
+use crate::policy::live::{Offer, OfferAnswer};
 use crate::queue::outbox::Deliver;
 use crate::session::Task;
 use async_trait::async_trait;
@@ -63,6 +64,15 @@ pub trait Reporter: Send + Sync {
         key: &str,
         to: &UserId,
         text: &str,
+    ) -> anyhow::Result<()>;
+    /// Offers one suggestion where it applies, with Do it, Not now and Don't suggest this here.
+    async fn offer(&self, conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()>;
+    /// Shows how the suggestion was answered, in place of its buttons.
+    async fn offer_answered(
+        &self,
+        conn: &mut AnyConnection,
+        offer: &Offer,
+        answer: &OfferAnswer,
     ) -> anyhow::Result<()>;
 }
 

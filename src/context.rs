@@ -4,6 +4,7 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::connector::Connectors;
 use crate::db::Db;
+use crate::policy::Policy;
 use crate::templates::Templates;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub struct Ctx {
     pub templates: Arc<Templates>,
     pub connectors: Arc<Connectors>,
     pub backends: HashMap<String, Arc<dyn Backend>>,
+    /// The relevance policy, when suggestions are on.
+    pub policy: Option<Arc<Policy>>,
     /// Names this process in task leases.
     pub worker_id: String,
     pub inbox_wake: Arc<Notify>,

@@ -23,6 +23,28 @@ pub enum Event {
     Mention(Mention),
     /// Someone pressed one of Chime's buttons.
     ButtonClicked(ButtonClicked),
+    /// A message in a channel Chime is in that does not ask for it: for the relevance policy.
+    Message(ChannelMessage),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelMessage {
+    /// The thread it belongs to (itself, when it starts one).
+    pub binding: Binding,
+    /// The message itself, as its connector names it.
+    pub message: String,
+    pub author: Author,
+    /// A bot or an integration (CI, alerting) wrote it.
+    pub author_is_bot: bool,
+    /// The channel's name, when the connector knows it (policies may name channels).
+    #[serde(default)]
+    pub place_name: String,
+    /// It starts its thread.
+    pub top_level: bool,
+    /// When it was written, in Unix milliseconds.
+    pub at_ms: i64,
+    /// Untrusted text.
+    pub text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,15 +72,37 @@ pub struct ButtonClicked {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ButtonAction {
-    Stop { task: TaskId },
-    Retry { task: TaskId },
-    PickRepo { task: TaskId, repo: RepoName },
+    Stop {
+        task: TaskId,
+    },
+    Retry {
+        task: TaskId,
+    },
+    PickRepo {
+        task: TaskId,
+        repo: RepoName,
+    },
+    /// A suggestion's **Do it**.
+    Accept {
+        suggestion: String,
+    },
+    /// A suggestion's **Not now**.
+    NotNow {
+        suggestion: String,
+    },
+    /// A suggestion's **Don't suggest this here**.
+    MuteHere {
+        suggestion: String,
+    },
 }
 
 impl ButtonAction {
     pub const STOP: &'static str = "chime_stop";
     pub const RETRY: &'static str = "chime_retry";
     pub const PICK_REPO: &'static str = "chime_pick_repo";
+    pub const ACCEPT: &'static str = "chime_accept";
+    pub const NOT_NOW: &'static str = "chime_not_now";
+    pub const MUTE_HERE: &'static str = "chime_mute_here";
 
     /// Rebuilds an action from a button's `action_id` and `value`; None for buttons Chime did not make.
     pub fn from_parts(action_id: &str, value: &str) -> Option<Self> {
@@ -72,6 +116,15 @@ impl ButtonAction {
             }),
             Self::RETRY => Some(Self::Retry {
                 task: task_ok(value)?,
+            }),
+            Self::ACCEPT => Some(Self::Accept {
+                suggestion: task_ok(value)?.0,
+            }),
+            Self::NOT_NOW => Some(Self::NotNow {
+                suggestion: task_ok(value)?.0,
+            }),
+            Self::MUTE_HERE => Some(Self::MuteHere {
+                suggestion: task_ok(value)?.0,
             }),
             Self::PICK_REPO => {
                 let (task, repo) = value.split_once(' ')?;

@@ -347,3 +347,40 @@ proptest! {
         every_card_renders_within_limits(input)?;
     }
 }
+
+/// A suggestion and its answered form: snapshots, and within Block Kit's limits whatever the
+/// policy's reasons hold (they quote pattern text and can be long).
+#[test]
+fn suggestion_cards_snapshot_and_fit() {
+    use chime::policy::live::{Offer, OfferAnswer};
+    use chime::slack::cards::{suggestion_answered_card, suggestion_card};
+    let t = Templates::new().unwrap();
+    let offer = Offer {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        binding: "slack:T1/C1/1700000000.000100".parse().unwrap(),
+        action: "fix_ci".into(),
+        button: "Fix the failing CI run".into(),
+        reasons: vec!["a CI run failed".into(), "on the main branch".into()],
+    };
+    let cards = vec![
+        suggestion_card(&t, &offer).unwrap(),
+        suggestion_answered_card(
+            &t,
+            &offer,
+            &OfferAnswer::Accepted {
+                by: UserId::new("U0ANA"),
+            },
+        )
+        .unwrap(),
+    ];
+    for c in &cards {
+        assert_within_limits(c);
+    }
+    insta::assert_json_snapshot!(cards);
+    let hostile = Offer {
+        button: "<!channel> ".repeat(500),
+        reasons: vec!["```<@U1>&".repeat(2000)],
+        ..offer
+    };
+    assert_within_limits(&suggestion_card(&t, &hostile).unwrap());
+}

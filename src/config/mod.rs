@@ -9,7 +9,7 @@ mod sections;
 pub use check::Report;
 pub use sections::{
     AgentConfig, BackendConfig, DatabaseConfig, PlaygroundConfig, RateLimits, RepoConfig,
-    RoutingConfig, SandboxMode, ServerConfig, SlackConfig, WorkerConfig,
+    RoutingConfig, SandboxMode, ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
 };
 
 use crate::ids::RepoName;
@@ -30,6 +30,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub slack: SlackConfig,
     pub playground: PlaygroundConfig,
+    pub suggestions: SuggestionsConfig,
     pub routing: RoutingConfig,
     pub repos: BTreeMap<String, RepoConfig>,
     pub worker: WorkerConfig,

@@ -117,6 +117,17 @@ impl Default for PlaygroundConfig {
     }
 }
 
+/// Proactive suggestions: off until a team turns them on (after replaying its own history with
+/// `chime policy replay`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuggestionsConfig {
+    /// Judge channel messages and offer suggestions.
+    pub enabled: bool,
+    /// The policy file; the shipped `policies/default.toml` when unset.
+    pub policy: Option<std::path::PathBuf>,
+}
+
 /// Proactive limits, per workspace; a 429 from Slack is honoured on top of these.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -46,6 +46,15 @@ pub async fn handle_button(
         ButtonAction::Stop { task }
         | ButtonAction::Retry { task }
         | ButtonAction::PickRepo { task, .. } => task.clone(),
+        ButtonAction::Accept { suggestion }
+        | ButtonAction::NotNow { suggestion }
+        | ButtonAction::MuteHere { suggestion } => {
+            super::suggestions::handle(ctx, &mut tx, reporter, &binding, &b, suggestion).await?;
+            inbox::complete_in(&mut tx, inbox_id).await?;
+            tx.commit().await?;
+            ctx.wake();
+            return Ok(());
+        }
     };
     let Some(task) = session::get_task(&mut tx, &task_id).await? else {
         tracing::info!(task_id = %task_id, "button for an unknown task; ignored");
@@ -64,7 +73,7 @@ pub async fn handle_button(
         let what = match b.action {
             ButtonAction::Stop { .. } => "stop",
             ButtonAction::Retry { .. } => "retry",
-            ButtonAction::PickRepo { .. } => "pick the repository of",
+            _ => "pick the repository of",
         };
         tracing::info!(task_id = %task.id, by = %user, requester = %task.requester, action = what, "refused a button of someone else's task");
         // One notice per person, task and button, however often it is pressed.
@@ -83,7 +92,8 @@ pub async fn handle_button(
     }
     match &b.action {
         ButtonAction::Stop { .. } => {
-            if turns::stop_task(&mut tx, reporter, &task, &b.author.user).await? {
+            let asked = turns::stop_task(&mut tx, reporter, &task, &b.author.user).await?;
+            if asked {
                 tracing::info!(task_id = %task.id, by = %user, "stop requested");
             }
         }
@@ -111,6 +121,7 @@ pub async fn handle_button(
         ButtonAction::PickRepo { repo, .. } => {
             turns::pick_repo(&mut tx, &ctx.config, reporter, &task, repo).await?;
         }
+        _ => {}
     }
     inbox::complete_in(&mut tx, inbox_id).await?;
     tx.commit().await?;

@@ -2,3 +2,5 @@
 
 pub mod buttons;
 pub mod mention;
+pub mod message;
+pub mod suggestions;

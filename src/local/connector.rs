@@ -26,6 +26,8 @@ pub struct LocalConnector {
     inbox: InboxWriter,
     access_token: Option<SecretString>,
     addr: SocketAddr,
+    /// Store channel messages for the relevance policy (`suggestions.enabled`).
+    channel_messages: bool,
 }
 
 impl LocalConnector {
@@ -50,6 +52,7 @@ impl LocalConnector {
             inbox,
             access_token: config.secrets.playground_token.clone(),
             addr,
+            channel_messages: config.suggestions.enabled,
         })
     }
 }
@@ -68,6 +71,7 @@ impl Connector for LocalConnector {
             addr: self.addr,
             page_token: guard::new_page_token(),
             connectors: all.clone(),
+            channel_messages: self.channel_messages,
         }))
     }
 

@@ -4,7 +4,7 @@
 use super::{guard, mention_text, LocalWorkspace, Role, CHANNELS, PEOPLE, TEAM};
 use crate::binding::Binding;
 use crate::connector::Connectors;
-use crate::event::{Author, ButtonAction, ButtonClicked, Event, Mention};
+use crate::event::{Author, ButtonAction, ButtonClicked, ChannelMessage, Event, Mention};
 use crate::ids::{ChannelId, ThreadTs, UserId};
 use crate::queue::inbox::InboxWriter;
 use crate::session::view;
@@ -37,6 +37,8 @@ pub struct Playground {
     pub page_token: String,
     /// Every connector running here, for links in the Sessions view.
     pub connectors: Arc<Connectors>,
+    /// Store channel messages for the relevance policy (`suggestions.enabled`).
+    pub channel_messages: bool,
 }
 
 pub fn routes(state: Arc<Playground>) -> Router {
@@ -278,6 +280,28 @@ async fn post_message(
             text: request,
         });
         if let Err(e) = state.inbox.accept("local", &message.ts, &event).await {
+            return internal(e);
+        }
+    } else if state.channel_messages && !channel.is_dm {
+        let root = m.thread_ts.clone().unwrap_or_else(|| message.ts.clone());
+        let event = Event::Message(ChannelMessage {
+            binding: Binding::LocalThread {
+                channel: ChannelId::new(channel.id),
+                thread: ThreadTs::new(&root),
+            },
+            top_level: m.thread_ts.is_none(),
+            message: message.ts.clone(),
+            author: Author {
+                user: UserId::new(person.id),
+                external: person.role == Role::External,
+            },
+            author_is_bot: false,
+            place_name: channel.name.to_string(),
+            at_ms: message.created_at,
+            text: text.to_string(),
+        });
+        let delivery = format!("chat:{}", message.ts);
+        if let Err(e) = state.inbox.accept("local", &delivery, &event).await {
             return internal(e);
         }
     }

@@ -213,7 +213,7 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
 }
 
 /// The day (in the workspace's time zone) of a time, for daily budgets.
-fn day(policy: &Policy, at_ms: i64) -> i64 {
+pub fn day(policy: &Policy, at_ms: i64) -> i64 {
     let offset = policy.quiet.map_or(0, |(_, _, o)| o) as i64 * 60_000;
     (at_ms + offset).div_euclid(86_400_000)
 }

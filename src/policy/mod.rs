@@ -6,6 +6,7 @@
 //! Chime's typed messages and what came before them; `replay.rs` runs it over a file.
 
 pub mod judge;
+pub mod live;
 pub mod replay;
 
 use regex::{Regex, RegexSet};
@@ -44,9 +45,9 @@ pub struct ScopeFile {
     /// Judge messages from bots (CI, alerting) here.
     #[serde(default)]
     pub bots: bool,
-    /// A top-level bot alert waits this long for a human before Chime offers.
+    /// A top-level bot alert waits this long for a human before Chime offers (fractions allowed).
     #[serde(default = "default_grace")]
-    pub grace_minutes: u32,
+    pub grace_minutes: f64,
     /// Offer to people who never used Chime too.
     #[serde(default)]
     pub opted_in: bool,
@@ -55,8 +56,8 @@ pub struct ScopeFile {
     pub delivery: String,
 }
 
-fn default_grace() -> u32 {
-    15
+fn default_grace() -> f64 {
+    15.0
 }
 
 fn default_delivery() -> String {
@@ -231,6 +232,15 @@ impl Policy {
             ));
         }
         for s in &file.scopes {
+            if !(0.0..=24.0 * 60.0).contains(&s.grace_minutes) {
+                return Err(err(
+                    locate(text, "grace_minutes"),
+                    format!(
+                        "scope {:?}: grace_minutes must be between 0 and 1440",
+                        s.name
+                    ),
+                ));
+            }
             if !matches!(s.delivery.as_str(), "thread" | "ephemeral") {
                 return Err(err(
                     locate(text, &s.delivery),

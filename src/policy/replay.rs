@@ -228,7 +228,7 @@ pub fn replay(policy: &Policy, inputs: &[Input], ignore_budgets: bool) -> Vec<De
         let grace = judge::scope_of(policy, &m)
             .ok()
             .filter(|s| s.bots && m.author_is_bot && m.thread.is_none())
-            .map(|s| i64::from(s.grace_minutes) * 60_000)
+            .map(|s| (s.grace_minutes * 60_000.0) as i64)
             .filter(|g| *g > 0);
         let state = threads.entry(m.root().to_string()).or_default();
         match grace {

@@ -79,6 +79,7 @@ fn lane_of(row: &InboxRow) -> String {
     let binding = match &row.event {
         Ok(Event::Mention(m)) => Some(&m.binding),
         Ok(Event::ButtonClicked(b)) => b.binding.as_ref(),
+        Ok(Event::Message(m)) => Some(&m.binding),
         Err(_) => None,
     };
     match binding {

@@ -56,6 +56,14 @@ const MESSAGES: &[(&str, &str)] = &[
         "fallback",
         include_str!("../../templates/slack/fallback.json.hbs"),
     ),
+    (
+        "suggestion",
+        include_str!("../../templates/slack/suggestion.json.hbs"),
+    ),
+    (
+        "suggestion_answered",
+        include_str!("../../templates/slack/suggestion_answered.json.hbs"),
+    ),
 ];
 
 /// A rendered chat message: fallback text plus Block Kit blocks.

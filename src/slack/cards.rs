@@ -7,6 +7,7 @@ use super::blocks::{
 };
 use crate::backend::valid_pr_url;
 use crate::ids::{RepoName, UserId};
+use crate::policy::live::{Offer, OfferAnswer};
 use crate::session::{Task, TaskState};
 use crate::templates::truncate_chars;
 use serde_json::json;
@@ -269,4 +270,38 @@ pub fn fallback_for(t: &BlockKit, task: &Task, refusal: &str) -> anyhow::Result<
         truncate_chars(refusal, 200)
     );
     fallback_card(t, task, reason.trim())
+}
+
+/// A suggestion: the action's button text as the headline, why (short), and the three buttons.
+pub fn suggestion_card(t: &BlockKit, offer: &Offer) -> anyhow::Result<Rendered> {
+    t.message(
+        "suggestion",
+        &json!({
+            "id": offer.id.chars().filter(char::is_ascii_alphanumeric).take(64).collect::<String>(),
+            "button": fit(&offer.button, 75),
+            "why": fit(&offer.reasons.join("; "), 300),
+        }),
+    )
+}
+
+/// A suggestion once answered: who took it, or put it off, and no buttons.
+pub fn suggestion_answered_card(
+    t: &BlockKit,
+    offer: &Offer,
+    answer: &OfferAnswer,
+) -> anyhow::Result<Rendered> {
+    let (emoji, outcome, by) = match answer {
+        OfferAnswer::Accepted { by } => (":white_check_mark:", "accepted", by),
+        OfferAnswer::NotNow { by } => (":zzz:", "not now, said", by),
+        OfferAnswer::Muted { by } => (":mute:", "not suggested here any more, muted", by),
+    };
+    t.message(
+        "suggestion_answered",
+        &json!({
+            "emoji": emoji,
+            "button": fit(&offer.button, 75),
+            "outcome": outcome,
+            "by": mention_id(by.as_str()),
+        }),
+    )
 }

@@ -69,6 +69,7 @@ impl SlackConnector {
             allowed_workspaces: config.slack.allowed_workspaces.clone(),
             bot_user_id: RwLock::new(bot_user_id),
             home_team: RwLock::new(home_team),
+            channel_messages: config.suggestions.enabled,
         });
         Ok(Some(Self {
             config: config.clone(),

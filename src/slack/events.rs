@@ -5,7 +5,7 @@
 //! an unknown event as a failed delivery.
 
 use crate::binding::Binding;
-use crate::event::{Author, ButtonAction, ButtonClicked, Event, Mention};
+use crate::event::{Author, ButtonAction, ButtonClicked, ChannelMessage, Event, Mention};
 use crate::ids::{ChannelId, TeamId, ThreadTs, UserId};
 use serde::Deserialize;
 
@@ -116,9 +116,24 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
             .find(|a| a.is_bot)
             .and_then(|a| a.user_id.clone())
     });
+    let is_message = ev.kind.as_deref() == Some("message");
+    let is_dm = is_message && ev.channel_type.as_deref() == Some("im");
+    let mentions_us = own.as_deref().is_some_and(|id| {
+        ev.text
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&format!("<@{id}"))
+    });
     if ev.bot_id.is_some() {
-        // Bot posts (ours included) never start work.
-        return Ok(Inbound::Ignored("bot message"));
+        // Bot posts (ours included) never start work; another bot's post in a channel (CI,
+        // alerting) may be judged by the relevance policy.
+        return match (
+            is_message && !is_dm,
+            channel_message(&ev, &team, own.as_deref(), true),
+        ) {
+            (true, Some(inbound)) => Ok(inbound),
+            _ => Ok(Inbound::Ignored("bot message")),
+        };
     }
     // A message with a file, and a thread reply also sent to the channel, are requests like any
     // other; edits, joins, bot posts and other subtypes never start work.
@@ -128,21 +143,18 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
     ) {
         return Ok(Inbound::Ignored("message subtype"));
     }
-    let is_message = ev.kind.as_deref() == Some("message");
-    let is_dm = is_message && ev.channel_type.as_deref() == Some("im");
     if is_message && !is_dm {
         // A channel message that mentions Chime normally arrives as app_mention too, and only that
         // one is handled. One with a file or broadcast is also taken as a `message` in case its
         // app_mention does not come; both carry the same message, and the delivery id below is the
         // message's, so the second of the pair is a duplicate.
-        let mentions_us = own.as_deref().is_some_and(|id| {
-            ev.text
-                .as_deref()
-                .unwrap_or_default()
-                .contains(&format!("<@{id}"))
-        });
-        if ev.subtype.is_none() || !mentions_us {
-            return Ok(Inbound::Ignored("message outside a DM"));
+        if mentions_us && ev.subtype.is_none() {
+            return Ok(Inbound::Ignored("a mention, answered through app_mention"));
+        }
+        if !mentions_us {
+            // Not a request: the relevance policy may judge it (when suggestions are on).
+            return Ok(channel_message(&ev, &team, own.as_deref(), false)
+                .unwrap_or(Inbound::Ignored("message outside a DM")));
         }
     }
     let user = ev
@@ -346,6 +358,61 @@ pub fn parse_interaction_json(payload: &[u8]) -> Result<Inbound, ParseError> {
     Ok(Inbound::Event {
         delivery_id: format!("{action_ts}:{user_id}"),
         team: TeamId(team),
+        event: Box::new(event),
+    })
+}
+
+/// A channel message that does not ask for Chime, for the relevance policy. None when it lacks a
+/// valid author, channel or ts, or is Chime's own. Its delivery id differs from a mention's, so
+/// the `message` and `app_mention` events of one message never shadow each other.
+fn channel_message(
+    ev: &MessageEvent,
+    team: &str,
+    own: Option<&str>,
+    is_bot: bool,
+) -> Option<Inbound> {
+    let author = ev
+        .user
+        .clone()
+        .filter(|u| is_id(u))
+        .or_else(|| ev.bot_id.clone().filter(|b| is_id(b)))?;
+    if own == Some(author.as_str()) {
+        return None;
+    }
+    let channel = ev.channel.clone().filter(|c| is_id(c))?;
+    let ts = ev.ts.clone().filter(|t| is_ts(t))?;
+    let thread = match &ev.thread_ts {
+        Some(t) if is_ts(t) => t.clone(),
+        Some(_) => return None,
+        None => ts.clone(),
+    };
+    let at_ms = ts
+        .split('.')
+        .next()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0)
+        .saturating_mul(1000);
+    let home = ev.user_team.as_deref().or(ev.source_team.as_deref());
+    let event = Event::Message(ChannelMessage {
+        binding: Binding::SlackThread {
+            team: TeamId(team.to_string()),
+            channel: ChannelId(channel.clone()),
+            thread: ThreadTs(thread.clone()),
+        },
+        top_level: thread == ts,
+        message: ts.clone(),
+        author: Author {
+            user: UserId(author),
+            external: home.is_some_and(|h| h != team),
+        },
+        author_is_bot: is_bot,
+        place_name: String::new(),
+        at_ms,
+        text: ev.text.clone().unwrap_or_default(),
+    });
+    Some(Inbound::Event {
+        delivery_id: format!("chat:{team}/{channel}/{ts}"),
+        team: TeamId(team.to_string()),
         event: Box::new(event),
     })
 }

@@ -24,6 +24,8 @@ pub struct SlackIngress {
     /// The workspace the bot token belongs to (auth.test): the only one served when
     /// `allowed_workspaces` is empty. Unknown until auth.test answers.
     pub home_team: RwLock<Option<String>>,
+    /// Store channel messages for the relevance policy (`suggestions.enabled`).
+    pub channel_messages: bool,
 }
 
 /// Chime does not know yet which workspace it serves (auth.test has not answered), so it cannot
@@ -241,6 +243,10 @@ impl SlackIngress {
                 event,
             } => (delivery_id, team, event),
         };
+        if matches!(*event, crate::event::Event::Message(_)) && !self.channel_messages {
+            tracing::debug!("ignored a channel message: suggestions are off");
+            return Ok(Admitted::Ignored);
+        }
         if !self.allowed_workspaces.is_empty() {
             if !self.allowed_workspaces.iter().any(|t| t == team.as_str()) {
                 tracing::warn!(team = %team, via, "refused an event from a workspace outside slack.allowed_workspaces");

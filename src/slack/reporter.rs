@@ -5,12 +5,13 @@
 use super::blocks::{BlockKit, Rendered};
 use super::cards::{
     fallback_for, final_key, final_key_task, notice_card, repo_picker_card, result_card,
-    status_card, status_key,
+    status_card, status_key, suggestion_answered_card, suggestion_card,
 };
 use crate::binding::Binding;
 use crate::connector::Reporter;
 use crate::db::Db;
 use crate::ids::{RepoName, TaskId, UserId};
+use crate::policy::live::{Offer, OfferAnswer};
 use crate::queue::outbox::{self, NewRow, OutboxRow};
 use crate::session::{self, Task};
 use async_trait::async_trait;
@@ -252,6 +253,41 @@ impl Reporter for ThreadReporter {
             blocks: card.blocks,
         };
         self.write(conn, binding, key, None, op, false).await?;
+        Ok(())
+    }
+
+    async fn offer(&self, conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()> {
+        let card = suggestion_card(&self.cards, offer)?;
+        let (channel, thread) = thread_of(&offer.binding);
+        let op = SlackOp::Post {
+            channel,
+            thread_ts: Some(thread),
+            text: card.text,
+            blocks: card.blocks,
+        };
+        let key = format!("suggestion:{}:offer", offer.id);
+        self.write(conn, &offer.binding, &key, None, op, false)
+            .await?;
+        Ok(())
+    }
+
+    async fn offer_answered(
+        &self,
+        conn: &mut AnyConnection,
+        offer: &Offer,
+        answer: &OfferAnswer,
+    ) -> anyhow::Result<()> {
+        let card = suggestion_answered_card(&self.cards, offer, answer)?;
+        let (channel, _) = thread_of(&offer.binding);
+        let op = SlackOp::Update {
+            channel,
+            text: card.text,
+            blocks: card.blocks,
+        };
+        let key = format!("suggestion:{}:answer", offer.id);
+        let posted = format!("suggestion:{}:offer", offer.id);
+        self.write(conn, &offer.binding, &key, Some(&posted), op, true)
+            .await?;
         Ok(())
     }
 }

@@ -1,0 +1,415 @@
+//! Suggestions on Slack, end to end: a signed `message.channels` event in, a suggestion with three
+//! buttons on the fake Slack after the alert's grace window, and what each button does.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The shipped policy with a grace window short enough for a test, no quiet hours (CI runs at any
+/// hour) and no cooldown between alerts in one channel.
+fn test_policy(dir: &std::path::Path, grace_minutes: f64) -> std::path::PathBuf {
+    let text = include_str!("../policies/default.toml");
+    let start = text.find("[quiet_hours]").unwrap();
+    let end = text[start..].find("\n\n").unwrap() + start;
+    let text = format!("{}{}", &text[..start], &text[end..])
+        .replacen(
+            "grace_minutes = 15",
+            &format!("grace_minutes = {grace_minutes}"),
+            1,
+        )
+        .replacen(
+            "channel_cooldown_minutes = 60",
+            "channel_cooldown_minutes = 0",
+            1,
+        );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn config_with_suggestions(
+    db: &TestDb,
+    slack: &FakeSlack,
+    policy: std::path::PathBuf,
+) -> chime::config::Config {
+    let mut config = test_config(db, slack);
+    config.suggestions.enabled = true;
+    config.suggestions.policy = Some(policy);
+    config
+}
+
+/// A CI bot's post in a channel, as Slack sends it for `message.channels`.
+fn ci_alert(event_id: &str, channel: &str, ts: &str, thread_ts: Option<&str>, text: &str) -> Value {
+    let ev = json!({
+        "type": "message", "subtype": "bot_message", "bot_id": "BGITHUB", "channel_type": "channel",
+        "text": text, "ts": ts, "channel": channel, "event_ts": ts, "team": "T1"
+    });
+    envelope(event_id, ev, thread_ts)
+}
+
+fn human(
+    event_id: &str,
+    channel: &str,
+    user: &str,
+    ts: &str,
+    thread_ts: Option<&str>,
+    text: &str,
+) -> Value {
+    let ev = json!({
+        "type": "message", "channel_type": "channel", "user": user, "text": text, "ts": ts,
+        "channel": channel, "event_ts": ts, "team": "T1"
+    });
+    envelope(event_id, ev, thread_ts)
+}
+
+const FAILED: &str =
+    "Build #4821 failed on main: 3 tests failing in payments-service (GitHub Actions)";
+
+fn suggestions_in(slack: &FakeSlack, channel: &str, root: &str) -> Vec<Value> {
+    slack
+        .thread(channel, root)
+        .into_iter()
+        .filter(|m| {
+            m["blocks"].to_string().contains("chime_accept")
+                || m["blocks"].to_string().contains("accepted by")
+        })
+        .collect()
+}
+
+async fn ci_failure_offer_and_do_it(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    slack.set_user(
+        "UGUEST",
+        json!({ "id": "UGUEST", "team_id": "T1", "is_restricted": true }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(config_with_suggestions(
+        &db,
+        &slack,
+        test_policy(dir.path(), 0.02),
+    ))
+    .await;
+    let root = "1764072000.000100";
+    let r = app
+        .post_event(&ci_alert("EvCi1", "C9", root, None, FAILED))
+        .await;
+    assert_eq!(r.status(), 200);
+    // Nothing while the grace window (1.2 s) is open, then one suggestion with three buttons.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        suggestions_in(&slack, "C9", root).is_empty(),
+        "offered inside the grace window"
+    );
+    let card = slack.card("C9", root, "chime_accept").await;
+    let blocks = card["blocks"].to_string();
+    for id in ["chime_accept", "chime_not_now", "chime_mute_here"] {
+        assert!(blocks.contains(id), "{id} missing: {blocks}");
+    }
+    assert!(blocks.contains("Fix the failing CI run"), "{blocks}");
+    let value = card["blocks"][2]["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A second failing build posted in the same thread makes no second suggestion.
+    app.post_event(&ci_alert(
+        "EvCi2",
+        "C9",
+        "1764072000.000200",
+        Some(root),
+        FAILED,
+    ))
+    .await;
+
+    // A guest pressing Do it is refused, and nothing starts.
+    app.click(&button(
+        "chime_accept",
+        &value,
+        "UGUEST",
+        "C9",
+        root,
+        "1764072001.000001",
+    ))
+    .await;
+    slack.card("C9", root, "guests cannot").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
+
+    // A member's Do it starts a task in that thread, in the clicker's name.
+    let r = app
+        .click(&button(
+            "chime_accept",
+            &value,
+            "U1",
+            "C9",
+            root,
+            "1764072001.000002",
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let result = slack.card("C9", root, "Dry run").await;
+    assert!(
+        result["blocks"]
+            .to_string()
+            .contains("Fix the failing CI run"),
+        "{result}"
+    );
+    assert_eq!(app.text("SELECT requester FROM tasks").await, "U1");
+    let answered = slack.card("C9", root, "accepted").await;
+    assert_eq!(
+        answered["ts"], card["ts"],
+        "the suggestion itself is edited"
+    );
+    assert!(!answered["blocks"].to_string().contains("chime_accept"));
+    assert_eq!(
+        suggestions_in(&slack, "C9", root).len(),
+        1,
+        "one suggestion per thread"
+    );
+    // A second press is told the suggestion was answered, and starts nothing more.
+    app.click(&button(
+        "chime_accept",
+        &value,
+        "U2",
+        "C9",
+        root,
+        "1764072001.000003",
+    ))
+    .await;
+    slack.card("C9", root, "already answered").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
+    app.stop().await;
+}
+dual_db!(offer_test, ci_failure_offer_and_do_it);
+
+async fn a_claimed_alert_gets_nothing(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(config_with_suggestions(
+        &db,
+        &slack,
+        test_policy(dir.path(), 0.05),
+    ))
+    .await;
+    let root = "1764072100.000100";
+    app.post_event(&ci_alert("EvCl1", "C8", root, None, FAILED))
+        .await;
+    app.post_event(&human(
+        "EvCl2",
+        "C8",
+        "U1",
+        "1764072100.000200",
+        Some(root),
+        "on it, my change broke it",
+    ))
+    .await;
+    // Past the window (3 s), and a control alert elsewhere proves the loop has decided.
+    app.post_event(&ci_alert("EvCl3", "C7", "1764072100.000300", None, FAILED))
+        .await;
+    slack.card("C7", "1764072100.000300", "chime_accept").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        suggestions_in(&slack, "C8", root).is_empty(),
+        "offered on a claimed alert"
+    );
+    assert_eq!(
+        app.text("SELECT state FROM suggestions WHERE place = 'C8'")
+            .await,
+        "quiet"
+    );
+    app.stop().await;
+}
+dual_db!(claimed_test, a_claimed_alert_gets_nothing);
+
+/// The grace window survives a restart: the pending decision is a row, decided once after it.
+async fn grace_survives_a_restart(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = test_policy(dir.path(), 0.05);
+    let app = TestApp::spawn(config_with_suggestions(&db, &slack, policy.clone())).await;
+    let root = "1764072200.000100";
+    app.post_event(&ci_alert("EvR1", "C6", root, None, FAILED))
+        .await;
+    eventually(Duration::from_secs(10), "the pending row", || async {
+        (app.count("SELECT COUNT(*) FROM suggestions WHERE state = 'pending'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    app.stop().await;
+    // Two replicas on one database after the restart: one suggestion.
+    let a = TestApp::spawn(config_with_suggestions(&db, &slack, policy.clone())).await;
+    let b = TestApp::spawn(config_with_suggestions(&db, &slack, policy)).await;
+    slack.card("C6", root, "chime_accept").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(suggestions_in(&slack, "C6", root).len(), 1);
+    assert_eq!(slack.calls("chat.postMessage").len(), 1);
+    a.stop().await;
+    b.stop().await;
+}
+dual_db!(restart_test, grace_survives_a_restart);
+
+async fn dont_suggest_this_here_mutes_the_kind(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(config_with_suggestions(
+        &db,
+        &slack,
+        test_policy(dir.path(), 0.0),
+    ))
+    .await;
+    let root = "1764072300.000100";
+    app.post_event(&ci_alert("EvM1", "C5", root, None, FAILED))
+        .await;
+    let card = slack.card("C5", root, "chime_accept").await;
+    let value = card["blocks"][2]["elements"][2]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.click(&button(
+        "chime_mute_here",
+        &value,
+        "U1",
+        "C5",
+        root,
+        "1764072301.000001",
+    ))
+    .await;
+    slack.card("C5", root, "muted").await;
+    // The same kind in the same channel: nothing. In another channel: offered.
+    app.post_event(&ci_alert("EvM2", "C5", "1764072300.000200", None, FAILED))
+        .await;
+    app.post_event(&ci_alert("EvM3", "C4", "1764072300.000300", None, FAILED))
+        .await;
+    slack.card("C4", "1764072300.000300", "chime_accept").await;
+    eventually(
+        Duration::from_secs(10),
+        "the muted alert decided",
+        || async {
+            (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
+                .await
+                == 0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(suggestions_in(&slack, "C5", "1764072300.000200").is_empty());
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM policy_mutes WHERE place = 'C5' AND action = 'fix_ci'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks").await,
+        0,
+        "a suggestion never runs anything by itself"
+    );
+    app.stop().await;
+}
+dual_db!(mute_test, dont_suggest_this_here_mutes_the_kind);
+
+async fn backend_thread(app: &TestApp, root: &str) -> Vec<Value> {
+    let url = format!("/api/local/channels/CBACKEND/threads/{root}");
+    app.playground(reqwest::Method::GET, &url)
+        .await
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The playground runs the same policy: a stack trace pasted in #backend gets a suggestion in its
+/// thread, and Do it there starts a task whose result comes back in the same thread.
+async fn playground_offer_and_do_it(db: TestDb) {
+    use reqwest::Method;
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = test_policy(dir.path(), 15.0);
+    let text = std::fs::read_to_string(&policy).unwrap().replacen(
+        "opted_in = false",
+        "opted_in = true",
+        1,
+    );
+    std::fs::write(&policy, text).unwrap();
+    let mut config = config_with_suggestions(&db, &slack, policy);
+    config.secrets = Default::default();
+    let app = TestApp::spawn(config).await;
+    let posted: Value = app
+        .playground(Method::POST, "/api/local/messages")
+        .await
+        .json(&json!({ "channel": "CBACKEND", "user": "U0ANA",
+            "text": "seeing this on staging:\nTraceback (most recent call last):\nKeyError: 'user_id'" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root = posted["ts"].as_str().unwrap().to_string();
+    let offer = eventually(
+        Duration::from_secs(20),
+        "the playground suggestion",
+        || async {
+            backend_thread(&app, &root)
+                .await
+                .into_iter()
+                .find(|m| m["blocks"].to_string().contains("chime_accept"))
+        },
+    )
+    .await;
+    assert!(
+        offer["blocks"]
+            .to_string()
+            .contains("Investigate this error"),
+        "{offer}"
+    );
+    let value = offer["blocks"][2]["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .playground(Method::POST, "/api/local/actions")
+        .await
+        .json(
+            &json!({ "user": "U0BEN", "channel": "CBACKEND", "thread_ts": root,
+            "action_id": "chime_accept", "value": value }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually(
+        Duration::from_secs(20),
+        "the result in the playground thread",
+        || async {
+            backend_thread(&app, &root)
+                .await
+                .into_iter()
+                .find(|m| m["blocks"].to_string().contains("Dry run"))
+        },
+    )
+    .await;
+    assert_eq!(app.text("SELECT requester FROM tasks").await, "U0BEN");
+    // #general is a place the shipped policy never speaks in.
+    app.playground(Method::POST, "/api/local/messages")
+        .await
+        .json(&json!({ "channel": "CGENERAL", "user": "U0ANA",
+            "text": "Traceback (most recent call last):\nKeyError: 'user_id'" }))
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "every event handled", || async {
+        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM suggestions").await, 1);
+    app.stop().await;
+}
+dual_db!(playground_test, playground_offer_and_do_it);
