@@ -25,6 +25,17 @@ pub enum Event {
     ButtonClicked(ButtonClicked),
     /// A message in a channel Chime is in that does not ask for it: for the relevance policy.
     Message(ChannelMessage),
+    /// Someone turned suggestions to them off for a while, or on again (`/chime mute`).
+    MuteSuggestions(MuteSuggestions),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MuteSuggestions {
+    pub surface: crate::binding::Surface,
+    pub author: Author,
+    /// Until when (Unix milliseconds); None for good. Ignored when `unmute`.
+    pub until_ms: Option<i64>,
+    pub unmute: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

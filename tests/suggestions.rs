@@ -413,3 +413,113 @@ async fn playground_offer_and_do_it(db: TestDb) {
     app.stop().await;
 }
 dual_db!(playground_test, playground_offer_and_do_it);
+
+async fn slash(app: &TestApp, user: &str, trigger: &str, text: &str) -> reqwest::Response {
+    let body = serde_urlencoded::to_string([
+        ("team_id", "T1"),
+        ("user_id", user),
+        ("channel_id", "C3"),
+        ("trigger_id", trigger),
+        ("command", "/chime"),
+        ("text", text),
+    ])
+    .unwrap();
+    signed_post(
+        &app.http,
+        &app.url("/slack/commands"),
+        body.into_bytes(),
+        "application/x-www-form-urlencoded",
+        &[],
+    )
+    .await
+}
+
+/// `/chime mute 1d` stops suggestions on that person's messages (and only theirs); `/chime
+/// unmute` brings them back; help and bad input get an answer only the person sees.
+async fn slash_mute_and_unmute(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = test_policy(dir.path(), 0.0);
+    let text = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replacen("opted_in = false", "opted_in = true", 1)
+        .replacen("per_person_per_day = 2", "per_person_per_day = 10", 1)
+        .replacen("per_channel_per_day = 3", "per_channel_per_day = 10", 1);
+    std::fs::write(&policy, text).unwrap();
+    let app = TestApp::spawn(config_with_suggestions(&db, &slack, policy)).await;
+    let trace = "seeing this:\nTraceback (most recent call last):\nKeyError: 'user_id'";
+
+    let help: Value = slash(&app, "U1", "1.1", "help").await.json().await.unwrap();
+    assert_eq!(help["response_type"], "ephemeral");
+    assert!(
+        help["text"].as_str().unwrap().contains("/chime mute"),
+        "{help}"
+    );
+    let bad: Value = slash(&app, "U1", "1.2", "mute 1y")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        bad["text"].as_str().unwrap().contains("1d, 1w or forever"),
+        "{bad}"
+    );
+    let r = signed_post(
+        &app.http,
+        &app.url("/slack/commands"),
+        b"team_id=T1".to_vec(),
+        "application/x-www-form-urlencoded",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let forged = app
+        .http
+        .post(app.url("/slack/commands"))
+        .body("team_id=T1&user_id=U1&channel_id=C3&trigger_id=9&text=unmute")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let muted: Value = slash(&app, "U1", "1.3", "mute 1d")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(muted["text"].as_str().unwrap().contains("Muted"), "{muted}");
+    eventually(Duration::from_secs(10), "the mute recorded", || async {
+        (app.count("SELECT COUNT(*) FROM policy_person_mutes WHERE person = 'U1'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    app.post_event(&human("EvS1", "C3", "U1", "1764072400.000100", None, trace))
+        .await;
+    app.post_event(&human("EvS2", "C3", "U2", "1764072400.000200", None, trace))
+        .await;
+    slack.card("C3", "1764072400.000200", "chime_accept").await;
+    eventually(Duration::from_secs(10), "every event handled", || async {
+        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        suggestions_in(&slack, "C3", "1764072400.000100").is_empty(),
+        "suggested to a muted person"
+    );
+
+    slash(&app, "U1", "1.4", "unmute").await;
+    eventually(Duration::from_secs(10), "the unmute recorded", || async {
+        (app.count("SELECT COUNT(*) FROM policy_person_mutes").await == 0).then_some(())
+    })
+    .await;
+    app.post_event(&human("EvS3", "C3", "U1", "1764072400.000300", None, trace))
+        .await;
+    slack.card("C3", "1764072400.000300", "chime_accept").await;
+    app.stop().await;
+}
+dual_db!(slash_test, slash_mute_and_unmute);

@@ -46,3 +46,12 @@ CREATE TABLE policy_mutes (
     created_at     BIGINT  NOT NULL,
     PRIMARY KEY (place, action)
 );
+
+-- `/chime mute [1d|1w|forever]`: no suggestions on this person's messages until then.
+CREATE TABLE policy_person_mutes (
+    surface        TEXT    NOT NULL,
+    person         TEXT    NOT NULL,
+    until_ms       BIGINT,
+    created_at     BIGINT  NOT NULL,
+    PRIMARY KEY (surface, person)
+);

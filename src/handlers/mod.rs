@@ -3,4 +3,5 @@
 pub mod buttons;
 pub mod mention;
 pub mod message;
+pub mod mute;
 pub mod suggestions;

@@ -56,6 +56,8 @@ pub struct Memory {
     pub users: HashSet<String>,
     /// (place, action kind) muted with "Don't suggest this here".
     pub muted: HashSet<(String, String)>,
+    /// People who asked for no suggestions for now (`/chime mute`).
+    pub muted_people: HashSet<String>,
     /// Threshold moves learnt from feedback, per (place, kind).
     pub threshold_shift: HashMap<(String, String), f64>,
 }
@@ -250,6 +252,8 @@ pub fn decide(
     let scope_opted_in = scope_of(policy, m).is_ok_and(|s| s.opted_in);
     let refusal = if memory.muted.contains(&(place.clone(), kind.clone())) {
         Some(format!("{kind} is muted here"))
+    } else if memory.muted_people.contains(m.author) {
+        Some("the author muted Chime's suggestions for now".into())
     } else if memory.per_thread.get(m.root()).copied().unwrap_or(0) >= b.per_thread {
         Some("this thread already had its suggestion".into())
     } else if memory
@@ -269,11 +273,10 @@ pub fn decide(
             >= b.per_person_per_day
     {
         Some("this person's daily budget is spent".into())
-    } else if memory
-        .last_offer_in_place
-        .get(&place)
-        .is_some_and(|t| m.at_ms - t < i64::from(b.channel_cooldown_minutes) * 60_000)
-    {
+    } else if memory.last_offer_in_place.get(&place).is_some_and(|t| {
+        b.channel_cooldown_minutes > 0
+            && m.at_ms - t < i64::from(b.channel_cooldown_minutes) * 60_000
+    }) {
         Some("the channel is cooling down after the last suggestion".into())
     } else if in_quiet_hours(policy, m.at_ms) {
         Some("quiet hours".into())

@@ -52,7 +52,9 @@ fn judged<'a>(m: &'a ChannelMessage, thread: &'a str) -> Message<'a> {
         place_name: &m.place_name,
         author: m.author.user.as_str(),
         author_is_bot: m.author_is_bot,
-        at_ms: m.at_ms,
+        // Live decisions are made now, on the same clock as the offers they are counted
+        // against (a platform's own timestamps may be skewed or, in a replayed event, old).
+        at_ms: now_ms(),
         thread: (!m.top_level).then_some(thread),
         text: &m.text,
         mentions_chime: false,
@@ -138,6 +140,16 @@ async fn memory(
         .await?
     {
         mem.muted.insert((m.place.to_string(), r.get("action")));
+    }
+    let muted = sqlx::query(
+        "SELECT 1 AS x FROM policy_person_mutes WHERE person = $1 AND (until_ms IS NULL OR until_ms > $2)",
+    )
+    .bind(m.author)
+    .bind(m.at_ms.max(now_ms()))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if muted.is_some() {
+        mem.muted_people.insert(m.author.to_string());
     }
     let used = sqlx::query("SELECT 1 AS x FROM tasks WHERE requester = $1 LIMIT 1")
         .bind(m.author)
@@ -314,6 +326,32 @@ pub async fn mute(
     .bind(place)
     .bind(action)
     .bind(by)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// `/chime mute` and `/chime unmute`.
+pub async fn mute_person(
+    conn: &mut AnyConnection,
+    m: &crate::event::MuteSuggestions,
+) -> anyhow::Result<()> {
+    if m.unmute {
+        sqlx::query("DELETE FROM policy_person_mutes WHERE surface = $1 AND person = $2")
+            .bind(m.surface.as_str())
+            .bind(m.author.user.as_str())
+            .execute(conn)
+            .await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO policy_person_mutes (surface, person, until_ms, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (surface, person) DO UPDATE SET until_ms = $3, created_at = $4",
+    )
+    .bind(m.surface.as_str())
+    .bind(m.author.user.as_str())
+    .bind(m.until_ms)
     .bind(now_ms())
     .execute(conn)
     .await?;

@@ -362,6 +362,78 @@ pub fn parse_interaction_json(payload: &[u8]) -> Result<Inbound, ParseError> {
     })
 }
 
+/// What `/chime …` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlashCommand {
+    Help,
+    /// No suggestions on this person's messages until then (None: for good).
+    Mute {
+        until_ms: Option<i64>,
+    },
+    Unmute,
+    /// `/chime <request>`.
+    Request(String),
+}
+
+/// A signed slash command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub team: TeamId,
+    pub user: UserId,
+    pub channel: ChannelId,
+    /// Names this invocation for the inbox (Slack's `trigger_id`).
+    pub delivery_id: String,
+    pub command: SlashCommand,
+}
+
+/// Parses a slash command's form body. `now_ms` dates a timed mute.
+pub fn parse_command_body(body: &[u8], now_ms: i64) -> Result<Command, ParseError> {
+    let form: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(body).map_err(|e| ParseError::Json(format!("form: {e}")))?;
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let id = |k: &'static str| {
+        field(k)
+            .filter(|v| is_id(v))
+            .map(str::to_string)
+            .ok_or(ParseError::Shape(k))
+    };
+    let (team, user, channel) = (id("team_id")?, id("user_id")?, id("channel_id")?);
+    let trigger = field("trigger_id")
+        .filter(|t| {
+            !t.is_empty()
+                && t.len() <= 100
+                && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+        })
+        .ok_or(ParseError::Shape("trigger_id"))?;
+    let text = field("text").unwrap_or_default().trim();
+    let mut words = text.split_whitespace();
+    let command = match (
+        words.next().map(str::to_ascii_lowercase).as_deref(),
+        words.next(),
+    ) {
+        (None | Some("help"), _) => SlashCommand::Help,
+        (Some("unmute"), None) => SlashCommand::Unmute,
+        (Some("mute"), period) if words.next().is_none() => {
+            const DAY: i64 = 86_400_000;
+            let until_ms = match period.map(str::to_ascii_lowercase).as_deref() {
+                None | Some("1d") => Some(now_ms + DAY),
+                Some("1w") => Some(now_ms + 7 * DAY),
+                Some("forever") => None,
+                Some(_) => return Err(ParseError::Shape("mute takes 1d, 1w or forever")),
+            };
+            SlashCommand::Mute { until_ms }
+        }
+        _ => SlashCommand::Request(text.chars().take(4000).collect()),
+    };
+    Ok(Command {
+        team: TeamId(team),
+        user: UserId(user),
+        channel: ChannelId(channel),
+        delivery_id: format!("cmd:{trigger}"),
+        command,
+    })
+}
+
 /// A channel message that does not ask for Chime, for the relevance policy. None when it lacks a
 /// valid author, channel or ts, or is Chime's own. Its delivery id differs from a mention's, so
 /// the `message` and `app_mention` events of one message never shadow each other.
@@ -611,5 +683,61 @@ mod tests {
                 .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn slash_commands_parse_and_hostile_ones_are_refused() {
+        let body = |text: &str| {
+            serde_urlencoded::to_string([
+                ("team_id", "T1"),
+                ("user_id", "U1"),
+                ("channel_id", "C1"),
+                ("trigger_id", "123.456"),
+                ("command", "/chime"),
+                ("text", text),
+            ])
+            .unwrap()
+        };
+        let now = 1_000;
+        let cmd = |t: &str| parse_command_body(body(t).as_bytes(), now).map(|c| c.command);
+        assert_eq!(cmd("").unwrap(), SlashCommand::Help);
+        assert_eq!(cmd("help").unwrap(), SlashCommand::Help);
+        assert_eq!(
+            cmd("mute").unwrap(),
+            SlashCommand::Mute {
+                until_ms: Some(now + 86_400_000)
+            }
+        );
+        assert_eq!(
+            cmd("mute 1w").unwrap(),
+            SlashCommand::Mute {
+                until_ms: Some(now + 7 * 86_400_000)
+            }
+        );
+        assert_eq!(
+            cmd("MUTE forever").unwrap(),
+            SlashCommand::Mute { until_ms: None }
+        );
+        assert_eq!(cmd("unmute").unwrap(), SlashCommand::Unmute);
+        assert!(cmd("mute 1y").is_err());
+        assert_eq!(
+            cmd("fix the flaky test").unwrap(),
+            SlashCommand::Request("fix the flaky test".into())
+        );
+        assert_eq!(
+            parse_command_body(body("x").as_bytes(), now)
+                .unwrap()
+                .delivery_id,
+            "cmd:123.456"
+        );
+        for bad in [
+            "team_id=T1&user_id=U1&channel_id=C1",
+            "team_id=T%2F1&user_id=U1&channel_id=C1&trigger_id=1",
+            "user_id=U1&channel_id=C1&trigger_id=1",
+            "team_id=T1&user_id=U1&channel_id=C1&trigger_id=a%2Fb",
+            "%%%",
+        ] {
+            assert!(parse_command_body(bad.as_bytes(), now).is_err(), "{bad}");
+        }
     }
 }
