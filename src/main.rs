@@ -68,6 +68,9 @@ enum PolicyCommand {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
         format: String,
     },
+    /// Offered, accepted, dismissed and muted suggestions per action kind and channel, and how
+    /// far feedback has moved each threshold (reads the database).
+    Stats,
     /// Precision, recall and F1 on labeled JSONL (`"label": "suggest" | "quiet"`), with and
     /// without budgets, and a confusion table by channel.
     Eval {
@@ -119,22 +122,7 @@ fn main() -> ExitCode {
             Command::Inspect {
                 what: Inspect::Failed { limit },
             } => inspect_failed(cli.config, limit).await,
-            Command::Policy { what } => chime::cli::policy::run(match what {
-                PolicyCommand::Check { files } => chime::cli::policy::Command::Check { files },
-                PolicyCommand::Replay {
-                    input,
-                    policy,
-                    ignore_budgets,
-                    format: _,
-                } => chime::cli::policy::Command::Replay {
-                    input,
-                    policy,
-                    ignore_budgets,
-                },
-                PolicyCommand::Eval { input, policy } => {
-                    chime::cli::policy::Command::Eval { input, policy }
-                }
-            }),
+            Command::Policy { what } => policy(cli.config, what).await,
         }
     });
     match result {
@@ -217,6 +205,30 @@ async fn inspect_failed(path: Option<PathBuf>, limit: i64) -> anyhow::Result<Exi
     // Read-only: an unmigrated database is an error to report, not something to change here.
     print!("{}", chime::cli::inspect::failed(&db, limit.max(1)).await?);
     Ok(ExitCode::SUCCESS)
+}
+
+async fn policy(path: Option<PathBuf>, what: PolicyCommand) -> anyhow::Result<ExitCode> {
+    use chime::cli::policy::{run, Command};
+    match what {
+        PolicyCommand::Stats => {
+            let config = load(path)?;
+            let db = Db::connect(&config.database).await?;
+            print!("{}", chime::policy::live::stats(&db).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Check { files } => run(Command::Check { files }),
+        PolicyCommand::Replay {
+            input,
+            policy,
+            ignore_budgets,
+            format: _,
+        } => run(Command::Replay {
+            input,
+            policy,
+            ignore_budgets,
+        }),
+        PolicyCommand::Eval { input, policy } => run(Command::Eval { input, policy }),
+    }
 }
 
 async fn serve(

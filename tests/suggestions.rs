@@ -523,3 +523,68 @@ async fn slash_mute_and_unmute(db: TestDb) {
     app.stop().await;
 }
 dual_db!(slash_test, slash_mute_and_unmute);
+
+/// Not now is recorded and moves the kind's threshold up in that channel (within its bounds);
+/// `chime policy stats` shows offered, accepted, dismissed and muted per kind and channel.
+async fn not_now_is_learned_and_counted(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(config_with_suggestions(
+        &db,
+        &slack,
+        test_policy(dir.path(), 0.0),
+    ))
+    .await;
+    let root = "1764072500.000100";
+    app.post_event(&ci_alert("EvN1", "C2", root, None, FAILED))
+        .await;
+    let card = slack.card("C2", root, "chime_accept").await;
+    let value = card["blocks"][2]["elements"][1]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Another member may put it off; the press is recorded once however often it comes.
+    for n in 1..=2 {
+        app.click(&button(
+            "chime_not_now",
+            &value,
+            "U2",
+            "C2",
+            root,
+            &format!("1764072501.00000{n}"),
+        ))
+        .await;
+    }
+    slack.card("C2", root, "not now").await;
+    eventually(Duration::from_secs(10), "the threshold moved", || async {
+        (app.count("SELECT COUNT(*) FROM policy_thresholds WHERE place = 'C2' AND action = 'fix_ci' AND shift_milli = 50").await == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(app.text("SELECT state FROM suggestions").await, "dismissed");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chime"))
+        .args(["policy", "stats"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fix_ci"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        ["fix_ci", "C2", "1", "0", "1", "0", "+0.05"],
+        "{text}"
+    );
+    app.stop().await;
+}
+dual_db!(learning_test, not_now_is_learned_and_counted);

@@ -55,3 +55,13 @@ CREATE TABLE policy_person_mutes (
     created_at     BIGINT  NOT NULL,
     PRIMARY KEY (surface, person)
 );
+
+-- What feedback taught: how far an action kind's threshold has moved in a place (within the
+-- bounds its policy sets; see src/policy/live.rs).
+CREATE TABLE policy_thresholds (
+    place          TEXT    NOT NULL,
+    action         TEXT    NOT NULL,
+    shift_milli    BIGINT  NOT NULL,
+    updated_at     BIGINT  NOT NULL,
+    PRIMARY KEY (place, action)
+);

@@ -54,6 +54,9 @@ pub async fn handle(
             match turns::start_turn(tx, &ctx.config, reporter, request).await? {
                 Started::Turn(task) => {
                     live::answer(tx, id, "accepted", by.as_str(), Some(task.id.as_str())).await?;
+                    if let Some(policy) = &ctx.policy {
+                        live::learn(tx, policy, &s.place, &s.offer.action, true).await?;
+                    }
                     tracing::info!(suggestion = id, task_id = %task.id, by = %by, "suggestion accepted");
                     OfferAnswer::Accepted { by: by.clone() }
                 }
@@ -69,6 +72,9 @@ pub async fn handle(
                 return Ok(());
             }
             tracing::info!(suggestion = id, by = %by, "suggestion dismissed");
+            if let Some(policy) = &ctx.policy {
+                live::learn(tx, policy, &s.place, &s.offer.action, false).await?;
+            }
             OfferAnswer::NotNow { by: by.clone() }
         }
         ButtonAction::MuteHere { .. } => {

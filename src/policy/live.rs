@@ -141,6 +141,15 @@ async fn memory(
     {
         mem.muted.insert((m.place.to_string(), r.get("action")));
     }
+    for r in sqlx::query("SELECT action, shift_milli FROM policy_thresholds WHERE place = $1")
+        .bind(m.place)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let shift = r.get::<i64, _>("shift_milli") as f64 / 1000.0;
+        mem.threshold_shift
+            .insert((m.place.to_string(), r.get("action")), shift);
+    }
     let muted = sqlx::query(
         "SELECT 1 AS x FROM policy_person_mutes WHERE person = $1 AND (until_ms IS NULL OR until_ms > $2)",
     )
@@ -310,6 +319,94 @@ pub async fn answer(
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// An acceptance makes an action kind a little more eager in a place; a "Not now" makes it a
+/// little more reserved. The move is bounded: the judge clamps the threshold to the bounds the
+/// policy sets, and the stored shift never exceeds their width.
+pub async fn learn(
+    conn: &mut AnyConnection,
+    policy: &Policy,
+    place: &str,
+    action: &str,
+    accepted: bool,
+) -> anyhow::Result<()> {
+    let Some(a) = policy.actions.iter().find(|a| a.kind == action) else {
+        return Ok(());
+    };
+    let step: i64 = if accepted { -20 } else { 50 };
+    let (lo, hi) = (
+        ((a.bounds.0 - a.threshold) * 1000.0).round() as i64,
+        ((a.bounds.1 - a.threshold) * 1000.0).round() as i64,
+    );
+    let old: i64 =
+        sqlx::query("SELECT shift_milli FROM policy_thresholds WHERE place = $1 AND action = $2")
+            .bind(place)
+            .bind(action)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map_or(0, |r| r.get("shift_milli"));
+    let new = (old + step).clamp(lo, hi);
+    if new == old {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO policy_thresholds (place, action, shift_milli, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (place, action) DO UPDATE SET shift_milli = $3, updated_at = $4",
+    )
+    .bind(place)
+    .bind(action)
+    .bind(new)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    tracing::info!(
+        place,
+        action,
+        accepted,
+        from = a.threshold + old as f64 / 1000.0,
+        to = a.threshold + new as f64 / 1000.0,
+        "threshold moved by feedback"
+    );
+    Ok(())
+}
+
+/// Offered, accepted, dismissed and muted suggestions per action kind and place, with how far
+/// feedback moved each threshold (`chime policy stats`).
+pub async fn stats(db: &crate::db::Db) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let rows = sqlx::query(
+        "SELECT s.action, s.place, \
+         SUM(CASE WHEN s.state IN ('offered', 'accepted', 'dismissed', 'muted') THEN 1 ELSE 0 END) AS offered, \
+         SUM(CASE WHEN s.state = 'accepted' THEN 1 ELSE 0 END) AS accepted, \
+         SUM(CASE WHEN s.state = 'dismissed' THEN 1 ELSE 0 END) AS dismissed, \
+         SUM(CASE WHEN s.state = 'muted' THEN 1 ELSE 0 END) AS muted, \
+         COALESCE(MAX(t.shift_milli), 0) AS shift \
+         FROM suggestions s LEFT JOIN policy_thresholds t ON t.place = s.place AND t.action = s.action \
+         GROUP BY s.action, s.place ORDER BY s.action, s.place",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .context("reading suggestions")?;
+    let mut out = format!(
+        "{:<20} {:<24} {:>8} {:>8} {:>9} {:>6} {:>10}\n",
+        "action", "place", "offered", "accepted", "dismissed", "muted", "threshold"
+    );
+    for r in rows {
+        let shift = r.get::<i64, _>("shift") as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "{:<20} {:<24} {:>8} {:>8} {:>9} {:>6} {:>+10.2}",
+            crate::templates::one_line(&r.get::<String, _>("action"), 20),
+            crate::templates::one_line(&r.get::<String, _>("place"), 24),
+            r.get::<i64, _>("offered"),
+            r.get::<i64, _>("accepted"),
+            r.get::<i64, _>("dismissed"),
+            r.get::<i64, _>("muted"),
+            shift,
+        );
+    }
+    Ok(out)
 }
 
 /// "Don't suggest this here".
