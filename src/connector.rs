@@ -65,6 +65,18 @@ pub trait Reporter: Send + Sync {
         to: &UserId,
         text: &str,
     ) -> anyhow::Result<()>;
+    /// Says something only `to` sees, where the surface can (Slack: an ephemeral message);
+    /// elsewhere, like [`Reporter::tell`].
+    async fn tell_privately(
+        &self,
+        conn: &mut AnyConnection,
+        binding: &Binding,
+        key: &str,
+        to: &UserId,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        self.tell(conn, binding, key, to, text).await
+    }
     /// Offers one suggestion where it applies, with Do it, Not now and Don't suggest this here.
     async fn offer(&self, conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()>;
     /// Shows how the suggestion was answered, in place of its buttons.

@@ -133,7 +133,20 @@ async fn ci_failure_offer_and_do_it(db: TestDb) {
         "1764072001.000001",
     ))
     .await;
-    slack.card("C9", root, "guests cannot").await;
+    eventually(Duration::from_secs(20), "an ephemeral refusal", || async {
+        slack
+            .calls("chat.postEphemeral")
+            .into_iter()
+            .find(|c| c["user"] == "UGUEST" && c.to_string().contains("guests cannot"))
+    })
+    .await;
+    assert!(
+        !slack
+            .thread("C9", root)
+            .iter()
+            .any(|m| m.to_string().contains("guests cannot")),
+        "the refusal is not posted for everyone"
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
 
     // A member's Do it starts a task in that thread, in the clicker's name.
@@ -177,7 +190,17 @@ async fn ci_failure_offer_and_do_it(db: TestDb) {
         "1764072001.000003",
     ))
     .await;
-    slack.card("C9", root, "already answered").await;
+    eventually(
+        Duration::from_secs(20),
+        "already answered, privately",
+        || async {
+            slack
+                .calls("chat.postEphemeral")
+                .into_iter()
+                .find(|c| c["user"] == "U2" && c.to_string().contains("already answered"))
+        },
+    )
+    .await;
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
     app.stop().await;
 }

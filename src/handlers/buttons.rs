@@ -28,15 +28,22 @@ pub async fn handle_button(
     let mut tx = ctx.db.begin().await?;
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %user, reason = %why, "refused a button click");
-        reporter
-            .tell(
-                &mut tx,
-                &binding,
-                &format!("refusal:{source_event}"),
-                &b.author.user,
-                &format!("Sorry, {why}."),
-            )
-            .await?;
+        let (key, text) = (format!("refusal:{source_event}"), format!("Sorry, {why}."));
+        if matches!(
+            b.action,
+            ButtonAction::Accept { .. }
+                | ButtonAction::NotNow { .. }
+                | ButtonAction::MuteHere { .. }
+        ) {
+            // A suggestion lives in someone else's thread: only the presser hears why not.
+            reporter
+                .tell_privately(&mut tx, &binding, &key, &b.author.user, &text)
+                .await?;
+        } else {
+            reporter
+                .tell(&mut tx, &binding, &key, &b.author.user, &text)
+                .await?;
+        }
         inbox::complete_in(&mut tx, inbox_id).await?;
         tx.commit().await?;
         ctx.wake();

@@ -34,7 +34,7 @@ pub async fn handle(
     if s.state != "offered" {
         let key = format!("suggestion-answered:{id}:{by}");
         let text = "This suggestion was already answered.";
-        return reporter.tell(tx, binding, &key, by, text).await;
+        return reporter.tell_privately(tx, binding, &key, by, text).await;
     }
     let answer = match &b.action {
         ButtonAction::Accept { .. } => {
@@ -63,7 +63,7 @@ pub async fn handle(
                 Started::AlreadyMade => return Ok(()),
                 Started::Refused(text) => {
                     let key = format!("suggestion-refused:{id}:{by}");
-                    return reporter.tell(tx, binding, &key, by, &text).await;
+                    return reporter.tell_privately(tx, binding, &key, by, &text).await;
                 }
             }
         }

@@ -48,6 +48,25 @@ impl Deliver for LocalSender {
                 )
                 .await
                 .map(|m| Some(m.ts)),
+            // The playground has no per-person view: a private note shows in the thread.
+            SlackOp::Ephemeral {
+                channel,
+                thread_ts,
+                text,
+                blocks,
+                ..
+            } => self
+                .workspace
+                .insert(
+                    channel,
+                    thread_ts.as_deref(),
+                    BOT_USER,
+                    text,
+                    Some(blocks),
+                    Some(&row.idempotency_key),
+                )
+                .await
+                .map(|m| Some(m.ts)),
             SlackOp::Update { text, blocks, .. } => match outbox::update_target(db, row).await {
                 Ok(ts) => self.workspace.update(&ts, text, blocks).await.map(|_| None),
                 Err(delivery) => return delivery,

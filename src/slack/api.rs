@@ -144,6 +144,16 @@ struct PostMessage<'a> {
 }
 
 #[derive(Serialize)]
+struct Ephemeral<'a> {
+    channel: &'a str,
+    user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_ts: Option<&'a str>,
+    text: &'a str,
+    blocks: &'a Value,
+}
+
+#[derive(Serialize)]
 struct Update<'a> {
     channel: &'a str,
     ts: &'a str,
@@ -255,6 +265,34 @@ impl SlackApi {
         };
         let r: PostResponse = self.post("chat.postMessage", &body).await?;
         Ok(r.ts)
+    }
+
+    /// A message only `user` sees (`chat.postEphemeral`, tier 4). It cannot be edited or found
+    /// again, so it is sent at most once per outbox row and never adopted.
+    #[tracing::instrument(skip(self, text, blocks))]
+    pub async fn post_ephemeral(
+        &self,
+        team: &str,
+        channel: &str,
+        user: &str,
+        thread_ts: Option<&str>,
+        text: &str,
+        blocks: &Value,
+    ) -> Result<(), SendError> {
+        self.throttle(team, "chat.postEphemeral", Tier::T4).await;
+        let _: Empty = self
+            .post(
+                "chat.postEphemeral",
+                &Ephemeral {
+                    channel,
+                    user,
+                    thread_ts,
+                    text,
+                    blocks,
+                },
+            )
+            .await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip(self, text, blocks))]

@@ -37,6 +37,14 @@ pub enum SlackOp {
         text: String,
         blocks: Value,
     },
+    /// A message only `user` sees.
+    Ephemeral {
+        channel: String,
+        user: String,
+        thread_ts: Option<String>,
+        text: String,
+        blocks: Value,
+    },
     /// Replace the message posted by the row whose key is the row's `ref_key`.
     Update {
         channel: String,
@@ -52,6 +60,7 @@ impl SlackOp {
             SlackOp::React { .. } => "react",
             SlackOp::Post { .. } => "post",
             SlackOp::Update { .. } => "update",
+            SlackOp::Ephemeral { .. } => "ephemeral",
         }
     }
 }
@@ -248,6 +257,27 @@ impl Reporter for ThreadReporter {
         let (channel, thread) = thread_of(binding);
         let op = SlackOp::Post {
             channel,
+            thread_ts: Some(thread),
+            text: card.text,
+            blocks: card.blocks,
+        };
+        self.write(conn, binding, key, None, op, false).await?;
+        Ok(())
+    }
+
+    async fn tell_privately(
+        &self,
+        conn: &mut AnyConnection,
+        binding: &Binding,
+        key: &str,
+        to: &UserId,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        let card = notice_card(&self.cards, None, text)?;
+        let (channel, thread) = thread_of(binding);
+        let op = SlackOp::Ephemeral {
+            channel,
+            user: to.to_string(),
             thread_ts: Some(thread),
             text: card.text,
             blocks: card.blocks,

@@ -65,6 +65,17 @@ impl Deliver for SlackSender {
                     )
                     .await
             }
+            SlackOp::Ephemeral {
+                channel,
+                user,
+                thread_ts,
+                text,
+                blocks,
+            } => self
+                .api
+                .post_ephemeral(&team, channel, user, thread_ts.as_deref(), text, blocks)
+                .await
+                .map(|_| None),
             SlackOp::Update {
                 channel,
                 text,

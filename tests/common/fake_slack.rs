@@ -280,6 +280,7 @@ impl Respond for Responder {
                 Some(url) => ok(json!({ "url": url })),
                 None => err("socket_mode_not_enabled"),
             },
+            "chat.postEphemeral" => ok(json!({ "message_ts": "1800000000.999999" })),
             _ => err("unknown_method"),
         }
     }
