@@ -4,6 +4,10 @@
 
 use super::{Policy, ScopeFile};
 use serde::Serialize;
+use std::borrow::Cow;
+
+/// One reason for a decision.
+pub type Reason = Cow<'static, str>;
 use std::collections::{HashMap, HashSet};
 
 /// One message, as every surface's connector can describe it.
@@ -70,11 +74,12 @@ pub struct Decision {
     #[serde(skip)]
     pub button: Option<String>,
     pub score: f64,
-    pub reasons: Vec<String>,
+    /// Why, in words; mostly fixed phrases, so they are not allocated per message.
+    pub reasons: Vec<Reason>,
 }
 
 impl Decision {
-    fn quiet(score: f64, reasons: Vec<String>) -> Self {
+    fn quiet(score: f64, reasons: Vec<Reason>) -> Self {
         Self {
             decision: "quiet",
             action: None,
@@ -119,9 +124,10 @@ pub fn observe(policy: &Policy, state: &mut ThreadState, m: &Message) {
     if m.thread.is_some() {
         state.human_replies += 1;
     }
-    state.claimed |= policy.claimed.is_match(m.text);
-    state.answered |= m.thread.is_some() && policy.answered.is_match(m.text);
-    state.resolved |= policy.resolved.is_match(m.text);
+    let scan = policy.scan(m.text);
+    state.claimed |= scan.claimed;
+    state.answered |= m.thread.is_some() && scan.answered;
+    state.resolved |= scan.resolved;
 }
 
 /// The relevance judgement alone: the best action and its score, or why there is none.
@@ -138,7 +144,7 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
     }
     let scope = match scope_of(policy, m) {
         Ok(s) => s,
-        Err(why) => return Decision::quiet(0.0, vec![why]),
+        Err(why) => return Decision::quiet(0.0, vec![why.into()]),
     };
     if m.author_is_bot && !scope.bots {
         return Decision::quiet(
@@ -146,13 +152,15 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
             vec![format!(
                 "a bot's message, and scope {:?} does not take bots in",
                 scope.name
-            )],
+            )
+            .into()],
         );
     }
-    if thread.claimed || policy.claimed.is_match(m.text) {
+    let scan = policy.scan(m.text);
+    if thread.claimed || scan.claimed {
         return Decision::quiet(0.0, vec!["someone has claimed the work".into()]);
     }
-    if thread.resolved || policy.resolved.is_match(m.text) {
+    if thread.resolved || scan.resolved {
         return Decision::quiet(0.0, vec!["resolved".into()]);
     }
     if thread.answered {
@@ -161,23 +169,38 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
     if m.author_is_bot && m.thread.is_none() && thread.human_replies > 0 {
         return Decision::quiet(0.0, vec!["a person already replied to the alert".into()]);
     }
-    let injected = policy.injection.iter().find(|r| r.is_match(m.text));
-    let mut best: Option<(usize, f64, Vec<String>)> = None;
-    for (i, action) in policy.actions.iter().enumerate() {
-        let matched: Vec<usize> = action.signals.matches(m.text).into_iter().collect();
-        if matched.is_empty() {
-            continue;
-        }
-        let score: f64 = matched
-            .iter()
-            .map(|&j| action.weights[j])
-            .sum::<f64>()
-            .clamp(0.0, 1.0);
-        if best.as_ref().is_none_or(|(_, s, _)| score > *s) {
-            let why = matched.iter().map(|&j| action.whys[j].clone()).collect();
-            best = Some((i, score, why));
+    let injected = scan.injection.map(|j| &policy.injection[j]);
+    // One scan for every action's signals; each action's score is the sum of its matches.
+    let mut scores = vec![0.0f64; policy.actions.len()];
+    let mut hit = vec![false; policy.actions.len()];
+    let matched: Vec<usize> = policy.signals.matches(m.text).into_iter().collect();
+    for &j in &matched {
+        let (a, w) = policy.signal_of[j];
+        scores[a] += w;
+        hit[a] = true;
+    }
+    let mut best: Option<(usize, f64)> = None;
+    for (a, score) in scores.iter().enumerate() {
+        let score = score.clamp(0.0, 1.0);
+        if hit[a] && best.is_none_or(|(_, s)| score > s) {
+            best = Some((a, score));
         }
     }
+    let best = best.map(|(a, score)| {
+        let whys: Vec<Reason> = matched
+            .iter()
+            .filter(|&&j| policy.signal_of[j].0 == a)
+            .map(|&j| {
+                let first = policy
+                    .signal_of
+                    .iter()
+                    .position(|(x, _)| *x == a)
+                    .unwrap_or(0);
+                Reason::Owned(policy.actions[a].whys[j - first].clone())
+            })
+            .collect();
+        (a, score, whys)
+    });
     let Some((i, mut score, why)) = best else {
         return Decision::quiet(0.0, vec!["no action fits".into()]);
     };
@@ -185,10 +208,15 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
     reasons.extend(why);
     if let Some(r) = injected {
         score -= policy.file.injection.penalty;
-        reasons.push(format!(
-            "flagged: looks like an instruction to Chime or the agent ({})",
-            r.as_str().trim_start_matches("(?i)")
-        ));
+        reasons.push(
+            format!(
+                "flagged: looks like an instruction to Chime or the agent ({})",
+                r.as_str()
+                    .trim_start_matches("(?i)")
+                    .replace("(?-u:\\b)", "\\b")
+            )
+            .into(),
+        );
         // Never offered, whatever the rest scores.
         return Decision::quiet(score, reasons);
     }
@@ -199,10 +227,13 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
         .unwrap_or(0.0);
     let threshold = (action.threshold + shift).clamp(action.bounds.0, action.bounds.1);
     if score < threshold {
-        reasons.push(format!(
-            "{} scores {score:.2}, under its threshold {threshold:.2}",
-            action.kind
-        ));
+        reasons.push(
+            format!(
+                "{} scores {score:.2}, under its threshold {threshold:.2}",
+                action.kind
+            )
+            .into(),
+        );
         return Decision::quiet(score, reasons);
     }
     Decision {
@@ -286,7 +317,7 @@ pub fn decide(
         None
     };
     if let Some(why) = refusal {
-        d.reasons.push(why);
+        d.reasons.push(why.into());
         return Decision::quiet(d.score, d.reasons);
     }
     *memory.per_thread.entry(m.root().to_string()).or_default() += 1;

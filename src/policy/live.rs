@@ -264,7 +264,7 @@ async fn offer(
         binding: binding.clone(),
         action: d.action.clone().unwrap_or_default(),
         button: d.button.clone().unwrap_or_default(),
-        reasons: d.reasons.clone(),
+        reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
     };
     connector.reporter().offer(tx, &offer).await?;
     tracing::info!(suggestion = id, binding = %binding, action = %offer.action, score = d.score, "offered a suggestion");

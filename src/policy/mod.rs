@@ -167,11 +167,32 @@ pub struct PolicyError {
 pub struct Policy {
     pub file: PolicyFile,
     pub(crate) actions: Vec<Action>,
-    pub(crate) claimed: RegexSet,
-    pub(crate) answered: RegexSet,
-    pub(crate) resolved: RegexSet,
+    /// Every "already handled" and injection pattern in one set, so a message is scanned once.
+    pub(crate) flags: RegexSet,
+    pub(crate) flag_kinds: Vec<Flag>,
+    /// Every action's signals in one set; `signal_of[i]` is (action, weight) of pattern i.
+    pub(crate) signals: RegexSet,
+    pub(crate) signal_of: Vec<(usize, f64)>,
     pub(crate) injection: Vec<Regex>,
     pub(crate) quiet: Option<(u32, u32, i32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flag {
+    Claimed,
+    Answered,
+    Resolved,
+    /// The injection pattern with this index.
+    Injection(usize),
+}
+
+/// What one scan of a message found.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    pub claimed: bool,
+    pub answered: bool,
+    pub resolved: bool,
+    pub injection: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -180,8 +201,6 @@ pub(crate) struct Action {
     pub button: String,
     pub threshold: f64,
     pub bounds: (f64, f64),
-    pub signals: RegexSet,
-    pub weights: Vec<f64>,
     pub whys: Vec<String>,
 }
 
@@ -199,8 +218,15 @@ fn locate(text: &str, needle: &str) -> (usize, usize) {
         .map_or((1, 1), |offset| line_col(text, offset))
 }
 
+/// A pattern as it is compiled: case-insensitive, with ASCII word boundaries. Unicode `\b` keeps
+/// the regex crate off its fast DFA (it measured 7x slower in replay); chat words are ASCII for
+/// every signal in the shipped policy, and a non-ASCII letter next to one only moves a boundary.
+fn compiled(p: &str) -> String {
+    format!("(?i){}", p.replace(r"\b", r"(?-u:\b)"))
+}
+
 fn set(patterns: &[String]) -> Result<RegexSet, regex::Error> {
-    RegexSet::new(patterns.iter().map(|p| format!("(?i){p}")))
+    RegexSet::new(patterns.iter().map(|p| compiled(p)))
 }
 
 fn hhmm(s: &str) -> Option<u32> {
@@ -273,7 +299,8 @@ impl Policy {
                 ));
             }
             let patterns: Vec<String> = a.signals.iter().map(|s| s.pattern.clone()).collect();
-            let signals = set(&patterns).map_err(|e| {
+            // Checked per action for an error that names it; judged in one set for all.
+            set(&patterns).map_err(|e| {
                 let bad = patterns
                     .iter()
                     .find(|p| Regex::new(p).is_err())
@@ -289,8 +316,6 @@ impl Policy {
                 button: a.button.clone(),
                 threshold: a.threshold,
                 bounds: (a.threshold_min, a.threshold_max),
-                signals,
-                weights: a.signals.iter().map(|s| s.weight).collect(),
                 whys: a.signals.iter().map(|s| s.why.clone()).collect(),
             });
         }
@@ -301,7 +326,7 @@ impl Policy {
             .injection
             .patterns
             .iter()
-            .map(|p| Regex::new(&format!("(?i){p}")))
+            .map(|p| Regex::new(&compiled(p)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
                 err(
@@ -324,15 +349,59 @@ impl Policy {
                 }
             },
         };
+        compile("claimed", &file.handled.claimed)?;
+        compile("answered", &file.handled.answered)?;
+        compile("resolved", &file.handled.resolved)?;
+        let mut flag_patterns = vec![];
+        let mut flag_kinds = vec![];
+        for (list, kind) in [
+            (&file.handled.claimed, Flag::Claimed),
+            (&file.handled.answered, Flag::Answered),
+            (&file.handled.resolved, Flag::Resolved),
+        ] {
+            flag_patterns.extend(list.iter().cloned());
+            flag_kinds.extend(std::iter::repeat_n(kind, list.len()));
+        }
+        for (i, p) in file.injection.patterns.iter().enumerate() {
+            flag_patterns.push(p.clone());
+            flag_kinds.push(Flag::Injection(i));
+        }
+        let flags = compile("[handled]", &flag_patterns)?;
+        let mut signal_patterns = vec![];
+        let mut signal_of = vec![];
+        for (i, a) in file.actions.iter().enumerate() {
+            for sig in &a.signals {
+                signal_patterns.push(sig.pattern.clone());
+                signal_of.push((i, sig.weight));
+            }
+        }
+        let signals = compile("[[action]]", &signal_patterns)?;
         Ok(Self {
-            claimed: compile("claimed", &file.handled.claimed)?,
-            answered: compile("answered", &file.handled.answered)?,
-            resolved: compile("resolved", &file.handled.resolved)?,
+            flags,
+            flag_kinds,
+            signals,
+            signal_of,
             injection,
             quiet,
             actions,
             file,
         })
+    }
+
+    /// The "already handled" and injection flags of `text`, in one scan.
+    pub(crate) fn scan(&self, text: &str) -> Scan {
+        let mut scan = Scan::default();
+        for i in self.flags.matches(text).iter() {
+            match self.flag_kinds[i] {
+                Flag::Claimed => scan.claimed = true,
+                Flag::Answered => scan.answered = true,
+                Flag::Resolved => scan.resolved = true,
+                Flag::Injection(j) => {
+                    scan.injection.get_or_insert(j);
+                }
+            }
+        }
+        scan
     }
 
     /// Reads and checks the policy at `path`.

@@ -16,10 +16,8 @@ use std::path::Path;
 #[derive(Clone, Debug, Deserialize)]
 pub struct Input {
     pub id: String,
-    #[serde(default)]
-    pub source: String,
-    #[serde(default)]
-    pub team: String,
+    // `source` and `team` are part of the line's shape but do not change a decision: they are
+    // skipped, not stored.
     pub channel: String,
     #[serde(default)]
     pub channel_name: String,
@@ -156,8 +154,6 @@ fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input>> {
                 let user = m.user.clone().or(m.bot_id.clone()).unwrap_or_default();
                 out.push(Input {
                     id: format!("{}:{}", c.id, m.ts),
-                    source: "slack".into(),
-                    team: String::new(),
                     channel: c.id.clone(),
                     channel_name: c.name.clone(),
                     user_is_bot: m.bot_id.is_some()
@@ -177,8 +173,9 @@ fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input>> {
 
 /// Runs the policy over `inputs`; one decision per input, in input order.
 pub fn replay(policy: &Policy, inputs: &[Input], ignore_budgets: bool) -> Vec<Decision> {
+    let times: Vec<i64> = inputs.iter().map(Input::at_ms).collect();
     let mut order: Vec<usize> = (0..inputs.len()).collect();
-    order.sort_by_key(|&i| inputs[i].at_ms());
+    order.sort_by_key(|&i| times[i]);
     let keys: Vec<(String, Option<String>)> =
         inputs.iter().map(|m| (m.key(), m.root_key())).collect();
     let message = |i: usize| -> Message {
@@ -189,7 +186,7 @@ pub fn replay(policy: &Policy, inputs: &[Input], ignore_budgets: bool) -> Vec<De
             place_name: &m.channel_name,
             author: &m.user,
             author_is_bot: m.user_is_bot,
-            at_ms: m.at_ms(),
+            at_ms: times[i],
             thread: keys[i].1.as_deref(),
             text: &m.text,
             mentions_chime: m.mentions_chime(),
