@@ -104,6 +104,11 @@ pub trait Connector: Send + Sync {
     async fn check_member(&self, binding: &Binding, author: &Author) -> Membership;
     /// The messages around `binding`, quoted as data for the agent; empty when unreadable.
     async fn thread_context(&self, binding: &Binding) -> Vec<QuotedMessage>;
+    /// The name of the place `binding` is in (a channel's name), when the platform tells; policies
+    /// may name places.
+    async fn place_name(&self, _binding: &Binding) -> Option<String> {
+        None
+    }
     /// How a person is named in the agent's input.
     fn name_person(&self, user: &str) -> String;
     /// Whether this person may press Stop, Retry and the repository picker on anyone's task.

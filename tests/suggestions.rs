@@ -611,3 +611,45 @@ async fn not_now_is_learned_and_counted(db: TestDb) {
     app.stop().await;
 }
 dual_db!(learning_test, not_now_is_learned_and_counted);
+
+/// Slack events carry channel ids only; the policy's `never = ["#random"]` still holds, by the
+/// name `conversations.info` gives.
+async fn never_holds_by_channel_name(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    slack
+        .state
+        .lock()
+        .unwrap()
+        .channel_names
+        .insert("C1R".into(), "random".into());
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(config_with_suggestions(
+        &db,
+        &slack,
+        test_policy(dir.path(), 0.0),
+    ))
+    .await;
+    app.post_event(&ci_alert("EvNv1", "C1R", "1764072600.000100", None, FAILED))
+        .await;
+    app.post_event(&ci_alert("EvNv2", "C1B", "1764072600.000200", None, FAILED))
+        .await;
+    slack.card("C1B", "1764072600.000200", "chime_accept").await;
+    eventually(Duration::from_secs(10), "every event handled", || async {
+        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        slack.thread("C1R", "1764072600.000100").is_empty(),
+        "spoke in #random"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM suggestions").await, 1);
+    assert!(slack
+        .calls("conversations.info")
+        .iter()
+        .any(|c| c["channel"] == "C1R"));
+    app.stop().await;
+}
+dual_db!(never_test, never_holds_by_channel_name);

@@ -68,6 +68,8 @@ pub struct SlackApi {
     tier3: DefaultKeyedRateLimiter<String>,
     tier4: DefaultKeyedRateLimiter<String>,
     members: Mutex<HashMap<String, (Member, Instant)>>,
+    /// channel id → its name (conversations.info); renames show after an hour.
+    channel_names: Mutex<HashMap<String, (String, Instant)>>,
     /// Every call is abandoned after this long: a stalled Slack must not hold a task, an event or
     /// a thread's outbox queue forever.
     timeout: Duration,
@@ -118,6 +120,17 @@ struct RepliesResponse {
 #[derive(Deserialize)]
 struct ResponseMetadata {
     next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChannelResponse {
+    channel: Option<ChannelInfo>,
+}
+
+#[derive(Deserialize)]
+struct ChannelInfo {
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +207,7 @@ impl SlackApi {
             tier3: keyed(limits.tier3_per_min),
             tier4: keyed(limits.tier4_per_min),
             members: Mutex::new(HashMap::new()),
+            channel_names: Mutex::new(HashMap::new()),
             timeout,
         })
     }
@@ -417,6 +431,36 @@ impl SlackApi {
             c.insert(user.to_string(), (m.clone(), Instant::now()));
         }
         Ok(m)
+    }
+
+    /// A channel's name (conversations.info), cached for an hour.
+    #[tracing::instrument(skip(self))]
+    pub async fn channel_name(&self, team: &str, channel: &str) -> Result<String, SendError> {
+        if let Some((name, at)) = self
+            .channel_names
+            .lock()
+            .ok()
+            .and_then(|c| c.get(channel).cloned())
+        {
+            if at.elapsed() < Duration::from_secs(3600) {
+                return Ok(name);
+            }
+        }
+        self.throttle(team, "conversations.info", Tier::T3).await;
+        let r: ChannelResponse = self
+            .get(
+                "conversations.info",
+                vec![("channel", Some(channel.to_string()))],
+            )
+            .await?;
+        let name = r
+            .channel
+            .and_then(|c| c.name)
+            .ok_or_else(|| SendError::Permanent("conversations.info returned no name".into()))?;
+        if let Ok(mut c) = self.channel_names.lock() {
+            c.insert(channel.to_string(), (name.clone(), Instant::now()));
+        }
+        Ok(name)
     }
 
     pub async fn auth_test(&self) -> Result<AuthTest, SendError> {

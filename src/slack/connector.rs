@@ -139,6 +139,19 @@ impl Connector for SlackConnector {
         }
     }
 
+    async fn place_name(&self, binding: &Binding) -> Option<String> {
+        let Binding::SlackThread { team, channel, .. } = binding else {
+            return None;
+        };
+        match self.api.channel_name(team.as_str(), channel.as_str()).await {
+            Ok(name) => Some(name),
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "conversations.info failed; judging by the channel id only");
+                None
+            }
+        }
+    }
+
     fn name_person(&self, user: &str) -> String {
         format!("<@{user}>")
     }

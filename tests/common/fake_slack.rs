@@ -27,6 +27,8 @@ pub struct State {
     pub users: HashMap<String, Value>,
     /// user id → the error code users.info answers for them (e.g. `user_not_found`).
     pub user_errors: HashMap<String, String>,
+    /// channel id → its name for conversations.info (default: the id in lower case).
+    pub channel_names: HashMap<String, String>,
     /// What apps.connections.open hands out (a fake Socket Mode server); unset, it answers an error.
     pub socket_url: Option<String>,
 }
@@ -275,6 +277,15 @@ impl Respond for Responder {
                     json!({ "id": id, "team_id": "T1", "is_bot": false, "is_restricted": false, "is_ultra_restricted": false, "deleted": false })
                 });
                 ok(json!({ "user": user }))
+            }
+            "conversations.info" => {
+                let id = p["channel"].as_str().unwrap_or_default();
+                let name = s
+                    .channel_names
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| id.to_lowercase());
+                ok(json!({ "channel": { "id": id, "name": name } }))
             }
             "apps.connections.open" => match &s.socket_url {
                 Some(url) => ok(json!({ "url": url })),
