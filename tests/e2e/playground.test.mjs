@@ -38,6 +38,13 @@ function log(line) {
 // Starts `chime serve` and resolves with its address once it says where the playground is.
 function startServer() {
   const configPath = path.join(tmp, "chime.toml");
+  // The shipped policy, without quiet hours (this test runs at any hour) and offering to people
+  // who have not used Chime yet.
+  const policyPath = path.join(tmp, "policy.toml");
+  let policy = readFileSync(path.join(repoRoot, "policies", "default.toml"), "utf8");
+  const quietStart = policy.indexOf("[quiet_hours]");
+  policy = policy.slice(0, quietStart) + policy.slice(policy.indexOf("\n\n", quietStart));
+  writeFileSync(policyPath, policy.replace("opted_in = false", "opted_in = true"));
   const agent = path.join(tmp, "slow-agent.sh");
   // A slow agent: reads its prompt, reports one milestone, then works "forever" (until Stop).
   writeFileSync(
@@ -68,6 +75,10 @@ function startServer() {
       "timeout_secs = 600",
       "# The agent writes its pids to the test's directory, which the sandbox would hide.",
       'sandbox = "none"',
+      "",
+      "[suggestions]",
+      "enabled = true",
+      `policy = ${JSON.stringify(policyPath)}`,
       "",
     ].join("\n"),
   );
@@ -313,6 +324,24 @@ test("the playground: dry run, Stop, refusal and the sessions list", { timeout: 
     await page.locator("#sessions-body tr[data-session]", { hasText: "cancelled" }).waitFor();
     await shot("07-narrow-sessions");
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  await t.test("a stack trace gets one suggestion, and Do it runs it in the same thread", async () => {
+    await postAs("U0ANA");
+    await page.goto(`${baseUrl}/#/channel/CBACKEND`);
+    await page.getByRole("heading", { level: 1, name: "#backend" }).waitFor();
+    const root = await postInChannel("seeing this on staging: Traceback (most recent call last): KeyError: 'user_id'");
+    await root.locator(".thread-preview", { hasText: "Investigate this error" }).waitFor();
+    const thread = await openThreadOf(root);
+    const offer = thread.locator('article[data-user="UCHIME"]', { hasText: "Investigate this error" });
+    await offer.getByRole("button", { name: "Not now" }).waitFor();
+    await offer.getByRole("button", { name: "Don't suggest this here" }).waitFor();
+    await shot("08-suggestion");
+    await offer.getByRole("button", { name: "Do it" }).click();
+    await thread.locator('article[data-user="UCHIME"]', { hasText: "Dry run" }).waitFor();
+    await thread.locator('article[data-user="UCHIME"]', { hasText: "accepted" }).waitFor();
+    assert.equal(await thread.getByRole("button", { name: "Do it" }).count(), 0, "no Do it once accepted");
+    await shot("09-suggestion-accepted");
   });
 
   assert.deepEqual(pageErrors, [], "no script errors on the page");
