@@ -123,6 +123,17 @@ async fn ci_failure_offer_and_do_it(db: TestDb) {
     ))
     .await;
 
+    // The same button value pressed in another thread (a forged click) does nothing.
+    app.click(&button(
+        "chime_accept",
+        &value,
+        "U1",
+        "C1",
+        "1764072000.999999",
+        "1764072001.000000",
+    ))
+    .await;
+
     // A guest pressing Do it is refused, and nothing starts.
     app.click(&button(
         "chime_accept",
