@@ -29,6 +29,17 @@ fn test_policy(dir: &std::path::Path, grace_minutes: f64) -> std::path::PathBuf 
     path
 }
 
+/// Waits until every accepted event has been handled.
+async fn all_handled(app: &TestApp) {
+    eventually(Duration::from_secs(10), "every event handled", || async {
+        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+}
+
 fn config_with_suggestions(
     db: &TestDb,
     slack: &FakeSlack,
@@ -318,17 +329,8 @@ async fn dont_suggest_this_here_mutes_the_kind(db: TestDb) {
     app.post_event(&ci_alert("EvM3", "C4", "1764072300.000300", None, FAILED))
         .await;
     slack.card("C4", "1764072300.000300", "chime_accept").await;
-    eventually(
-        Duration::from_secs(10),
-        "the muted alert decided",
-        || async {
-            (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
-                .await
-                == 0)
-                .then_some(())
-        },
-    )
-    .await;
+    // The muted alert has been decided.
+    all_handled(&app).await;
     assert!(suggestions_in(&slack, "C5", "1764072300.000200").is_empty());
     assert_eq!(
         app.count("SELECT COUNT(*) FROM policy_mutes WHERE place = 'C5' AND action = 'fix_ci'")
@@ -436,13 +438,7 @@ async fn playground_offer_and_do_it(db: TestDb) {
         .send()
         .await
         .unwrap();
-    eventually(Duration::from_secs(10), "every event handled", || async {
-        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    all_handled(&app).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM suggestions").await, 1);
     app.stop().await;
 }
@@ -534,13 +530,7 @@ async fn slash_mute_and_unmute(db: TestDb) {
     app.post_event(&human("EvS2", "C3", "U2", "1764072400.000200", None, trace))
         .await;
     slack.card("C3", "1764072400.000200", "chime_accept").await;
-    eventually(Duration::from_secs(10), "every event handled", || async {
-        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    all_handled(&app).await;
     assert!(
         suggestions_in(&slack, "C3", "1764072400.000100").is_empty(),
         "suggested to a muted person"
@@ -645,13 +635,7 @@ async fn never_holds_by_channel_name(db: TestDb) {
     app.post_event(&ci_alert("EvNv2", "C1B", "1764072600.000200", None, FAILED))
         .await;
     slack.card("C1B", "1764072600.000200", "chime_accept").await;
-    eventually(Duration::from_secs(10), "every event handled", || async {
-        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    all_handled(&app).await;
     assert!(
         slack.thread("C1R", "1764072600.000100").is_empty(),
         "spoke in #random"

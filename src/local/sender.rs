@@ -30,26 +30,15 @@ impl Deliver for LocalSender {
             SlackOp::React { ts, name, .. } => {
                 self.workspace.add_reaction(ts, name).await.map(|_| None)
             }
+            // The playground has no per-person view: a private note shows in the thread like a
+            // post.
             SlackOp::Post {
                 channel,
                 thread_ts,
                 text,
                 blocks,
-            } => self
-                .workspace
-                // The outbox key makes a re-sent post find the first one instead of a duplicate.
-                .insert(
-                    channel,
-                    thread_ts.as_deref(),
-                    BOT_USER,
-                    text,
-                    Some(blocks),
-                    Some(&row.idempotency_key),
-                )
-                .await
-                .map(|m| Some(m.ts)),
-            // The playground has no per-person view: a private note shows in the thread.
-            SlackOp::Ephemeral {
+            }
+            | SlackOp::Ephemeral {
                 channel,
                 thread_ts,
                 text,
@@ -57,6 +46,7 @@ impl Deliver for LocalSender {
                 ..
             } => self
                 .workspace
+                // The outbox key makes a re-sent post find the first one instead of a duplicate.
                 .insert(
                     channel,
                     thread_ts.as_deref(),

@@ -63,14 +63,16 @@ pub fn mention_id(id: &str) -> String {
     }
 }
 
-/// A task id as buttons carry it (and as `ButtonAction::from_parts` accepts it back).
-fn button_task_id(task: &Task) -> String {
-    task.id
-        .as_str()
-        .chars()
+/// An id as buttons carry it (and as `ButtonAction::from_parts` accepts it back).
+fn button_id(id: &str) -> String {
+    id.chars()
         .filter(char::is_ascii_alphanumeric)
         .take(64)
         .collect()
+}
+
+fn button_task_id(task: &Task) -> String {
+    button_id(task.id.as_str())
 }
 
 /// The fields every task card starts with.
@@ -277,7 +279,7 @@ pub fn suggestion_card(t: &BlockKit, offer: &Offer) -> anyhow::Result<Rendered> 
     t.message(
         "suggestion",
         &json!({
-            "id": offer.id.chars().filter(char::is_ascii_alphanumeric).take(64).collect::<String>(),
+            "id": button_id(&offer.id),
             "button": fit(&offer.button, 75),
             "why": fit(&offer.reasons.join("; "), 300),
         }),
