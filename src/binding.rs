@@ -79,7 +79,38 @@ pub enum Binding {
     },
 }
 
+/// A place on a surface where threads start: a channel. A request asked outside any thread
+/// (`/chime <request>`) names one, and Chime opens the thread there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "surface", rename_all = "snake_case")]
+pub enum Place {
+    Slack { team: TeamId, channel: ChannelId },
+    Local { channel: ChannelId },
+}
+
+impl Place {
+    pub fn surface(&self) -> Surface {
+        match self {
+            Place::Slack { .. } => Surface::Slack,
+            Place::Local { .. } => Surface::Local,
+        }
+    }
+}
+
 impl Binding {
+    /// The channel this thread is in.
+    pub fn location(&self) -> Place {
+        match self {
+            Binding::SlackThread { team, channel, .. } => Place::Slack {
+                team: team.clone(),
+                channel: channel.clone(),
+            },
+            Binding::LocalThread { channel, .. } => Place::Local {
+                channel: channel.clone(),
+            },
+        }
+    }
+
     /// The connector that reports on this binding.
     pub fn surface(&self) -> Surface {
         match self {

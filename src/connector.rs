@@ -4,7 +4,7 @@
 //! there, and what a thread says. The core holds them in [`Connectors`] and never names one.
 
 use crate::backend::QuotedMessage;
-use crate::binding::{Binding, Surface};
+use crate::binding::{Binding, Place, Surface};
 use crate::event::Author;
 use crate::failure::Permanent;
 use crate::ids::{RepoName, UserId};
@@ -101,7 +101,21 @@ pub trait Connector: Send + Sync {
     fn reporter(&self) -> &dyn Reporter;
     fn sender(&self) -> Arc<dyn Deliver>;
     /// Whether this person may trigger work at `binding`.
-    async fn check_member(&self, binding: &Binding, author: &Author) -> Membership;
+    async fn check_member(&self, place: &Place, author: &Author) -> Membership;
+    /// Opens a thread for a request asked outside any thread (`/chime <request>`): the request is
+    /// posted in `place`, attributed to its author; or, when `private` or Chime cannot post there,
+    /// in the author's direct conversation with Chime. `key` names the request (it is replayed
+    /// after a crash). Returns the thread and its first message.
+    async fn open_thread(
+        &self,
+        _place: &Place,
+        _author: &Author,
+        _text: &str,
+        _private: bool,
+        _key: &str,
+    ) -> anyhow::Result<(Binding, String)> {
+        anyhow::bail!("{} has no requests outside threads", self.surface())
+    }
     /// The messages around `binding`, quoted as data for the agent; empty when unreadable.
     async fn thread_context(&self, binding: &Binding) -> Vec<QuotedMessage>;
     /// The name of the place `binding` is in (a channel's name), when the platform tells; policies

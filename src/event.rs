@@ -25,8 +25,19 @@ pub enum Event {
     ButtonClicked(ButtonClicked),
     /// A message in a channel Chime is in that does not ask for it: for the relevance policy.
     Message(ChannelMessage),
+    /// Someone asked for work outside any thread (`/chime <request>`).
+    Request(Request),
     /// Someone turned suggestions to them off for a while, or on again (`/chime mute`).
     MuteSuggestions(MuteSuggestions),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Where it was asked: Chime opens a thread for it there.
+    pub place: crate::binding::Place,
+    pub author: Author,
+    /// Untrusted text.
+    pub text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

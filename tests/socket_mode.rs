@@ -196,3 +196,60 @@ async fn foreign_workspace_over_socket(db: TestDb) {
     app.stop().await;
 }
 dual_db!(foreign_workspace_test, foreign_workspace_over_socket);
+
+/// `/chime` over Socket Mode: the answer rides on the ack, and a request opens its thread as it
+/// does over HTTP. A malformed command is acked (it will not parse better) and stores nothing.
+async fn slash_commands_over_socket(db: TestDb) {
+    let (slack, mut socket, app) = start(&db, |_| {}).await;
+    let mut conn = socket.next_connection(WAIT).await;
+    let command = |id: &str, trigger: &str, text: &str| {
+        json!({
+            "envelope_id": id, "type": "slash_commands", "accepts_response_payload": true,
+            "payload": {
+                "token": "ignored", "team_id": "T1", "user_id": "U1", "channel_id": "C6",
+                "command": "/chime", "text": text, "trigger_id": trigger,
+                "response_url": "https://hooks.slack.com/commands/T1/1/x"
+            }
+        })
+    };
+    let answer = |frame: Option<Value>, id: &str| {
+        let frame = frame.unwrap_or_else(|| panic!("no ack for {id}"));
+        assert_eq!(frame["envelope_id"], id);
+        assert_eq!(frame["payload"]["response_type"], "ephemeral", "{frame}");
+        frame["payload"]["text"].as_str().unwrap().to_string()
+    };
+    conn.send(&command("sc-1", "1.1", "help")).await;
+    assert!(answer(conn.next_frame(ACK).await, "sc-1").contains("/chime mute"));
+
+    conn.send(&command("sc-2", "1.2", "mute 1w")).await;
+    assert!(answer(conn.next_frame(ACK).await, "sc-2").contains("a week"));
+    eventually(WAIT, "the mute recorded", || async {
+        (app.count("SELECT COUNT(*) FROM policy_person_mutes WHERE person = 'U1'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+
+    conn.send(&command(
+        "sc-3",
+        "1.3",
+        "write a script that lists stale branches",
+    ))
+    .await;
+    assert!(answer(conn.next_frame(ACK).await, "sc-3").contains("starting a thread"));
+    let root = eventually(WAIT, "the request's thread", || async {
+        slack
+            .calls("chat.postMessage")
+            .into_iter()
+            .find(|p| p["channel"] == "C6" && p["blocks"].to_string().contains("asked Chime"))
+    })
+    .await;
+    assert!(root["blocks"].to_string().contains("stale branches"));
+
+    let mut bad = command("sc-4", "1.4", "help");
+    bad["payload"]["user_id"] = json!("not an id!");
+    deliver(&mut conn, bad).await;
+    app.stop().await;
+}
+dual_db!(slash_over_socket_test, slash_commands_over_socket);

@@ -648,3 +648,137 @@ async fn never_holds_by_channel_name(db: TestDb) {
     app.stop().await;
 }
 dual_db!(never_test, never_holds_by_channel_name);
+
+/// kill -9 inside a grace window, then a restart: exactly one suggestion when the window ends. The
+/// real binary is killed, so nothing gets a chance to flush or hand over.
+async fn grace_survives_kill9(db: TestDb) {
+    use common::process::{free_port, ChimeProcess, FAST_CONFIG};
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Six seconds: long enough to kill the process well inside the window.
+    let policy = test_policy(dir.path(), 0.1);
+    let config = format!(
+        "{FAST_CONFIG}\n[suggestions]\nenabled = true\npolicy = \"{}\"\n",
+        policy.display()
+    );
+    let env = vec![
+        ("DATABASE_URL", db.url().to_string()),
+        ("SLACK_SIGNING_SECRET", SECRET.to_string()),
+        ("SLACK_BOT_TOKEN", "xoxb-test-token".to_string()),
+        ("SLACK_API_URL", slack.api_url()),
+    ];
+    let port = free_port();
+    let mut first = ChimeProcess::start(dir.path(), "first", port, &env, &config).await;
+    let root = "1764072300.000100";
+    let http = reqwest::Client::new();
+    let url = format!("{}/slack/events", first.base);
+    let body = ci_alert("EvK1", "C7", root, None, FAILED).to_string();
+    let sent = std::time::Instant::now();
+    let r = signed_post(&http, &url, body.into_bytes(), "application/json", &[]).await;
+    assert_eq!(r.status(), 200);
+    // The pending decision is a row before the kill.
+    sqlx::any::install_default_drivers();
+    eventually(Duration::from_secs(5), "the pending row", || async {
+        use sqlx::Connection;
+        let mut c = sqlx::AnyConnection::connect(db.url()).await.ok()?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM suggestions WHERE state = 'pending'")
+            .fetch_one(&mut c)
+            .await
+            .ok()?;
+        (n == 1).then_some(())
+    })
+    .await;
+    first.kill9();
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "killed after the window ended; the test proves nothing"
+    );
+    assert!(suggestions_in(&slack, "C7", root).is_empty());
+
+    let second = ChimeProcess::start(dir.path(), "second", port, &env, &config).await;
+    slack.card("C7", root, "chime_accept").await;
+    assert!(
+        sent.elapsed() >= Duration::from_secs(6),
+        "offered before the grace window ended"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        suggestions_in(&slack, "C7", root).len(),
+        1,
+        "exactly one suggestion"
+    );
+    assert_eq!(slack.calls("chat.postMessage").len(), 1);
+    drop(second);
+}
+dual_db!(kill9_test, grace_survives_kill9);
+
+/// A scope with `delivery = "ephemeral"`: the offer is shown only to the message's author, in
+/// the channel, and its Do it starts the task in the message's thread. Nobody else can press it.
+async fn ephemeral_delivery(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = test_policy(dir.path(), 0.0);
+    let text = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replacen("opted_in = false", "opted_in = true", 1)
+        .replacen("delivery = \"thread\"", "delivery = \"ephemeral\"", 1);
+    std::fs::write(&policy, text).unwrap();
+    let app = TestApp::spawn(config_with_suggestions(&db, &slack, policy)).await;
+    let root = "1764072500.000100";
+    let trace = "seeing this:\nTraceback (most recent call last):\nKeyError: 'user_id'";
+    app.post_event(&human("EvE1", "C8", "U1", root, None, trace))
+        .await;
+    let offer = eventually(Duration::from_secs(10), "the private offer", || async {
+        slack.calls("chat.postEphemeral").into_iter().next()
+    })
+    .await;
+    assert_eq!(offer["user"], "U1");
+    assert_eq!(offer["channel"], "C8");
+    assert!(offer.get("thread_ts").is_none_or(Value::is_null), "{offer}");
+    let blocks = offer["blocks"].to_string();
+    assert!(blocks.contains("chime_accept"), "{blocks}");
+    assert!(
+        slack.calls("chat.postMessage").is_empty(),
+        "the offer was public"
+    );
+    let value = offer["blocks"][2]["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Slack names an ephemeral message by its own ts, with no thread.
+    let press = |user: &str, action_ts: &str| {
+        json!({
+            "type": "block_actions", "team": { "id": "T1" }, "user": { "id": user, "team_id": "T1" },
+            "channel": { "id": "C8" },
+            "container": { "type": "message", "channel_id": "C8", "message_ts": "1800000000.999999", "is_ephemeral": true },
+            "actions": [{ "action_id": "chime_accept", "value": value, "action_ts": action_ts, "type": "button" }],
+            "trigger_id": "1.2.3"
+        })
+    };
+    // Someone else replaying the value (they never saw it) starts nothing.
+    assert_eq!(app.click(&press("U2", "1764072501.1")).await.status(), 200);
+    all_handled(&app).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
+
+    assert_eq!(app.click(&press("U1", "1764072501.2")).await.status(), 200);
+    slack.card("C8", root, "Dry run").await;
+    assert_eq!(
+        app.text("SELECT binding FROM tasks").await,
+        format!("slack:T1/C8/{root}")
+    );
+    assert_eq!(app.text("SELECT requester FROM tasks").await, "U1");
+    // The answer is told privately too: an ephemeral message cannot be edited.
+    eventually(Duration::from_secs(10), "the private answer", || async {
+        slack
+            .calls("chat.postEphemeral")
+            .into_iter()
+            .find(|p| p["blocks"].to_string().contains("accepted"))
+    })
+    .await;
+    assert!(slack
+        .calls("chat.update")
+        .iter()
+        .all(|u| !u["blocks"].to_string().contains("accepted")));
+    app.stop().await;
+}
+dual_db!(ephemeral_test, ephemeral_delivery);

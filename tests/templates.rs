@@ -322,6 +322,14 @@ fn every_card_renders_within_limits(input: CardInput) -> Result<(), TestCaseErro
         "notice",
     )?;
 
+    // A `/chime <request>` opens its thread with the request quoted: hostile text stays text.
+    check(
+        &chime::slack::cards::request_card(&t, &UserId::new(&input.requester), &input.notice)
+            .unwrap(),
+        &[requester.as_str()],
+        "request",
+    )?;
+
     for state in [
         TaskState::Succeeded,
         TaskState::Failed,
@@ -358,6 +366,8 @@ fn suggestion_cards_snapshot_and_fit() {
     let offer = Offer {
         id: "0123456789abcdef0123456789abcdef".into(),
         binding: "slack:T1/C1/1700000000.000100".parse().unwrap(),
+        message: "1700000000.000100".into(),
+        private_to: None,
         action: "fix_ci".into(),
         button: "Fix the failing CI run".into(),
         reasons: vec!["a CI run failed".into(), "on the main branch".into()],

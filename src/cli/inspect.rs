@@ -30,6 +30,7 @@ pub async fn failed(db: &Db, limit: i64) -> anyhow::Result<String> {
         let payload: String = r.get("payload");
         let text = match serde_json::from_str::<Event>(&payload) {
             Ok(Event::Mention(m)) => m.text,
+            Ok(Event::Request(r)) => r.text,
             _ => String::new(),
         };
         let _ = writeln!(

@@ -24,7 +24,7 @@ pub async fn handle_button(
     let connector = ctx.connectors.for_binding(&binding)?;
     let reporter = connector.reporter();
     let user = b.author.user.to_string();
-    let membership = connector.check_member(&binding, &b.author).await;
+    let membership = connector.check_member(&binding.location(), &b.author).await;
     let mut tx = ctx.db.begin().await?;
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %user, reason = %why, "refused a button click");

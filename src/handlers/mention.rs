@@ -14,7 +14,9 @@ pub async fn handle_mention(
 ) -> anyhow::Result<()> {
     let connector = ctx.connectors.for_binding(&m.binding)?;
     let reporter = connector.reporter();
-    let membership = connector.check_member(&m.binding, &m.author).await;
+    let membership = connector
+        .check_member(&m.binding.location(), &m.author)
+        .await;
     let mut tx = ctx.db.begin().await?;
     let refusal = match membership {
         Membership::Denied(why) => {

@@ -4,4 +4,5 @@ pub mod buttons;
 pub mod mention;
 pub mod message;
 pub mod mute;
+pub mod request;
 pub mod suggestions;

@@ -23,14 +23,21 @@ pub async fn handle(
         tracing::info!(suggestion = id, "button for an unknown suggestion; ignored");
         return Ok(());
     };
-    if &s.offer.binding != binding {
-        // A button value can be forged; it must belong to the thread it was pressed in.
+    // A button value can be forged; it must belong to the thread it was pressed in. A private
+    // offer (which Slack names by its own message, not the thread) must be pressed in its
+    // channel, by the one person who was shown it.
+    let pressed_where_offered = match &s.offer.private_to {
+        Some(to) => to == by && s.offer.binding.location() == binding.location(),
+        None => &s.offer.binding == binding,
+    };
+    if !pressed_where_offered {
         tracing::warn!(
             suggestion = id,
-            "button names a suggestion of another thread; ignored"
+            "button names a suggestion of another thread or person; ignored"
         );
         return Ok(());
     }
+    let binding = &s.offer.binding;
     if s.state != "offered" {
         let key = format!("suggestion-answered:{id}:{by}");
         let text = "This suggestion was already answered.";

@@ -86,7 +86,7 @@ impl Connector for LocalConnector {
         })
     }
 
-    async fn check_member(&self, _binding: &Binding, author: &Author) -> Membership {
+    async fn check_member(&self, _place: &crate::binding::Place, author: &Author) -> Membership {
         self.workspace.check_member(author)
     }
 

@@ -21,6 +21,10 @@ pub struct Offer {
     pub id: String,
     /// The thread it is offered in.
     pub binding: Binding,
+    /// The message it answers.
+    pub message: String,
+    /// Only this person sees it (a scope's `delivery = "ephemeral"`); None: everyone in the thread.
+    pub private_to: Option<crate::ids::UserId>,
     pub action: String,
     pub button: String,
     pub reasons: Vec<String>,
@@ -193,14 +197,21 @@ pub async fn judge_message(
             // The window runs from when Chime hears of the alert: one delivered late (after
             // downtime) still gives people their full window, and their replies, delivered
             // late too, are handled before it ends.
-            insert(tx, m, &thread, &relevant, "pending", now_ms() + g).await?;
+            insert(tx, m, &thread, &relevant, "pending", now_ms() + g, None).await?;
             tracing::info!(thread = %thread, action = ?relevant.action, "alert waits out its grace window");
         }
         _ => {
             let d = judge::decide(policy, &msg, &state, &mut mem, false);
             if d.suggests() {
-                if let Some(id) = insert(tx, m, &thread, &d, "offered", now_ms()).await? {
-                    offer(ctx, tx, &id, &m.binding, &d).await?;
+                // Only a person can be shown something privately; an alert's offer is public.
+                let private_to = judge::scope_of(policy, &msg)
+                    .ok()
+                    .filter(|s| s.delivery == "ephemeral" && !m.author_is_bot)
+                    .map(|_| m.author.user.as_str());
+                if let Some(id) =
+                    insert(tx, m, &thread, &d, "offered", now_ms(), private_to).await?
+                {
+                    offer(ctx, tx, &id, m, private_to, &d).await?;
                 }
             } else {
                 tracing::debug!(thread = %thread, reasons = ?d.reasons, "quiet");
@@ -219,13 +230,14 @@ async fn insert(
     d: &Decision,
     state: &str,
     decide_at: i64,
+    private_to: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let now = now_ms();
     let n = sqlx::query(
         "INSERT INTO suggestions (id, thread, place, message, author, author_is_bot, place_name, text, action, \
-         button, score_milli, reasons, state, decide_at, created_at, decided_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         button, score_milli, reasons, state, decide_at, created_at, decided_at, private_to) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (thread) DO NOTHING",
     )
     .bind(&id)
@@ -244,6 +256,7 @@ async fn insert(
     .bind(decide_at)
     .bind(now)
     .bind((state != "pending").then_some(now))
+    .bind(private_to)
     .execute(tx)
     .await
     .context("recording a suggestion")?
@@ -255,26 +268,30 @@ async fn offer(
     ctx: &Ctx,
     tx: &mut AnyConnection,
     id: &str,
-    binding: &Binding,
+    m: &ChannelMessage,
+    private_to: Option<&str>,
     d: &Decision,
 ) -> anyhow::Result<()> {
+    let binding = &m.binding;
     let connector = ctx.connectors.for_binding(binding)?;
     let offer = Offer {
         id: id.to_string(),
         binding: binding.clone(),
+        message: m.message.clone(),
+        private_to: private_to.map(|u| crate::ids::UserId(u.to_string())),
         action: d.action.clone().unwrap_or_default(),
         button: d.button.clone().unwrap_or_default(),
         reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
     };
     connector.reporter().offer(tx, &offer).await?;
-    tracing::info!(suggestion = id, binding = %binding, action = %offer.action, score = d.score, "offered a suggestion");
+    tracing::info!(suggestion = id, binding = %binding, action = %offer.action, score = d.score, private = private_to.is_some(), "offered a suggestion");
     Ok(())
 }
 
 /// Reads a suggestion.
 pub async fn get(conn: &mut AnyConnection, id: &str) -> anyhow::Result<Option<Suggestion>> {
     let row = sqlx::query(
-        "SELECT id, thread, place, message, author, text, action, button, reasons, state FROM suggestions WHERE id = $1",
+        "SELECT id, thread, place, message, author, text, action, button, reasons, state, private_to FROM suggestions WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(conn)
@@ -284,6 +301,10 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> anyhow::Result<Option<Su
             offer: Offer {
                 id: r.get("id"),
                 binding: r.get::<String, _>("thread").parse()?,
+                message: r.get("message"),
+                private_to: r
+                    .get::<Option<String>, _>("private_to")
+                    .map(crate::ids::UserId),
                 action: r.get("action"),
                 button: r.get("button"),
                 reasons: serde_json::from_str(&r.get::<String, _>("reasons"))
@@ -526,7 +547,7 @@ async fn decide_one_due(ctx: &Ctx, policy: &Policy) -> anyhow::Result<bool> {
     .await?
     .rows_affected();
     if moved == 1 && d.suggests() {
-        offer(ctx, &mut tx, &id, &binding, &d).await?;
+        offer(ctx, &mut tx, &id, &m, None, &d).await?;
     }
     tx.commit().await?;
     if moved == 1 {

@@ -278,6 +278,15 @@ pub async fn get_task(conn: &mut AnyConnection, id: &TaskId) -> anyhow::Result<O
     row.as_ref().map(task_from_row).transpose()
 }
 
+/// The task an inbox event made, if it made one.
+pub async fn task_for_event(db: &Db, source_event: &str) -> anyhow::Result<Option<TaskId>> {
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE source_event = $1")
+        .bind(source_event)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(id.map(TaskId::new))
+}
+
 /// Every turn of a session before `turn_no`, oldest first.
 pub async fn history(
     db: &Db,

@@ -128,6 +128,17 @@ struct ChannelResponse {
 }
 
 #[derive(Deserialize)]
+struct OpenResponse {
+    channel: Option<OpenedChannel>,
+}
+
+#[derive(Deserialize)]
+struct OpenedChannel {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct ChannelInfo {
     #[serde(default)]
     name: Option<String>,
@@ -431,6 +442,21 @@ impl SlackApi {
             c.insert(user.to_string(), (m.clone(), Instant::now()));
         }
         Ok(m)
+    }
+
+    /// The direct conversation between Chime and `user` (conversations.open; needs `im:write`).
+    #[tracing::instrument(skip(self))]
+    pub async fn open_dm(&self, team: &str, user: &UserId) -> Result<String, SendError> {
+        self.throttle(team, "conversations.open", Tier::T3).await;
+        let r: OpenResponse = self
+            .post(
+                "conversations.open",
+                &serde_json::json!({ "users": user.as_str() }),
+            )
+            .await?;
+        r.channel
+            .and_then(|c| c.id)
+            .ok_or_else(|| SendError::Permanent("conversations.open returned no channel".into()))
     }
 
     /// A channel's name (conversations.info), cached for an hour.

@@ -57,6 +57,10 @@ const MESSAGES: &[(&str, &str)] = &[
         include_str!("../../templates/slack/fallback.json.hbs"),
     ),
     (
+        "request",
+        include_str!("../../templates/slack/request.json.hbs"),
+    ),
+    (
         "suggestion",
         include_str!("../../templates/slack/suggestion.json.hbs"),
     ),

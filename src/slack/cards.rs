@@ -274,6 +274,20 @@ pub fn fallback_for(t: &BlockKit, task: &Task, refusal: &str) -> anyhow::Result<
     fallback_card(t, task, reason.trim())
 }
 
+/// A request asked with `/chime <request>`, posted to open its thread: who asked, and what, quoted.
+pub fn request_card(t: &BlockKit, by: &UserId, text: &str) -> anyhow::Result<Rendered> {
+    t.message(
+        "request",
+        &json!({
+            "by": mention_id(by.as_str()),
+            "text": match fit(text.trim(), SECTION_CHARS - 200) {
+                t if t.trim().is_empty() => "(no text)".to_string(),
+                t => t,
+            },
+        }),
+    )
+}
+
 /// A suggestion: the action's button text as the headline, why (short), and the three buttons.
 pub fn suggestion_card(t: &BlockKit, offer: &Offer) -> anyhow::Result<Rendered> {
     t.message(

@@ -1,19 +1,23 @@
 //! Slack as one [`Connector`]: the Events API and interactivity endpoints, Socket Mode, Block Kit
 //! cards in threads, the Web API sender, and membership checks through `users.info`.
 
+use super::api::SendError;
 use super::api::SlackApi;
 use super::blocks::BlockKit;
+use super::cards::request_card;
 use super::http::SlackIngress;
 use super::people::SlackPeople;
 use super::reporter::ThreadReporter;
 use super::sender::SlackSender;
 use crate::backend::QuotedMessage;
-use crate::binding::{Binding, Surface};
+use crate::binding::{Binding, Place, Surface};
 use crate::config::Config;
 use crate::connector::{Connector, Connectors, Membership, Reporter};
 use crate::event::Author;
+use crate::ids::{ChannelId, ThreadTs};
 use crate::queue::inbox::InboxWriter;
 use crate::queue::outbox::Deliver;
+use anyhow::Context;
 use async_trait::async_trait;
 use axum::Router;
 use std::sync::{Arc, RwLock};
@@ -27,6 +31,7 @@ pub struct SlackConnector {
     ingress: Arc<SlackIngress>,
     people: SlackPeople,
     reporter: Arc<ThreadReporter>,
+    cards: Arc<BlockKit>,
     /// auth.test had not answered at start-up: it is asked again in the background.
     learn_identity: bool,
 }
@@ -81,9 +86,10 @@ impl SlackConnector {
             api,
             ingress,
             reporter: Arc::new(ThreadReporter {
-                cards,
+                cards: cards.clone(),
                 ack_reaction: config.slack.ack_reaction.clone(),
             }),
+            cards,
             learn_identity,
         }))
     }
@@ -121,11 +127,66 @@ impl Connector for SlackConnector {
         })
     }
 
-    async fn check_member(&self, binding: &Binding, author: &Author) -> Membership {
-        match binding {
-            Binding::SlackThread { team, .. } => self.people.check_member(team, author).await,
+    async fn check_member(&self, place: &Place, author: &Author) -> Membership {
+        match place {
+            Place::Slack { team, .. } => self.people.check_member(team, author).await,
             _ => Membership::Denied("this is not a Slack conversation".into()),
         }
+    }
+
+    async fn open_thread(
+        &self,
+        place: &Place,
+        author: &Author,
+        text: &str,
+        private: bool,
+        key: &str,
+    ) -> anyhow::Result<(Binding, String)> {
+        let Place::Slack { team, channel } = place else {
+            anyhow::bail!("not a Slack channel: {place:?}");
+        };
+        let card = request_card(&self.cards, &author.user, text)?;
+        let post = |channel: String| {
+            let (card, api) = (&card, &self.api);
+            async move {
+                api.post_message(&channel, None, &card.text, &card.blocks, key)
+                    .await?
+                    .ok_or_else(|| SendError::Permanent("chat.postMessage returned no ts".into()))
+                    .map(|ts| (channel, ts))
+            }
+        };
+        let opened = if private {
+            None
+        } else {
+            match post(channel.to_string()).await {
+                Ok(done) => Some(done),
+                // Not in the channel, archived, a DM between two people: their own DM instead.
+                Err(SendError::Permanent(why)) => {
+                    tracing::info!(%channel, reason = %why, "cannot post the request in its channel; opening a direct message");
+                    None
+                }
+                Err(e) => return Err(e).context("posting a /chime request"),
+            }
+        };
+        let (channel, ts) = match opened {
+            Some(done) => done,
+            None => {
+                let dm = self
+                    .api
+                    .open_dm(team.as_str(), &author.user)
+                    .await
+                    .context("conversations.open for a /chime request")?;
+                post(dm)
+                    .await
+                    .context("posting a /chime request in a direct message")?
+            }
+        };
+        let binding = Binding::SlackThread {
+            team: team.clone(),
+            channel: ChannelId::new(&channel),
+            thread: ThreadTs::new(&ts),
+        };
+        Ok((binding, ts))
     }
 
     async fn thread_context(&self, binding: &Binding) -> Vec<QuotedMessage> {

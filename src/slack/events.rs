@@ -386,10 +386,109 @@ pub struct Command {
     pub command: SlashCommand,
 }
 
-/// Parses a slash command's form body. `now_ms` dates a timed mute.
+/// Parses a slash command's form body (over HTTP). `now_ms` dates a timed mute.
 pub fn parse_command_body(body: &[u8], now_ms: i64) -> Result<Command, ParseError> {
     let form: Vec<(String, String)> =
         serde_urlencoded::from_bytes(body).map_err(|e| ParseError::Json(format!("form: {e}")))?;
+    parse_command_fields(&form, now_ms)
+}
+
+/// Parses a slash command's payload as Socket Mode delivers it: the same fields, as a JSON object.
+pub fn parse_command_json(payload: &[u8], now_ms: i64) -> Result<Command, ParseError> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(payload).map_err(|e| ParseError::Json(e.to_string()))?;
+    let form: Vec<(String, String)> = map
+        .into_iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+        .collect();
+    parse_command_fields(&form, now_ms)
+}
+
+/// What to do with a slash command: answer at once, or store an event first and then confirm.
+pub enum CommandPlan {
+    Answer(String),
+    Store { inbound: Inbound, confirm: String },
+}
+
+pub const COMMAND_HELP: &str = "*Chime* offers to hand work to a coding agent when it could clearly help, and stays quiet otherwise.\n\
+• `/chime <request>`: hand work to a coding agent; Chime opens a thread for it here\n\
+• `/chime mute [1d|1w|forever]`: no suggestions on your messages for that long (a day by default)\n\
+• `/chime unmute`: suggestions again\n\
+• `/chime help`: this\n\
+Or mention @chime in a thread.";
+
+/// Turns a parsed (or refused) slash command into its plan; a mistake the person can fix is
+/// answered, not refused.
+pub fn plan_command(
+    parsed: Result<Command, ParseError>,
+    now_ms: i64,
+) -> Result<CommandPlan, ParseError> {
+    let cmd = match parsed {
+        Ok(c) => c,
+        Err(ParseError::Shape(why)) if why.starts_with("mute takes") => {
+            return Ok(CommandPlan::Answer(format!(
+                "Sorry: {why}. For example `/chime mute 1w`."
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let author = Author {
+        user: cmd.user.clone(),
+        external: false,
+    };
+    let (event, confirm) = match cmd.command {
+        SlashCommand::Help => return Ok(CommandPlan::Answer(COMMAND_HELP.into())),
+        SlashCommand::Request(text) => (
+            Event::Request(crate::event::Request {
+                place: crate::binding::Place::Slack {
+                    team: cmd.team.clone(),
+                    channel: cmd.channel.clone(),
+                },
+                author,
+                text,
+            }),
+            "Got it: I'm starting a thread for this here (or in our direct messages if I cannot post here).".to_string(),
+        ),
+        SlashCommand::Mute { until_ms } => {
+            let confirm = match until_ms {
+                None => "Muted: no suggestions on your messages until you `/chime unmute`.".to_string(),
+                Some(t) => format!(
+                    "Muted: no suggestions on your messages for {}.",
+                    if t - now_ms > 2 * 86_400_000 { "a week" } else { "a day" }
+                ),
+            };
+            let mute = crate::event::MuteSuggestions {
+                surface: crate::binding::Surface::Slack,
+                author,
+                until_ms,
+                unmute: false,
+            };
+            (Event::MuteSuggestions(mute), confirm)
+        }
+        SlashCommand::Unmute => {
+            let mute = crate::event::MuteSuggestions {
+                surface: crate::binding::Surface::Slack,
+                author,
+                until_ms: None,
+                unmute: true,
+            };
+            (
+                Event::MuteSuggestions(mute),
+                "Unmuted: Chime may suggest on your messages again.".to_string(),
+            )
+        }
+    };
+    Ok(CommandPlan::Store {
+        inbound: Inbound::Event {
+            delivery_id: cmd.delivery_id,
+            team: cmd.team,
+            event: Box::new(event),
+        },
+        confirm,
+    })
+}
+
+fn parse_command_fields(form: &[(String, String)], now_ms: i64) -> Result<Command, ParseError> {
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let id = |k: &'static str| {
         field(k)
@@ -739,5 +838,50 @@ mod tests {
         ] {
             assert!(parse_command_body(bad.as_bytes(), now).is_err(), "{bad}");
         }
+    }
+
+    /// Socket Mode's slash command payload: the same fields as a JSON object. Anything else, and
+    /// fields that are not strings, are refused, never guessed.
+    #[test]
+    fn slash_command_json_and_hostile_payloads() {
+        let ok = br#"{"team_id":"T1","user_id":"U1","channel_id":"C1","trigger_id":"9.9","text":"bump serde","extra":{"x":1}}"#;
+        let c = parse_command_json(ok, 0).unwrap();
+        assert_eq!(c.command, SlashCommand::Request("bump serde".into()));
+        assert_eq!(c.delivery_id, "cmd:9.9");
+        for bad in [
+            &br#"[]"#[..],
+            br#""text""#,
+            br#"{"team_id":"T1","user_id":"U1","channel_id":"C1","trigger_id":9}"#,
+            br#"{"team_id":"T1","user_id":["U1"],"channel_id":"C1","trigger_id":"1"}"#,
+            br#"{"team_id":"T1","user_id":"U1","channel_id":"C1/../C2","trigger_id":"1"}"#,
+            b"\xff\xfe",
+            b"",
+        ] {
+            assert!(parse_command_json(bad, 0).is_err(), "{bad:?}");
+        }
+        // A fixable mistake is answered, not refused; help never touches the inbox.
+        let plan = |text: &str| {
+            let body = format!(
+                r#"{{"team_id":"T1","user_id":"U1","channel_id":"C1","trigger_id":"1","text":{}}}"#,
+                serde_json::Value::from(text)
+            );
+            plan_command(parse_command_json(body.as_bytes(), 0), 0).unwrap()
+        };
+        assert!(
+            matches!(plan("mute 2y"), CommandPlan::Answer(t) if t.contains("1d, 1w or forever"))
+        );
+        assert!(matches!(plan("help"), CommandPlan::Answer(t) if t.contains("/chime <request>")));
+        let CommandPlan::Store {
+            inbound: Inbound::Event { event, .. },
+            ..
+        } = plan("fix it <!channel>")
+        else {
+            panic!("a request is stored")
+        };
+        let Event::Request(r) = *event else { panic!() };
+        assert_eq!(
+            r.text, "fix it <!channel>",
+            "kept as data; escaped where it is shown"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! inbox and answered; nothing else happens before the ack.
 
 use super::events::{
-    parse_command_body, parse_event_body, parse_interaction_body, Inbound, ParseError, SlashCommand,
+    parse_command_body, parse_event_body, parse_interaction_body, plan_command, CommandPlan,
+    Inbound, ParseError,
 };
 use super::verify::verify;
 use crate::ids::now_ms;
@@ -124,18 +125,13 @@ async fn interactions(
     accept(&state, &headers, parse_interaction_body(&body)).await
 }
 
-const HELP: &str = "*Chime* offers to hand work to a coding agent when it could clearly help, and stays quiet otherwise.\n\
-• `/chime mute [1d|1w|forever]`: no suggestions on your messages for that long (a day by default)\n\
-• `/chime unmute`: suggestions again\n\
-• `/chime help`: this\n\
-To ask for work, mention @chime in a thread.";
-
 /// An answer only the person who ran the command sees.
 fn ephemeral(text: &str) -> Response {
     axum::Json(serde_json::json!({ "response_type": "ephemeral", "text": text })).into_response()
 }
 
-/// `/chime …`. Help is answered at once; a mute is stored in the inbox before it is confirmed.
+/// `/chime …`. Help is answered at once; anything else is stored in the inbox before it is
+/// confirmed.
 async fn commands(
     State(state): State<Arc<SlackIngress>>,
     headers: HeaderMap,
@@ -144,49 +140,27 @@ async fn commands(
     if let Err(r) = check_signature(&state, &headers, &body) {
         return *r;
     }
-    let cmd = match parse_command_body(&body, now_ms()) {
-        Ok(c) => c,
-        Err(ParseError::Shape(why)) if why.starts_with("mute takes") => {
-            return ephemeral(&format!("Sorry: {why}. For example `/chime mute 1w`."));
-        }
+    let (inbound, confirm) = match plan_command(parse_command_body(&body, now_ms()), now_ms()) {
+        Ok(CommandPlan::Answer(text)) => return ephemeral(&text),
+        Ok(CommandPlan::Store { inbound, confirm }) => (inbound, confirm),
         Err(e) => {
             tracing::warn!(reason = %e, "refused a signed but malformed slash command");
             return reply(StatusCode::BAD_REQUEST, &e.to_string());
         }
     };
-    let (until_ms, unmute, done) = match &cmd.command {
-        SlashCommand::Help => return ephemeral(HELP),
-        SlashCommand::Request(_) => {
-            return ephemeral("Starting work from `/chime` is not available yet: mention @chime in a thread with your request instead.")
-        }
-        SlashCommand::Mute { until_ms: None } => (None, false, "Muted: no suggestions on your messages until you `/chime unmute`.".to_string()),
-        SlashCommand::Mute { until_ms: Some(t) } => (Some(*t), false, format!("Muted: no suggestions on your messages for {}.", if *t - now_ms() > 2 * 86_400_000 { "a week" } else { "a day" })),
-        SlashCommand::Unmute => (None, true, "Unmuted: Chime may suggest on your messages again.".to_string()),
-    };
-    let event = crate::event::Event::MuteSuggestions(crate::event::MuteSuggestions {
-        surface: crate::binding::Surface::Slack,
-        author: crate::event::Author {
-            user: cmd.user.clone(),
-            external: false,
-        },
-        until_ms,
-        unmute,
-    });
-    let inbound = Inbound::Event {
-        delivery_id: cmd.delivery_id,
-        team: cmd.team,
-        event: Box::new(event),
-    };
     match state.admit(inbound, "http", "0").await {
-        Ok(Admitted::New | Admitted::Duplicate) => ephemeral(&done),
+        Ok(Admitted::New | Admitted::Duplicate) => ephemeral(&confirm),
         Ok(Admitted::NotAllowed) => reply(
             StatusCode::FORBIDDEN,
             "this workspace is not allowed to use this Chime",
         ),
         Ok(_) => reply(StatusCode::OK, ""),
-        Err(_) => ephemeral("Sorry, I could not save that just now; please try again."),
+        Err(_) => ephemeral(COULD_NOT_SAVE),
     }
 }
+
+/// The answer to a command that could not be stored: nothing was accepted, so it is safe to retry.
+pub(super) const COULD_NOT_SAVE: &str = "Sorry, I could not save that just now; please try again.";
 
 async fn accept(
     state: &SlackIngress,

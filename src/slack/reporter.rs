@@ -289,11 +289,22 @@ impl Reporter for ThreadReporter {
     async fn offer(&self, conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()> {
         let card = suggestion_card(&self.cards, offer)?;
         let (channel, thread) = thread_of(&offer.binding);
-        let op = SlackOp::Post {
-            channel,
-            thread_ts: Some(thread),
-            text: card.text,
-            blocks: card.blocks,
+        let op = match &offer.private_to {
+            // Under a message that starts its thread, a private offer shows in the channel,
+            // where its author is looking, not inside a thread nobody has opened.
+            Some(user) => SlackOp::Ephemeral {
+                channel,
+                user: user.to_string(),
+                thread_ts: (thread != offer.message).then_some(thread),
+                text: card.text,
+                blocks: card.blocks,
+            },
+            None => SlackOp::Post {
+                channel,
+                thread_ts: Some(thread),
+                text: card.text,
+                blocks: card.blocks,
+            },
         };
         let key = format!("suggestion:{}:offer", offer.id);
         self.write(conn, &offer.binding, &key, None, op, false)
@@ -308,7 +319,21 @@ impl Reporter for ThreadReporter {
         answer: &OfferAnswer,
     ) -> anyhow::Result<()> {
         let card = suggestion_answered_card(&self.cards, offer, answer)?;
-        let (channel, _) = thread_of(&offer.binding);
+        let (channel, thread) = thread_of(&offer.binding);
+        if let Some(user) = &offer.private_to {
+            // Slack cannot edit an ephemeral message: its author is told privately instead.
+            let op = SlackOp::Ephemeral {
+                channel,
+                user: user.to_string(),
+                thread_ts: (thread != offer.message).then_some(thread),
+                text: card.text,
+                blocks: card.blocks,
+            };
+            let key = format!("suggestion:{}:answer", offer.id);
+            self.write(conn, &offer.binding, &key, None, op, true)
+                .await?;
+            return Ok(());
+        }
         let op = SlackOp::Update {
             channel,
             text: card.text,

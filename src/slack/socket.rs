@@ -27,9 +27,13 @@
 //! inbox write deduplicated on the event id, so a retried envelope, or an event that arrives over
 //! both Socket Mode and HTTP, makes one task.
 
-use super::events::{parse_event_body, parse_interaction_json, Inbound, ParseError};
+use super::events::{
+    parse_command_json, parse_event_body, parse_interaction_json, plan_command, CommandPlan,
+    Inbound, ParseError,
+};
 use super::http::{Admitted, SlackIngress};
 use crate::config::Config;
+use crate::ids::now_ms;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -159,6 +163,15 @@ fn ack(envelope_id: &str) -> String {
     serde_json::json!({ "envelope_id": envelope_id }).to_string()
 }
 
+/// The acknowledgement frame for a slash command, with the answer only its sender sees.
+fn ack_with(envelope_id: &str, text: &str) -> String {
+    serde_json::json!({
+        "envelope_id": envelope_id,
+        "payload": { "response_type": "ephemeral", "text": text },
+    })
+    .to_string()
+}
+
 #[async_trait]
 impl SlackSocketModeClientListener for FrameListener {
     /// Handles one text frame; the returned string, if any, is sent back on the same socket.
@@ -204,10 +217,24 @@ impl SlackSocketModeClientListener for FrameListener {
             return None;
         }
         let body = serde_json::to_vec(&frame.payload).unwrap_or_default();
+        // A slash command's answer rides on its ack, as the HTTP response would carry it.
+        let mut answer = None;
         let parsed: Result<Inbound, ParseError> = match frame.kind.as_deref() {
             Some("events_api") => parse_event_body(&body, self.ingress.own_user().as_deref()),
             Some("interactive") => parse_interaction_json(&body),
-            // Slash commands and envelope types Slack may add: acknowledged, never refused.
+            Some("slash_commands") => {
+                match plan_command(parse_command_json(&body, now_ms()), now_ms()) {
+                    Ok(CommandPlan::Answer(text)) => {
+                        return Some(ack_with(&envelope_id, &text));
+                    }
+                    Ok(CommandPlan::Store { inbound, confirm }) => {
+                        answer = Some(confirm);
+                        Ok(inbound)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            // Envelope types Slack may add: acknowledged, never refused.
             _ => Ok(Inbound::Ignored("unhandled Socket Mode envelope type")),
         };
         let inbound = match parsed {
@@ -230,7 +257,10 @@ impl SlackSocketModeClientListener for FrameListener {
                 | Admitted::Ignored
                 | Admitted::NotAllowed
                 | Admitted::Challenge(_),
-            ) => Some(ack(&envelope_id)),
+            ) => Some(match &answer {
+                Some(text) => ack_with(&envelope_id, text),
+                None => ack(&envelope_id),
+            }),
             // Not stored: no ack, so Slack redelivers the envelope (admit logged the error).
             Err(_) => None,
         }

@@ -31,6 +31,8 @@ pub struct State {
     pub channel_names: HashMap<String, String>,
     /// What apps.connections.open hands out (a fake Socket Mode server); unset, it answers an error.
     pub socket_url: Option<String>,
+    /// Channels Chime is not in: chat.postMessage there answers `not_in_channel`.
+    pub not_in: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -138,6 +140,11 @@ impl FakeSlack {
         self.state.lock().unwrap().socket_url = Some(url.into());
     }
 
+    /// Chime is not a member of `channel`: posts there are refused.
+    pub fn leave(&self, channel: &str) {
+        self.state.lock().unwrap().not_in.push(channel.into());
+    }
+
     pub fn rate_limit_next_posts(&self, n: usize) {
         self.state.lock().unwrap().posts_to_rate_limit = n;
     }
@@ -204,6 +211,9 @@ impl Respond for Responder {
                     return ResponseTemplate::new(429)
                         .insert_header("retry-after", "1")
                         .set_body_json(json!({ "ok": false, "error": "ratelimited" }));
+                }
+                if s.not_in.contains(&channel) {
+                    return err("not_in_channel");
                 }
                 s.next_ts += 1;
                 let ts = format!("1800000000.{:06}", s.next_ts);
@@ -291,6 +301,10 @@ impl Respond for Responder {
                 Some(url) => ok(json!({ "url": url })),
                 None => err("socket_mode_not_enabled"),
             },
+            "conversations.open" => {
+                let user = p["users"].as_str().unwrap_or_default();
+                ok(json!({ "channel": { "id": format!("D{user}") } }))
+            }
             "chat.postEphemeral" => ok(json!({ "message_ts": "1800000000.999999" })),
             _ => err("unknown_method"),
         }
