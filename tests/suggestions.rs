@@ -95,6 +95,7 @@ async fn ci_failure_offer_and_do_it(db: TestDb) {
         "UGUEST",
         json!({ "id": "UGUEST", "team_id": "T1", "is_restricted": true }),
     );
+    slack.set_user("UEXT", json!({ "id": "UEXT", "team_id": "T9" }));
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(config_with_suggestions(
         &db,
@@ -169,6 +170,25 @@ async fn ci_failure_offer_and_do_it(db: TestDb) {
             .any(|m| m.to_string().contains("guests cannot")),
         "the refusal is not posted for everyone"
     );
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
+
+    // So is someone from another organisation in a shared (Slack Connect) channel.
+    app.click(&button(
+        "chime_accept",
+        &value,
+        "UEXT",
+        "C9",
+        root,
+        "1764072001.000004",
+    ))
+    .await;
+    eventually(Duration::from_secs(20), "an ephemeral refusal", || async {
+        slack
+            .calls("chat.postEphemeral")
+            .into_iter()
+            .find(|c| c["user"] == "UEXT" && c.to_string().contains("other organisations"))
+    })
+    .await;
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
 
     // A member's Do it starts a task in that thread, in the clicker's name.

@@ -18,7 +18,9 @@ pub async fn handle_message(ctx: &Ctx, inbox_id: i64, mut m: ChannelMessage) -> 
         m.place_name = connector.place_name(&m.binding).await.unwrap_or_default();
     }
     let mut tx = ctx.db.begin().await?;
-    live::judge_message(ctx, &mut tx, &policy, &m).await?;
+    if let Some(offer) = live::judge_message(&mut tx, &policy, &m).await? {
+        live::offer_now(ctx, &mut tx, &m, offer).await?;
+    }
     inbox::complete_in(&mut tx, inbox_id).await?;
     tx.commit().await?;
     ctx.wake();
