@@ -600,3 +600,46 @@ async fn decide_one_due(ctx: &Ctx, policy: &Policy) -> anyhow::Result<bool> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut that skips reading the store must never hide an offer that learning made
+    /// possible: a score under the shipped threshold but over its lowest bound could suggest.
+    #[test]
+    fn could_suggest_allows_for_learnt_thresholds() {
+        let policy =
+            Policy::parse("default.toml", include_str!("../../policies/default.toml")).unwrap();
+        let m = |text| Message {
+            id: "slack:T1/C1/1.1",
+            place: "C1",
+            place_name: "backend",
+            author: "U1",
+            author_is_bot: false,
+            at_ms: 0,
+            thread: None,
+            text,
+            mentions_chime: false,
+            from_chime: false,
+        };
+        let state = ThreadState::default();
+        // fix_ci: 0.5 for "build … failed", under its threshold 0.6, over its lowest 0.45.
+        let borderline = m("the build failed again");
+        let d = judge::relevance(&policy, &borderline, &state, &Memory::default());
+        assert!(!d.suggests() && (d.score - 0.5).abs() < 1e-9, "{d:?}");
+        assert!(could_suggest(&policy, &borderline, &state));
+        let mut learnt = Memory::default();
+        learnt
+            .threshold_shift
+            .insert(("C1".into(), "fix_ci".into()), -0.1);
+        assert!(judge::relevance(&policy, &borderline, &state, &learnt).suggests());
+        // Nothing any threshold could offer, and what is handled already, are skipped.
+        assert!(!could_suggest(&policy, &m("lunch at 12:30?"), &state));
+        let claimed = ThreadState {
+            claimed: true,
+            ..ThreadState::default()
+        };
+        assert!(!could_suggest(&policy, &borderline, &claimed));
+    }
+}
