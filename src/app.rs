@@ -3,6 +3,7 @@
 
 use crate::backend::command::{CommandBackend, Sandbox};
 use crate::backend::dry_run::DryRun;
+use crate::backend::openai::OpenaiBackend;
 use crate::backend::Backend;
 use crate::config::{BackendConfig, Config};
 use crate::connector::Connectors;
@@ -52,12 +53,27 @@ impl RunningApp {
     }
 }
 
-fn build_backends(config: &Config) -> HashMap<String, Arc<dyn Backend>> {
+fn build_backends(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Backend>>> {
     let mut backends: HashMap<String, Arc<dyn Backend>> = HashMap::new();
     backends.insert("dry-run".into(), Arc::new(DryRun));
     for (name, b) in &config.backends {
         let backend: Arc<dyn Backend> = match b {
             BackendConfig::DryRun => Arc::new(DryRun),
+            BackendConfig::Openai {
+                model,
+                api,
+                timeout_secs,
+                instructions,
+                max_output_tokens,
+            } => Arc::new(OpenaiBackend::new(
+                name,
+                config,
+                model,
+                *api,
+                *timeout_secs,
+                instructions.clone(),
+                *max_output_tokens,
+            )?),
             BackendConfig::Command {
                 command,
                 timeout_secs,
@@ -81,7 +97,7 @@ fn build_backends(config: &Config) -> HashMap<String, Arc<dyn Backend>> {
         };
         backends.insert(name.clone(), backend);
     }
-    backends
+    Ok(backends)
 }
 
 /// The connectors this config enables: Slack when it has credentials, the playground when Slack
@@ -127,7 +143,7 @@ pub async fn start(
         config: config.clone(),
         templates: Arc::new(Templates::new().context("loading templates")?),
         connectors: connectors.clone(),
-        backends: build_backends(&config),
+        backends: build_backends(&config).context("setting up the backends")?,
         policy: policy.clone(),
         worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
         inbox_wake,

@@ -381,3 +381,38 @@ async fn inspect_failed_lists_parked_rows(db: common::TestDb) {
     assert_no_secrets(&out);
 }
 dual_db!(inspect_failed_test, inspect_failed_lists_parked_rows);
+
+/// An `openai` backend with neither OPENAI_API_KEY nor OPENAI_BASE_URL would call OpenAI without
+/// a key: check-config says so. A local model server needs only OPENAI_BASE_URL.
+#[test]
+fn check_config_says_what_an_openai_backend_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.toml");
+    std::fs::write(
+        &path,
+        "[agent]\ndefault_backend = \"gpt\"\n\n[backends.gpt]\nkind = \"openai\"\nmodel = \"llama3\"\napi = \"chat\"\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let out = chime(dir.path(), &["check-config", "--config", path], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("OPENAI_API_KEY is not set") && all.contains("OPENAI_BASE_URL"),
+        "{all}"
+    );
+
+    let local = [("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")];
+    let out = chime(dir.path(), &["check-config", "--config", path], &local);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("go without a key"), "{}", text(&out));
+
+    let key = "sk-live-do-not-print-0123456789";
+    let out = chime(
+        dir.path(),
+        &["check-config", "--config", path],
+        &[("OPENAI_API_KEY", key)],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(key), "{}", text(&out));
+}

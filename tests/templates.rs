@@ -73,6 +73,7 @@ fn result_card_snapshot() {
         diff_stat: Some(" src/retry.rs | 4 +++-\n 1 file changed, 3 insertions(+), 1 deletion(-)".into()),
         pr_url: Some("https://github.com/acme/api/pull/42".into()),
         dry_run: false,
+        remote: None,
     });
     let r = result_card(&t, &done).unwrap();
     assert_within_limits(&r);

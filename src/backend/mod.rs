@@ -2,6 +2,7 @@
 
 pub mod command;
 pub mod dry_run;
+pub mod openai;
 
 use crate::ids::{RepoName, SessionId, TaskId};
 use async_trait::async_trait;
@@ -67,6 +68,10 @@ pub struct Outcome {
     pub pr_url: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
+    /// The backend's own id for where this turn's work lives remotely (a Responses id, a remote
+    /// session), so that a follow-up continues there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

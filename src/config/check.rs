@@ -4,6 +4,36 @@ use super::{redact_url, BackendConfig, Config, SandboxMode};
 use crate::ids::RepoName;
 use std::path::PathBuf;
 
+impl Config {
+    fn check_openai(&self, name: &str, model: &str, timeout_secs: u64, r: &mut Report) {
+        if model.trim().is_empty() {
+            r.errors
+                .push(format!("[backends.{name}] (openai) needs a model"));
+        }
+        if timeout_secs == 0 {
+            r.errors
+                .push(format!("[backends.{name}] timeout_secs must be at least 1"));
+        }
+        match (&self.endpoints.openai, &self.secrets.openai_api_key) {
+            (None, None) => r.errors.push(format!(
+                "[backends.{name}] (openai): OPENAI_API_KEY is not set and OPENAI_BASE_URL is unset, so it would call \
+                 api.openai.com without a key. Set OPENAI_API_KEY, or point OPENAI_BASE_URL at an OpenAI-compatible \
+                 server (vLLM, Ollama, llama.cpp), which may need no key"
+            )),
+            (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                r.errors.push(format!(
+                    "OPENAI_BASE_URL must be an http:// or https:// URL, got {:?}",
+                    redact_url(url)
+                ))
+            }
+            (Some(_), None) => r.warnings.push(format!(
+                "[backends.{name}] (openai): OPENAI_API_KEY is not set; requests to OPENAI_BASE_URL go without a key"
+            )),
+            _ => {}
+        }
+    }
+}
+
 /// Problems `check-config` reports; errors stop `serve`, warnings do not.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -128,6 +158,14 @@ impl Config {
             }
         }
         for (name, b) in &self.backends {
+            if let BackendConfig::Openai {
+                model,
+                timeout_secs,
+                ..
+            } = b
+            {
+                self.check_openai(name, model, *timeout_secs, &mut r);
+            }
             if let BackendConfig::Command {
                 command,
                 timeout_secs,

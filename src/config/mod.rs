@@ -8,8 +8,9 @@ mod sections;
 
 pub use check::Report;
 pub use sections::{
-    AgentConfig, BackendConfig, DatabaseConfig, PlaygroundConfig, RateLimits, RepoConfig,
-    RoutingConfig, SandboxMode, ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
+    AgentConfig, BackendConfig, DatabaseConfig, OpenaiApi, PlaygroundConfig, RateLimits,
+    RepoConfig, RoutingConfig, SandboxMode, ServerConfig, SlackConfig, SuggestionsConfig,
+    WorkerConfig,
 };
 
 use crate::ids::RepoName;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://chime.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +41,25 @@ pub struct Config {
     /// Secrets, filled from the environment only (never from the file).
     #[serde(skip)]
     pub secrets: Secrets,
+    /// Where the backends' APIs are, from the environment (tests point them at local fakes).
+    #[serde(skip)]
+    pub endpoints: Endpoints,
+}
+
+/// Backend API base URLs set in the environment; unset, each backend uses its vendor's.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// `OPENAI_BASE_URL`: any OpenAI-compatible server (vLLM, Ollama, llama.cpp) works.
+    pub openai: Option<String>,
+}
+
+impl Endpoints {
+    pub fn openai(&self) -> &str {
+        self.openai
+            .as_deref()
+            .unwrap_or(DEFAULT_OPENAI_BASE_URL)
+            .trim_end_matches('/')
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -48,6 +69,8 @@ pub struct Secrets {
     pub slack_app_token: Option<SecretString>,
     /// Required by the playground when it listens beyond loopback (`CHIME_PLAYGROUND_TOKEN`).
     pub playground_token: Option<SecretString>,
+    /// `OPENAI_API_KEY`, for `openai` backends.
+    pub openai_api_key: Option<SecretString>,
 }
 
 impl Config {
@@ -89,6 +112,8 @@ impl Config {
         self.secrets.slack_bot_token = non_empty("SLACK_BOT_TOKEN").map(Into::into);
         self.secrets.slack_app_token = non_empty("SLACK_APP_TOKEN").map(Into::into);
         self.secrets.playground_token = non_empty("CHIME_PLAYGROUND_TOKEN").map(Into::into);
+        self.secrets.openai_api_key = non_empty("OPENAI_API_KEY").map(Into::into);
+        self.endpoints.openai = non_empty("OPENAI_BASE_URL");
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

@@ -239,6 +239,35 @@ pub enum BackendConfig {
     },
     /// Posts the agent input it would send, without running anything.
     DryRun,
+    /// An OpenAI-compatible model (questions, plans, reviews): the Responses API, or Chat
+    /// Completions for servers that lack it. `OPENAI_API_KEY`, `OPENAI_BASE_URL`.
+    Openai {
+        model: String,
+        #[serde(default)]
+        api: OpenaiApi,
+        #[serde(default = "default_model_timeout")]
+        timeout_secs: u64,
+        /// The system prompt; Chime's own safety framing is in the input either way.
+        #[serde(default)]
+        instructions: Option<String>,
+        #[serde(default)]
+        max_output_tokens: Option<u32>,
+    },
+}
+
+/// Which OpenAI-compatible API an `openai` backend speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpenaiApi {
+    /// `POST /responses`; a follow-up continues with `previous_response_id`.
+    #[default]
+    Responses,
+    /// `POST /chat/completions`; a follow-up sends the whole history again.
+    Chat,
+}
+
+fn default_model_timeout() -> u64 {
+    600
 }
 
 /// How a `command` backend isolates its agent (see `backend/command/sandbox.rs`).

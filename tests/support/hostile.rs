@@ -146,6 +146,7 @@ pub fn any_outcome() -> impl Strategy<Value = Outcome> {
                 diff_stat,
                 pr_url,
                 dry_run,
+                remote: None,
             },
         )
 }

@@ -465,6 +465,7 @@ impl Backend for CommandBackend {
             diff_stat: Some(diff_stat),
             pr_url: transcript.pr_url,
             dry_run: false,
+            remote: None,
         })
     }
 }
