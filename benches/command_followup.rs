@@ -139,6 +139,8 @@ async fn run_turn(backend: &CommandBackend, turn_no: i64) -> anyhow::Result<()> 
         history: vec![],
         thread_context: vec![],
         rendered: "Benchmark turn\n".into(),
+        remote: None,
+        checkpoint: Default::default(),
     };
     let (tx, _rx) = mpsc::channel(100);
     backend

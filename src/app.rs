@@ -2,6 +2,7 @@
 //! graceful shutdown that stops taking work, lets tasks finish or hands them back, and exits.
 
 use crate::backend::command::{CommandBackend, Sandbox};
+use crate::backend::devin::DevinBackend;
 use crate::backend::dry_run::DryRun;
 use crate::backend::openai::OpenaiBackend;
 use crate::backend::Backend;
@@ -59,6 +60,16 @@ fn build_backends(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Bac
     for (name, b) in &config.backends {
         let backend: Arc<dyn Backend> = match b {
             BackendConfig::DryRun => Arc::new(DryRun),
+            BackendConfig::Devin {
+                timeout_secs,
+                poll_ms,
+                tags,
+            } => Arc::new(DevinBackend::new(
+                config,
+                *timeout_secs,
+                *poll_ms,
+                tags.clone(),
+            )?),
             BackendConfig::Openai {
                 model,
                 api,

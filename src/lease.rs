@@ -67,6 +67,12 @@ impl Lease {
         self.stopped.load(Ordering::SeqCst)
     }
 
+    /// The flag behind [`Lease::stop_requested`], for a backend that must tell a Stop (end the
+    /// remote run) from a shutdown (leave it running for the next claim to resume).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stopped.clone()
+    }
+
     /// Stops the heartbeat; the lease then runs out unless the task was finished or released.
     pub async fn end(self) {
         self.done.cancel();

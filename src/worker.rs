@@ -1,7 +1,7 @@
 //! The workers: one loop drains the inbox through the router ([`crate::dispatch`]), one runs tasks
 //! under leases.
 
-use crate::backend::{BackendError, Outcome, Progress};
+use crate::backend::{BackendError, Checkpoint, Outcome, Progress};
 use crate::connector::Connector;
 use crate::context::Ctx;
 use crate::lease::Lease;
@@ -150,7 +150,7 @@ async fn try_run_task(
     };
     let result = match context {
         Some(context) => {
-            let input = build_input(
+            let mut input = build_input(
                 &ctx.templates,
                 ctx.config.agent.max_history_chars,
                 task,
@@ -158,6 +158,24 @@ async fn try_run_task(
                 context,
                 &|user| connector.name_person(user),
             )?;
+            // A cloud run an earlier claim started is resumed, never launched twice.
+            input.remote = crate::db::retry("reading the task's remote run", || {
+                session::claim::remote_ref(&ctx.db, &task.id)
+            })
+            .await?;
+            let (db, id, token) = (ctx.db.clone(), task.id.clone(), claim.token.clone());
+            input.checkpoint = Checkpoint::new(
+                move |remote| {
+                    let (db, id, token) = (db.clone(), id.clone(), token.clone());
+                    Box::pin(async move {
+                        crate::db::retry("recording the task's remote run", || {
+                            session::claim::record_remote(&db, &id, &token, &remote)
+                        })
+                        .await
+                    })
+                },
+                lease.stop_flag(),
+            );
             tracing::info!(backend = %task.backend, input_chars = input.rendered.len(), "starting agent");
             let (ptx, prx) = mpsc::channel::<Progress>(64);
             let forwarder = tokio::spawn(forward_progress(

@@ -1,12 +1,16 @@
 //! Agent backends: one trait, one implementation per way of running a coding agent.
 
 pub mod command;
+pub mod devin;
 pub mod dry_run;
 pub mod openai;
 
 use crate::ids::{RepoName, SessionId, TaskId};
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +32,65 @@ pub struct AgentInput {
     pub thread_context: Vec<QuotedMessage>,
     /// The full text handed to the agent: all of the above rendered by `templates/agent/input.md.hbs`.
     pub rendered: String,
+    /// The remote run an earlier claim of this same turn started (a cloud agent's run or
+    /// session): the backend resumes it instead of launching again.
+    #[serde(skip)]
+    pub remote: Option<String>,
+    #[serde(skip)]
+    pub checkpoint: Checkpoint,
+}
+
+type Record = dyn Fn(String) -> BoxFuture<'static, anyhow::Result<bool>> + Send + Sync;
+
+/// Records a turn's remote id on its task before a backend does anything else with it, so that
+/// a restart, or another replica, resumes that run instead of launching another. The worker makes
+/// one for the claim that runs the turn; without one (a backend driven directly) nothing is kept.
+#[derive(Clone, Default)]
+pub struct Checkpoint {
+    record: Option<Arc<Record>>,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl Checkpoint {
+    pub fn new(
+        record: impl Fn(String) -> BoxFuture<'static, anyhow::Result<bool>> + Send + Sync + 'static,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            record: Some(Arc::new(record)),
+            stop: Some(stop),
+        }
+    }
+
+    /// Whether a cancellation is someone's Stop (end the remote run), rather than a shutdown or
+    /// a lost lease (leave it running: the next claim resumes it).
+    pub fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// Stores `remote` on the task. A claim that lost the task is told to stop.
+    pub async fn record(&self, remote: &str) -> Result<(), BackendError> {
+        let Some(record) = &self.record else {
+            return Ok(());
+        };
+        match record(remote.to_string()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(BackendError::Cancelled),
+            Err(e) => Err(BackendError::Failed(format!(
+                "could not record the remote run {remote}: {e:#}"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.record.is_some() {
+            "Checkpoint(recording)"
+        } else {
+            "Checkpoint(none)"
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

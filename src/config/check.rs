@@ -166,6 +166,23 @@ impl Config {
             {
                 self.check_openai(name, model, *timeout_secs, &mut r);
             }
+            if let BackendConfig::Devin {
+                timeout_secs,
+                poll_ms,
+                ..
+            } = b
+            {
+                if self.secrets.devin_api_key.is_none() {
+                    r.errors.push(format!(
+                        "[backends.{name}] (devin): DEVIN_API_KEY is not set"
+                    ));
+                }
+                if *timeout_secs == 0 || *poll_ms < 100 {
+                    r.errors.push(format!(
+                        "[backends.{name}] timeout_secs must be at least 1 and poll_ms at least 100"
+                    ));
+                }
+            }
             if let BackendConfig::Command {
                 command,
                 timeout_secs,

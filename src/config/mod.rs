@@ -24,6 +24,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://chime.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_DEVIN_API_URL: &str = "https://api.devin.ai";
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -51,9 +52,18 @@ pub struct Config {
 pub struct Endpoints {
     /// `OPENAI_BASE_URL`: any OpenAI-compatible server (vLLM, Ollama, llama.cpp) works.
     pub openai: Option<String>,
+    /// `DEVIN_API_URL`.
+    pub devin: Option<String>,
 }
 
 impl Endpoints {
+    pub fn devin(&self) -> &str {
+        self.devin
+            .as_deref()
+            .unwrap_or(DEFAULT_DEVIN_API_URL)
+            .trim_end_matches('/')
+    }
+
     pub fn openai(&self) -> &str {
         self.openai
             .as_deref()
@@ -71,6 +81,8 @@ pub struct Secrets {
     pub playground_token: Option<SecretString>,
     /// `OPENAI_API_KEY`, for `openai` backends.
     pub openai_api_key: Option<SecretString>,
+    /// `DEVIN_API_KEY`, for `devin` backends.
+    pub devin_api_key: Option<SecretString>,
 }
 
 impl Config {
@@ -114,6 +126,8 @@ impl Config {
         self.secrets.playground_token = non_empty("CHIME_PLAYGROUND_TOKEN").map(Into::into);
         self.secrets.openai_api_key = non_empty("OPENAI_API_KEY").map(Into::into);
         self.endpoints.openai = non_empty("OPENAI_BASE_URL");
+        self.secrets.devin_api_key = non_empty("DEVIN_API_KEY").map(Into::into);
+        self.endpoints.devin = non_empty("DEVIN_API_URL");
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

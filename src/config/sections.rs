@@ -253,6 +253,26 @@ pub enum BackendConfig {
         #[serde(default)]
         max_output_tokens: Option<u32>,
     },
+    /// Devin's sessions API: a Devin session per Chime session, a message per follow-up, its
+    /// status polled. `DEVIN_API_KEY`, `DEVIN_API_URL`.
+    Devin {
+        #[serde(default = "default_remote_timeout")]
+        timeout_secs: u64,
+        /// How often the session's status is read.
+        #[serde(default = "default_poll_ms")]
+        poll_ms: u64,
+        #[serde(default)]
+        tags: Vec<String>,
+    },
+}
+
+/// How a remote coding agent's run is followed.
+fn default_remote_timeout() -> u64 {
+    7200
+}
+
+fn default_poll_ms() -> u64 {
+    10_000
 }
 
 /// Which OpenAI-compatible API an `openai` backend speaks.

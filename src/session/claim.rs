@@ -33,6 +33,37 @@ impl LeaseToken {
     }
 }
 
+/// The remote run (a cloud agent's) an earlier claim of this task recorded, if any.
+pub async fn remote_ref(db: &Db, task: &TaskId) -> anyhow::Result<Option<String>> {
+    let r: Option<Option<String>> =
+        sqlx::query_scalar("SELECT remote_ref FROM tasks WHERE id = $1")
+            .bind(task.as_str())
+            .fetch_optional(&db.pool)
+            .await
+            .context("reading a task's remote run")?;
+    Ok(r.flatten())
+}
+
+/// Records the remote run this claim started, if the claim still holds the task.
+pub async fn record_remote(
+    db: &Db,
+    task: &TaskId,
+    token: &LeaseToken,
+    remote: &str,
+) -> anyhow::Result<bool> {
+    let n = sqlx::query(
+        "UPDATE tasks SET remote_ref = $1 WHERE id = $2 AND lease_token = $3 AND state = 'running'",
+    )
+    .bind(remote)
+    .bind(task.as_str())
+    .bind(token.as_str())
+    .execute(&db.pool)
+    .await
+    .context("recording a task's remote run")?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 /// Claims the oldest runnable task: queued, or running under a lease that ran out (its worker died).
 /// A session's turns run one at a time, in order. `owner` names the process (for handing leases
 /// back at shutdown); the returned token names this one claim.

@@ -74,6 +74,8 @@ pub fn build_input(
                 history: kept,
                 thread_context: context,
                 rendered,
+                remote: None,
+                checkpoint: Default::default(),
             });
         }
         if level + 1 < OLDER_RESULT_CHARS.len() {
