@@ -2,6 +2,7 @@
 //! graceful shutdown that stops taking work, lets tasks finish or hands them back, and exits.
 
 use crate::backend::command::{CommandBackend, Sandbox};
+use crate::backend::cursor::CursorBackend;
 use crate::backend::devin::DevinBackend;
 use crate::backend::dry_run::DryRun;
 use crate::backend::openai::OpenaiBackend;
@@ -60,6 +61,18 @@ fn build_backends(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Bac
     for (name, b) in &config.backends {
         let backend: Arc<dyn Backend> = match b {
             BackendConfig::DryRun => Arc::new(DryRun),
+            BackendConfig::Cursor {
+                model,
+                auto_create_pr,
+                timeout_secs,
+                poll_ms,
+            } => Arc::new(CursorBackend::new(
+                config,
+                model.clone(),
+                *auto_create_pr,
+                *timeout_secs,
+                *poll_ms,
+            )?),
             BackendConfig::Devin {
                 timeout_secs,
                 poll_ms,

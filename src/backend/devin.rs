@@ -8,20 +8,17 @@
 //! before anything else is done with it, and a claim that finds one resumes polling. Stop ends the
 //! Devin session; a shutdown leaves it running for the next claim.
 
+use super::remote::Api;
 use super::{valid_pr_url, AgentInput, Backend, BackendError, Outcome, Progress};
 use crate::config::Config;
 use async_trait::async_trait;
-use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub struct DevinBackend {
-    http: reqwest::Client,
-    base: String,
-    key: Option<SecretString>,
+    api: Api,
     timeout: Duration,
     poll: Duration,
     tags: Vec<String>,
@@ -107,12 +104,11 @@ impl DevinBackend {
         tags: Vec<String>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
-                .build()?,
-            base: config.endpoints.devin().to_string(),
-            key: config.secrets.devin_api_key.clone(),
+            api: Api::new(
+                "Devin",
+                config.endpoints.devin(),
+                config.secrets.devin_api_key.clone(),
+            )?,
             timeout: Duration::from_secs(timeout_secs),
             poll: Duration::from_millis(poll_ms),
             tags,
@@ -125,36 +121,7 @@ impl DevinBackend {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, BackendError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url);
-        if let Some(key) = &self.key {
-            req = req.bearer_auth(key.expose_secret());
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.map_err(|e| {
-            BackendError::Failed(format!("cannot reach Devin at {}: {e}", self.base))
-        })?;
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        if !status.is_success() {
-            let detail: String = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["detail"].as_str().map(str::to_string))
-                .unwrap_or(text)
-                .chars()
-                .take(300)
-                .collect();
-            return Err(
-                if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                    BackendError::Failed(format!("Devin is unavailable ({status}): {detail}"))
-                } else {
-                    BackendError::Failed(format!("Devin refused the request ({status}): {detail}"))
-                },
-            );
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.api.call(method, path, body).await
     }
 
     async fn session(&self, id: &str) -> Result<Value, BackendError> {

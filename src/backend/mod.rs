@@ -1,9 +1,11 @@
 //! Agent backends: one trait, one implementation per way of running a coding agent.
 
 pub mod command;
+pub mod cursor;
 pub mod devin;
 pub mod dry_run;
 pub mod openai;
+mod remote;
 
 use crate::ids::{RepoName, SessionId, TaskId};
 use async_trait::async_trait;

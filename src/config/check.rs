@@ -166,16 +166,35 @@ impl Config {
             {
                 self.check_openai(name, model, *timeout_secs, &mut r);
             }
-            if let BackendConfig::Devin {
-                timeout_secs,
-                poll_ms,
-                ..
-            } = b
-            {
-                if self.secrets.devin_api_key.is_none() {
-                    r.errors.push(format!(
-                        "[backends.{name}] (devin): DEVIN_API_KEY is not set"
-                    ));
+            let remote = match b {
+                BackendConfig::Devin {
+                    timeout_secs,
+                    poll_ms,
+                    ..
+                } => Some((
+                    "devin",
+                    "DEVIN_API_KEY",
+                    self.secrets.devin_api_key.is_some(),
+                    timeout_secs,
+                    poll_ms,
+                )),
+                BackendConfig::Cursor {
+                    timeout_secs,
+                    poll_ms,
+                    ..
+                } => Some((
+                    "cursor",
+                    "CURSOR_API_KEY",
+                    self.secrets.cursor_api_key.is_some(),
+                    timeout_secs,
+                    poll_ms,
+                )),
+                _ => None,
+            };
+            if let Some((kind, key, has_key, timeout_secs, poll_ms)) = remote {
+                if !has_key {
+                    r.errors
+                        .push(format!("[backends.{name}] ({kind}): {key} is not set"));
                 }
                 if *timeout_secs == 0 || *poll_ms < 100 {
                     r.errors.push(format!(

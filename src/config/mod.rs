@@ -25,6 +25,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_DEVIN_API_URL: &str = "https://api.devin.ai";
+pub const DEFAULT_CURSOR_API_URL: &str = "https://api.cursor.com";
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -54,9 +55,18 @@ pub struct Endpoints {
     pub openai: Option<String>,
     /// `DEVIN_API_URL`.
     pub devin: Option<String>,
+    /// `CURSOR_API_URL`.
+    pub cursor: Option<String>,
 }
 
 impl Endpoints {
+    pub fn cursor(&self) -> &str {
+        self.cursor
+            .as_deref()
+            .unwrap_or(DEFAULT_CURSOR_API_URL)
+            .trim_end_matches('/')
+    }
+
     pub fn devin(&self) -> &str {
         self.devin
             .as_deref()
@@ -83,6 +93,8 @@ pub struct Secrets {
     pub openai_api_key: Option<SecretString>,
     /// `DEVIN_API_KEY`, for `devin` backends.
     pub devin_api_key: Option<SecretString>,
+    /// `CURSOR_API_KEY`, for `cursor` backends.
+    pub cursor_api_key: Option<SecretString>,
 }
 
 impl Config {
@@ -128,6 +140,8 @@ impl Config {
         self.endpoints.openai = non_empty("OPENAI_BASE_URL");
         self.secrets.devin_api_key = non_empty("DEVIN_API_KEY").map(Into::into);
         self.endpoints.devin = non_empty("DEVIN_API_URL");
+        self.secrets.cursor_api_key = non_empty("CURSOR_API_KEY").map(Into::into);
+        self.endpoints.cursor = non_empty("CURSOR_API_URL");
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

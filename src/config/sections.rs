@@ -253,6 +253,20 @@ pub enum BackendConfig {
         #[serde(default)]
         max_output_tokens: Option<u32>,
     },
+    /// Cursor's Cloud Agents API (v1): an agent per Chime session, a run per turn, polled.
+    /// `CURSOR_API_KEY`, `CURSOR_API_URL`.
+    Cursor {
+        /// The model id; Cursor's default when unset.
+        #[serde(default)]
+        model: Option<String>,
+        /// Cursor opens the pull request itself.
+        #[serde(default = "yes")]
+        auto_create_pr: bool,
+        #[serde(default = "default_remote_timeout")]
+        timeout_secs: u64,
+        #[serde(default = "default_poll_ms")]
+        poll_ms: u64,
+    },
     /// Devin's sessions API: a Devin session per Chime session, a message per follow-up, its
     /// status polled. `DEVIN_API_KEY`, `DEVIN_API_URL`.
     Devin {
@@ -269,6 +283,10 @@ pub enum BackendConfig {
 /// How a remote coding agent's run is followed.
 fn default_remote_timeout() -> u64 {
     7200
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_poll_ms() -> u64 {

@@ -1,0 +1,77 @@
+//! What the remote coding-agent backends (`devin`, `cursor`) share: a JSON API behind a bearer
+//! key, whose refusals become the turn's error with the service's reason.
+
+use super::BackendError;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use std::time::Duration;
+
+pub struct Api {
+    /// The service's name in errors ("Devin", "Cursor").
+    pub service: &'static str,
+    http: reqwest::Client,
+    pub base: String,
+    key: Option<SecretString>,
+}
+
+impl Api {
+    pub fn new(
+        service: &'static str,
+        base: &str,
+        key: Option<SecretString>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            service,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(60))
+                .build()?,
+            base: base.to_string(),
+            key,
+        })
+    }
+
+    /// One call; a refusal is an error naming the status and the service's reason.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, BackendError> {
+        let service = self.service;
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key.expose_secret());
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.map_err(|e| {
+            BackendError::Failed(format!("cannot reach {service} at {}: {e}", self.base))
+        })?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+        }
+        let v = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
+        let reason: String = v["detail"]
+            .as_str()
+            .or_else(|| v["error"]["message"].as_str())
+            .or_else(|| v["message"].as_str())
+            .or_else(|| v["error"].as_str())
+            .unwrap_or(&text)
+            .chars()
+            .take(300)
+            .collect();
+        let what = if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            "is unavailable"
+        } else {
+            "refused the request"
+        };
+        Err(BackendError::Failed(format!(
+            "{service} {what} ({status}): {reason}"
+        )))
+    }
+}

@@ -1,0 +1,284 @@
+//! The `cursor` backend against a local fake of Cursor's Cloud Agents API (v1) that checks each
+//! request's shape: launch → result with Cursor's pull request in the thread, a follow-up as a new
+//! run of the same agent, Stop cancelling the run.
+
+mod common;
+
+use chime::config::{BackendConfig, RepoConfig};
+use common::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wiremock::matchers::path_regex;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const KEY: &str = "cur_test_0123456789";
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct State {
+    /// run id → (agent id, status, reads left, prompt)
+    runs: HashMap<String, (String, &'static str, u32, String)>,
+    agents: usize,
+    run_requests: usize,
+    cancels: usize,
+    bodies: Vec<Value>,
+    violations: Vec<String>,
+}
+
+#[derive(Clone)]
+struct FakeCursor {
+    state: Arc<Mutex<State>>,
+    hold: Arc<AtomicBool>,
+}
+
+fn check_prompt(p: &Value) -> Result<(), String> {
+    let obj = p.as_object().ok_or("prompt must be an object")?;
+    if obj.keys().any(|k| k != "text" && k != "images") || !p["text"].is_string() {
+        return Err("prompt must be {text}".into());
+    }
+    Ok(())
+}
+
+impl Respond for FakeCursor {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut s = self.state.lock().unwrap();
+        if req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            != Some(&format!("Bearer {KEY}"))
+        {
+            s.violations.push("missing or wrong bearer key".into());
+            return ResponseTemplate::new(401).set_body_json(json!({ "error": "unauthorized" }));
+        }
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        s.bodies.push(body.clone());
+        let path = req.url.path().to_string();
+        let parts: Vec<&str> = path.trim_start_matches("/v1/agents").split('/').collect();
+        let bad = |s: &mut State, why: String| {
+            s.violations.push(why.clone());
+            ResponseTemplate::new(400).set_body_json(json!({ "error": { "message": why } }))
+        };
+        let new_run = |s: &mut State, agent: &str, prompt: &Value| {
+            s.run_requests += 1;
+            let run = format!("run-{}", s.run_requests);
+            s.runs.insert(
+                run.clone(),
+                (
+                    agent.to_string(),
+                    "RUNNING",
+                    2,
+                    prompt["text"].as_str().unwrap_or("").to_string(),
+                ),
+            );
+            json!({ "id": run, "status": "CREATING" })
+        };
+        match (req.method.as_str(), &parts[..]) {
+            ("POST", [""]) => {
+                let ok = body.as_object().is_some_and(|o| {
+                    o.keys().all(|k| {
+                        ["prompt", "model", "repos", "autoCreatePR", "webhook"]
+                            .contains(&k.as_str())
+                    })
+                }) && check_prompt(&body["prompt"]).is_ok()
+                    && body["repos"].as_array().is_some_and(|r| {
+                        !r.is_empty()
+                            && r.iter().all(|x| {
+                                x["url"].is_string()
+                                    && x.as_object()
+                                        .unwrap()
+                                        .keys()
+                                        .all(|k| k == "url" || k == "startingRef")
+                            })
+                    })
+                    && body.get("autoCreatePR").is_none_or(Value::is_boolean)
+                    && body.get("model").is_none_or(|m| m["id"].is_string());
+                if !ok {
+                    return bad(&mut s, format!("bad launch body {body}"));
+                }
+                s.agents += 1;
+                let agent = format!("bc_{}", s.agents);
+                let run = new_run(&mut s, &agent, &body["prompt"]);
+                ResponseTemplate::new(201)
+                    .set_body_json(json!({ "agent": { "id": agent, "name": "chime" }, "run": run }))
+            }
+            ("POST", [_, agent, "runs"]) => {
+                if body
+                    .as_object()
+                    .is_none_or(|o| o.keys().any(|k| k != "prompt"))
+                    || check_prompt(&body["prompt"]).is_err()
+                {
+                    return bad(&mut s, format!("bad run body {body}"));
+                }
+                if s.runs
+                    .values()
+                    .any(|(a, st, _, _)| a == agent && *st == "RUNNING")
+                {
+                    return ResponseTemplate::new(409).set_body_json(
+                        json!({ "error": { "code": "agent_busy", "message": "agent busy" } }),
+                    );
+                }
+                let agent = agent.to_string();
+                let run = new_run(&mut s, &agent, &body["prompt"]);
+                ResponseTemplate::new(201).set_body_json(json!({ "run": run }))
+            }
+            ("GET", [_, agent, "runs", run]) => {
+                let hold = self.hold.load(Ordering::SeqCst);
+                let n = s.run_requests;
+                let Some(r) = s.runs.get_mut(*run).filter(|r| r.0 == *agent) else {
+                    return ResponseTemplate::new(404)
+                        .set_body_json(json!({ "error": "no such run" }));
+                };
+                if r.1 == "RUNNING" && !hold {
+                    if r.2 == 0 {
+                        r.1 = "FINISHED";
+                    } else {
+                        r.2 -= 1;
+                    }
+                }
+                let mut v = json!({ "id": run, "status": r.1 });
+                if r.1 == "FINISHED" {
+                    v["result"] = json!(format!("Run {}: renamed the flag.", &run[4..]));
+                    v["git"] = json!({ "branches": [{ "branch": "cursor/rename", "prUrl": format!("https://github.com/acme/api/pull/{n}") }] });
+                }
+                ResponseTemplate::new(200).set_body_json(v)
+            }
+            ("POST", [_, _agent, "runs", run, "cancel"]) => {
+                s.cancels += 1;
+                if let Some(r) = s.runs.get_mut(*run) {
+                    r.1 = "CANCELLED";
+                }
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "id": run, "status": "CANCELLED" }))
+            }
+            _ => bad(&mut s, format!("unexpected {} {path}", req.method)),
+        }
+    }
+}
+
+async fn fake_cursor() -> (MockServer, FakeCursor) {
+    let server = MockServer::start().await;
+    let fake = FakeCursor {
+        state: Arc::new(Mutex::new(State::default())),
+        hold: Arc::new(AtomicBool::new(false)),
+    };
+    Mock::given(path_regex("^/v1/agents"))
+        .respond_with(fake.clone())
+        .mount(&server)
+        .await;
+    (server, fake)
+}
+
+fn with_cursor(db: &TestDb, slack: &FakeSlack, server: &MockServer) -> chime::config::Config {
+    let mut c = test_config(db, slack);
+    c.backends.insert(
+        "cursor".into(),
+        BackendConfig::Cursor {
+            model: Some("claude-4-sonnet".into()),
+            auto_create_pr: true,
+            timeout_secs: 60,
+            poll_ms: 100,
+        },
+    );
+    c.agent.default_backend = "cursor".into();
+    c.repos.insert(
+        "acme/api".into(),
+        RepoConfig {
+            url: "https://github.com/acme/api".into(),
+            default_branch: Some("main".into()),
+        },
+    );
+    c.routing.default_repo = Some("acme/api".into());
+    c.endpoints.cursor = Some(server.uri());
+    c.secrets.cursor_api_key = Some(KEY.to_string().into());
+    c
+}
+
+async fn launch_follow_up_and_stop(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let (server, fake) = fake_cursor().await;
+    let app = TestApp::spawn(with_cursor(&db, &slack, &server)).await;
+    let root = "1700000800.000100";
+    app.post_event(&mention(
+        "EvC1",
+        "C8",
+        "U1",
+        root,
+        None,
+        "rename retries to max_retries",
+    ))
+    .await;
+    let card = slack.card("C8", root, "Run 1:").await;
+    assert!(
+        card["blocks"]
+            .to_string()
+            .contains("https://github.com/acme/api/pull/1"),
+        "{card}"
+    );
+    assert_eq!(app.text("SELECT remote_ref FROM tasks").await, "bc_1/run-1");
+
+    app.post_event(&mention(
+        "EvC2",
+        "C8",
+        "U1",
+        "1700000800.000200",
+        Some(root),
+        "and update the docs",
+    ))
+    .await;
+    slack.card("C8", root, "Run 2:").await;
+    {
+        let s = fake.state.lock().unwrap();
+        assert!(s.violations.is_empty(), "{:?}", s.violations);
+        assert_eq!(
+            (s.agents, s.run_requests),
+            (1, 2),
+            "a follow-up is a run of the same agent"
+        );
+        assert_eq!(
+            s.bodies[0]["repos"][0],
+            json!({ "url": "https://github.com/acme/api", "startingRef": "main" })
+        );
+        assert_eq!(s.bodies[0]["model"]["id"], "claude-4-sonnet");
+    }
+
+    // Stop cancels the run in Cursor.
+    fake.hold.store(true, Ordering::SeqCst);
+    app.post_event(&mention(
+        "EvC3",
+        "C8",
+        "U1",
+        "1700000800.000300",
+        Some(root),
+        "and the changelog",
+    ))
+    .await;
+    eventually(WAIT, "the third run recorded", || async {
+        (app.count(
+            "SELECT COUNT(*) FROM tasks WHERE remote_ref = 'bc_1/run-3' AND state = 'running'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let task = app
+        .text("SELECT id FROM tasks WHERE remote_ref = 'bc_1/run-3'")
+        .await;
+    app.click(&button(
+        "chime_stop",
+        &task,
+        "U1",
+        "C8",
+        root,
+        "1700000800.000400",
+    ))
+    .await;
+    slack.card("C8", root, "Stopped").await;
+    assert_eq!(fake.state.lock().unwrap().cancels, 1);
+    app.stop().await;
+}
+dual_db!(cursor_test, launch_follow_up_and_stop);
