@@ -185,6 +185,13 @@ pub async fn start(
     if !connectors.is_running(crate::binding::Surface::Slack) {
         router = router.merge(crate::slack::http::unconfigured_routes());
     }
+    // Always routed: without GITHUB_WEBHOOK_SECRET it answers 401, never an unverified 200.
+    router = router.merge(crate::github::routes(Arc::new(
+        crate::github::GithubIngress {
+            secret: config.secrets.github_webhook_secret.clone(),
+            inbox: inbox.clone(),
+        },
+    )));
     let router = router
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http());

@@ -27,8 +27,31 @@ pub enum Event {
     Message(ChannelMessage),
     /// Someone asked for work outside any thread (`/chime <request>`).
     Request(Request),
+    /// A pull request a turn opened was merged or closed, or its CI finished.
+    PullRequest(PullRequestEvent),
     /// Someone turned suggestions to them off for a while, or on again (`/chime mute`).
     MuteSuggestions(MuteSuggestions),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestEvent {
+    pub repo: RepoName,
+    /// The pull requests it is about (a CI run can belong to several).
+    pub numbers: Vec<i64>,
+    pub change: PullRequestChange,
+    /// When Chime heard of it, in Unix milliseconds.
+    pub at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PullRequestChange {
+    Merged,
+    Closed,
+    /// A CI suite finished: `success`, `failure`, `cancelled`, `timed_out`, ….
+    Checks {
+        conclusion: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod context;
 pub mod db;
 pub mod event;
 pub mod failure;
+pub mod github;
 pub mod handlers;
 pub mod ids;
 pub mod janitor;

@@ -298,6 +298,10 @@ async fn finish_once(
     let done = session::get_task(&mut tx, &task.id)
         .await?
         .context("task vanished")?;
+    if let Some(url) = done.outcome.as_ref().and_then(|o| o.pr_url.as_deref()) {
+        // GitHub's webhook reports its merge and CI back to this thread.
+        session::pulls::track(&mut tx, &done, url).await?;
+    }
     if let Some(connector) = connector {
         connector.reporter().show_result(&mut tx, &done).await?;
     }

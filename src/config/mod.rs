@@ -95,6 +95,8 @@ pub struct Secrets {
     pub devin_api_key: Option<SecretString>,
     /// `CURSOR_API_KEY`, for `cursor` backends.
     pub cursor_api_key: Option<SecretString>,
+    /// `GITHUB_WEBHOOK_SECRET`: verifies `POST /github/webhook`.
+    pub github_webhook_secret: Option<SecretString>,
 }
 
 impl Config {
@@ -142,6 +144,7 @@ impl Config {
         self.endpoints.devin = non_empty("DEVIN_API_URL");
         self.secrets.cursor_api_key = non_empty("CURSOR_API_KEY").map(Into::into);
         self.endpoints.cursor = non_empty("CURSOR_API_URL");
+        self.secrets.github_webhook_secret = non_empty("GITHUB_WEBHOOK_SECRET").map(Into::into);
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

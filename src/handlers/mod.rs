@@ -4,5 +4,6 @@ pub mod buttons;
 pub mod mention;
 pub mod message;
 pub mod mute;
+pub mod pull_request;
 pub mod request;
 pub mod suggestions;

@@ -80,7 +80,7 @@ fn lane_of(row: &InboxRow) -> String {
         Ok(Event::Mention(m)) => Some(&m.binding),
         Ok(Event::ButtonClicked(b)) => b.binding.as_ref(),
         Ok(Event::Message(m)) => Some(&m.binding),
-        Ok(Event::MuteSuggestions(_) | Event::Request(_)) => None,
+        Ok(Event::MuteSuggestions(_) | Event::Request(_) | Event::PullRequest(_)) => None,
         Err(_) => None,
     };
     match binding {
