@@ -208,6 +208,18 @@ pub async fn start(
         shutdown.clone(),
     ));
     tasks.spawn(worker::run_inbox_loop(ctx.clone(), shutdown.clone()));
+    let has_command = config
+        .backends
+        .values()
+        .any(|b| matches!(b, BackendConfig::Command { .. }));
+    if has_command && config.agent.cleanup_idle_days > 0 {
+        tasks.spawn(crate::backend::command::cleanup::run(
+            db.clone(),
+            config.agent.workdir.clone(),
+            Duration::from_secs(config.agent.cleanup_idle_days * 86_400),
+            shutdown.clone(),
+        ));
+    }
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tasks.spawn(worker::run_task_loop(ctx.clone(), shutdown.clone(), grace));
     if let Some(policy) = policy {

@@ -208,6 +208,9 @@ pub struct AgentConfig {
     pub workdir: PathBuf,
     /// Earlier turns are kept in the agent input up to this many characters (oldest trimmed first).
     pub max_history_chars: usize,
+    /// A session's worktrees, scratch repository and home are removed after this many days
+    /// without a turn (its branch stays in the mirror); 0 keeps them.
+    pub cleanup_idle_days: u64,
 }
 
 impl Default for AgentConfig {
@@ -216,6 +219,7 @@ impl Default for AgentConfig {
             default_backend: "dry-run".into(),
             workdir: PathBuf::from(".chime"),
             max_history_chars: 60_000,
+            cleanup_idle_days: 14,
         }
     }
 }

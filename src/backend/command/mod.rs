@@ -89,6 +89,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod cleanup;
 mod git;
 mod process;
 mod protocol;
