@@ -6,6 +6,7 @@ use crate::backend::cursor::CursorBackend;
 use crate::backend::devin::DevinBackend;
 use crate::backend::dry_run::DryRun;
 use crate::backend::openai::OpenaiBackend;
+use crate::backend::webhook::WebhookBackend;
 use crate::backend::Backend;
 use crate::config::{BackendConfig, Config};
 use crate::connector::Connectors;
@@ -73,6 +74,11 @@ fn build_backends(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Bac
                 *timeout_secs,
                 *poll_ms,
             )?),
+            BackendConfig::Webhook {
+                url,
+                timeout_secs,
+                poll_ms,
+            } => Arc::new(WebhookBackend::new(config, url, *timeout_secs, *poll_ms)?),
             BackendConfig::Devin {
                 timeout_secs,
                 poll_ms,
@@ -185,6 +191,13 @@ pub async fn start(
     if !connectors.is_running(crate::binding::Surface::Slack) {
         router = router.merge(crate::slack::http::unconfigured_routes());
     }
+    // Always routed, like GitHub's below: without its secret it answers 401.
+    router = router.merge(crate::backend::webhook::callback::routes(Arc::new(
+        crate::backend::webhook::callback::CallbackIngress {
+            secret: config.secrets.webhook_backend_secret.clone(),
+            inbox: inbox.clone(),
+        },
+    )));
     // Always routed: without GITHUB_WEBHOOK_SECRET it answers 401, never an unverified 200.
     router = router.merge(crate::github::routes(Arc::new(
         crate::github::GithubIngress {

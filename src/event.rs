@@ -27,10 +27,28 @@ pub enum Event {
     Message(ChannelMessage),
     /// Someone asked for work outside any thread (`/chime <request>`).
     Request(Request),
+    /// A `webhook` backend's service reported on a turn (signed callback).
+    BackendUpdate(BackendUpdate),
     /// A pull request a turn opened was merged or closed, or its CI finished.
     PullRequest(PullRequestEvent),
     /// Someone turned suggestions to them off for a while, or on again (`/chime mute`).
     MuteSuggestions(MuteSuggestions),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendUpdate {
+    pub task: TaskId,
+    /// `progress`, `result` or `error`.
+    pub kind: String,
+    /// Untrusted text.
+    pub text: String,
+    #[serde(default)]
+    pub pr_url: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// The service's own id for the session, sent back with the next turn.
+    #[serde(default)]
+    pub remote: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,6 +28,7 @@ pub mod queue;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod signing;
 pub mod slack;
 pub mod templates;
 pub mod worker;

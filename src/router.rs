@@ -2,7 +2,7 @@
 
 use crate::context::Ctx;
 use crate::event::Event;
-use crate::handlers::{buttons, mention, message, mute, pull_request, request};
+use crate::handlers::{backend_update, buttons, mention, message, mute, pull_request, request};
 use crate::queue::inbox::InboxRow;
 
 #[tracing::instrument(skip_all, fields(inbox_id = row.id, source = %row.source, delivery_id = %row.delivery_id))]
@@ -17,6 +17,7 @@ pub async fn dispatch(ctx: &Ctx, row: &InboxRow) -> anyhow::Result<()> {
         Event::Mention(m) => mention::handle_mention(ctx, row.id, &source_event, m).await,
         Event::ButtonClicked(b) => buttons::handle_button(ctx, row.id, &source_event, b).await,
         Event::Message(m) => message::handle_message(ctx, row.id, m).await,
+        Event::BackendUpdate(u) => backend_update::handle_backend_update(ctx, row.id, u).await,
         Event::PullRequest(p) => pull_request::handle_pull_request(ctx, row.id, p).await,
         Event::Request(r) => request::handle_request(ctx, row.id, &source_event, r).await,
         Event::MuteSuggestions(m) => mute::handle_mute(ctx, row.id, m).await,

@@ -175,7 +175,14 @@ async fn try_run_task(
                     })
                 },
                 lease.stop_flag(),
-            );
+            )
+            .with_reports({
+                let (db, id) = (ctx.db.clone(), task.id.clone());
+                move |seq| {
+                    let (db, id) = (db.clone(), id.clone());
+                    Box::pin(async move { session::claim::reports(&db, &id, seq).await })
+                }
+            });
             tracing::info!(backend = %task.backend, input_chars = input.rendered.len(), "starting agent");
             let (ptx, prx) = mpsc::channel::<Progress>(64);
             let forwarder = tokio::spawn(forward_progress(

@@ -36,3 +36,18 @@ CREATE TABLE pull_request_events (
     at             BIGINT  NOT NULL
 );
 CREATE INDEX pull_request_events_at ON pull_request_events (at);
+
+-- What a `webhook` backend's service reported on a turn (its signed callbacks), read in order by
+-- the worker running the turn.
+CREATE TABLE backend_updates (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id        TEXT    NOT NULL,
+    -- progress | result | error
+    kind           TEXT    NOT NULL,
+    text           TEXT    NOT NULL,
+    pr_url         TEXT,
+    branch         TEXT,
+    remote         TEXT,
+    at             BIGINT  NOT NULL
+);
+CREATE INDEX backend_updates_task ON backend_updates (task_id, seq);

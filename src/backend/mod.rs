@@ -6,6 +6,7 @@ pub mod devin;
 pub mod dry_run;
 pub mod openai;
 mod remote;
+pub mod webhook;
 
 use crate::ids::{RepoName, SessionId, TaskId};
 use async_trait::async_trait;
@@ -43,6 +44,18 @@ pub struct AgentInput {
 }
 
 type Record = dyn Fn(String) -> BoxFuture<'static, anyhow::Result<bool>> + Send + Sync;
+type Reports = dyn Fn(i64) -> BoxFuture<'static, anyhow::Result<Vec<Report>>> + Send + Sync;
+
+/// What a remote service reported on a turn (a `webhook` backend's callback), in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub seq: i64,
+    pub kind: String,
+    pub text: String,
+    pub pr_url: Option<String>,
+    pub branch: Option<String>,
+    pub remote: Option<String>,
+}
 
 /// Records a turn's remote id on its task before a backend does anything else with it, so that
 /// a restart, or another replica, resumes that run instead of launching another. The worker makes
@@ -51,6 +64,7 @@ type Record = dyn Fn(String) -> BoxFuture<'static, anyhow::Result<bool>> + Send 
 pub struct Checkpoint {
     record: Option<Arc<Record>>,
     stop: Option<Arc<AtomicBool>>,
+    reports: Option<Arc<Reports>>,
 }
 
 impl Checkpoint {
@@ -61,7 +75,27 @@ impl Checkpoint {
         Self {
             record: Some(Arc::new(record)),
             stop: Some(stop),
+            reports: None,
         }
+    }
+
+    /// Adds how the turn's stored reports are read (after a sequence number).
+    pub fn with_reports(
+        mut self,
+        reports: impl Fn(i64) -> BoxFuture<'static, anyhow::Result<Vec<Report>>> + Send + Sync + 'static,
+    ) -> Self {
+        self.reports = Some(Arc::new(reports));
+        self
+    }
+
+    /// The turn's reports after `seq`, oldest first; none without a store.
+    pub async fn reports(&self, seq: i64) -> Result<Vec<Report>, BackendError> {
+        let Some(reports) = &self.reports else {
+            return Ok(vec![]);
+        };
+        reports(seq)
+            .await
+            .map_err(|e| BackendError::Failed(format!("could not read the turn's reports: {e:#}")))
     }
 
     /// Whether a cancellation is someone's Stop (end the remote run), rather than a shutdown or

@@ -166,6 +166,30 @@ impl Config {
             {
                 self.check_openai(name, model, *timeout_secs, &mut r);
             }
+            if let BackendConfig::Webhook {
+                url, timeout_secs, ..
+            } = b
+            {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    r.errors.push(format!(
+                        "[backends.{name}] (webhook): url must be http:// or https://"
+                    ));
+                }
+                if self.secrets.webhook_backend_secret.is_none() {
+                    r.errors.push(format!(
+                        "[backends.{name}] (webhook): CHIME_WEBHOOK_BACKEND_SECRET is not set (it signs the envelopes and verifies the callbacks)"
+                    ));
+                }
+                if self.server.public_url.is_none() {
+                    r.errors.push(format!(
+                        "[backends.{name}] (webhook): server.public_url is not set, so the service cannot call back"
+                    ));
+                }
+                if *timeout_secs == 0 {
+                    r.errors
+                        .push(format!("[backends.{name}] timeout_secs must be at least 1"));
+                }
+            }
             let remote = match b {
                 BackendConfig::Devin {
                     timeout_secs,

@@ -95,6 +95,8 @@ pub struct Secrets {
     pub devin_api_key: Option<SecretString>,
     /// `CURSOR_API_KEY`, for `cursor` backends.
     pub cursor_api_key: Option<SecretString>,
+    /// `CHIME_WEBHOOK_BACKEND_SECRET`: signs `webhook` backends' envelopes, verifies their callbacks.
+    pub webhook_backend_secret: Option<SecretString>,
     /// `GITHUB_WEBHOOK_SECRET`: verifies `POST /github/webhook`.
     pub github_webhook_secret: Option<SecretString>,
 }
@@ -145,6 +147,8 @@ impl Config {
         self.secrets.cursor_api_key = non_empty("CURSOR_API_KEY").map(Into::into);
         self.endpoints.cursor = non_empty("CURSOR_API_URL");
         self.secrets.github_webhook_secret = non_empty("GITHUB_WEBHOOK_SECRET").map(Into::into);
+        self.secrets.webhook_backend_secret =
+            non_empty("CHIME_WEBHOOK_BACKEND_SECRET").map(Into::into);
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// A request's body must arrive within this once its headers have.
     pub body_read_timeout_secs: u64,
+    /// Chime's public base URL (e.g. `https://chime.example.com`), for callbacks to reach it.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +32,7 @@ impl Default for ServerConfig {
             max_connections: 512,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
+            public_url: None,
         }
     }
 }
@@ -271,6 +274,17 @@ pub enum BackendConfig {
         #[serde(default = "default_poll_ms")]
         poll_ms: u64,
     },
+    /// A team's own agent service: Chime POSTs it a signed task envelope
+    /// (`integrations/webhook/task.schema.json`), and it sends signed progress and result
+    /// callbacks to `POST /backends/webhook/callback`. `CHIME_WEBHOOK_BACKEND_SECRET`.
+    Webhook {
+        url: String,
+        #[serde(default = "default_remote_timeout")]
+        timeout_secs: u64,
+        /// How often the task's stored callbacks are read.
+        #[serde(default = "default_callback_poll_ms")]
+        poll_ms: u64,
+    },
     /// Devin's sessions API: a Devin session per Chime session, a message per follow-up, its
     /// status polled. `DEVIN_API_KEY`, `DEVIN_API_URL`.
     Devin {
@@ -287,6 +301,10 @@ pub enum BackendConfig {
 /// How a remote coding agent's run is followed.
 fn default_remote_timeout() -> u64 {
     7200
+}
+
+fn default_callback_poll_ms() -> u64 {
+    500
 }
 
 fn yes() -> bool {

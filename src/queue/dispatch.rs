@@ -80,7 +80,12 @@ fn lane_of(row: &InboxRow) -> String {
         Ok(Event::Mention(m)) => Some(&m.binding),
         Ok(Event::ButtonClicked(b)) => b.binding.as_ref(),
         Ok(Event::Message(m)) => Some(&m.binding),
-        Ok(Event::MuteSuggestions(_) | Event::Request(_) | Event::PullRequest(_)) => None,
+        Ok(
+            Event::MuteSuggestions(_)
+            | Event::Request(_)
+            | Event::PullRequest(_)
+            | Event::BackendUpdate(_),
+        ) => None,
         Err(_) => None,
     };
     match binding {

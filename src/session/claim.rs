@@ -64,6 +64,33 @@ pub async fn record_remote(
     Ok(n == 1)
 }
 
+/// The reports a `webhook` backend's service sent for a task, after `seq`.
+pub async fn reports(
+    db: &Db,
+    task: &TaskId,
+    seq: i64,
+) -> anyhow::Result<Vec<crate::backend::Report>> {
+    let rows = sqlx::query(
+        "SELECT seq, kind, text, pr_url, branch, remote FROM backend_updates          WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT 100",
+    )
+    .bind(task.as_str())
+    .bind(seq)
+    .fetch_all(&db.pool)
+    .await
+    .context("reading a task's reports")?;
+    Ok(rows
+        .iter()
+        .map(|r| crate::backend::Report {
+            seq: r.get("seq"),
+            kind: r.get("kind"),
+            text: r.get("text"),
+            pr_url: r.get("pr_url"),
+            branch: r.get("branch"),
+            remote: r.get("remote"),
+        })
+        .collect())
+}
+
 /// Claims the oldest runnable task: queued, or running under a lease that ran out (its worker died).
 /// A session's turns run one at a time, in order. `owner` names the process (for handing leases
 /// back at shutdown); the returned token names this one claim.
