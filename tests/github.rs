@@ -111,7 +111,7 @@ async fn pull_request_news_reaches_the_thread_once(db: TestDb) {
 
     // Redelivered (same GUID), replayed under a new GUID, forged, or for a pull request Chime did
     // not open: nothing more is said.
-    deliver(
+    let replayed = deliver(
         &app,
         "check_suite",
         "guid-1",
@@ -119,6 +119,7 @@ async fn pull_request_news_reaches_the_thread_once(db: TestDb) {
         HOOK_SECRET,
     )
     .await;
+    assert_eq!(replayed.status(), 401, "a replayed delivery");
     deliver(
         &app,
         "check_suite",

@@ -167,8 +167,17 @@ async fn webhook(
         .await
     {
         Ok(Accepted::New) => reply(StatusCode::OK, "accepted"),
-        // A redelivery, or a replay of one: stored once, handled once.
-        Ok(Accepted::Duplicate) => reply(StatusCode::OK, "duplicate"),
+        // A replay (or a manual redelivery): stored once, handled once, and refused as a replay.
+        Ok(Accepted::Duplicate) => {
+            tracing::warn!(
+                delivery,
+                "refused a GitHub delivery already received (replay?)"
+            );
+            reply(
+                StatusCode::UNAUTHORIZED,
+                "this delivery was already received (replay)",
+            )
+        }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "could not store a GitHub webhook");
             reply(

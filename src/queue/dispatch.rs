@@ -74,18 +74,17 @@ pub async fn run_inbox_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     .await;
 }
 
-/// Which rows must be handled one after another: those of one thread.
+/// Which rows must be handled one after another: those of one thread, the news of one
+/// repository's pull requests (a merge must not overtake the CI result before it), and the reports
+/// on one turn.
 fn lane_of(row: &InboxRow) -> String {
     let binding = match &row.event {
         Ok(Event::Mention(m)) => Some(&m.binding),
         Ok(Event::ButtonClicked(b)) => b.binding.as_ref(),
         Ok(Event::Message(m)) => Some(&m.binding),
-        Ok(
-            Event::MuteSuggestions(_)
-            | Event::Request(_)
-            | Event::PullRequest(_)
-            | Event::BackendUpdate(_),
-        ) => None,
+        Ok(Event::PullRequest(p)) => return format!("pr/{}", p.repo),
+        Ok(Event::BackendUpdate(u)) => return format!("task/{}", u.task),
+        Ok(Event::MuteSuggestions(_) | Event::Request(_)) => None,
         Err(_) => None,
     };
     match binding {

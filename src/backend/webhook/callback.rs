@@ -122,7 +122,11 @@ async fn callback(
         .await
     {
         Ok(Accepted::New) => (StatusCode::OK, "accepted".into()),
-        Ok(Accepted::Duplicate) => (StatusCode::OK, "duplicate".into()),
+        // Taken once; the same id again is a replay.
+        Ok(Accepted::Duplicate) => (
+            StatusCode::UNAUTHORIZED,
+            "this callback was already received (replay)".into(),
+        ),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "could not store a webhook backend callback");
             (
