@@ -198,6 +198,12 @@ pub async fn start(
             inbox: inbox.clone(),
         },
     )));
+    router = router.merge(crate::backend::cursor_webhook::routes(Arc::new(
+        crate::backend::cursor_webhook::CursorWebhook {
+            secret: config.secrets.cursor_webhook_secret.clone(),
+            inbox: inbox.clone(),
+        },
+    )));
     // Always routed: without GITHUB_WEBHOOK_SECRET it answers 401, never an unverified 200.
     router = router.merge(crate::github::routes(Arc::new(
         crate::github::GithubIngress {

@@ -29,6 +29,8 @@ pub enum Event {
     Request(Request),
     /// A `webhook` backend's service reported on a turn (signed callback).
     BackendUpdate(BackendUpdate),
+    /// A remote agent's own status webhook (Cursor's v0 `statusChange`) for the run it names.
+    RemoteStatus(RemoteStatus),
     /// A pull request a turn opened was merged or closed, or its CI finished.
     PullRequest(PullRequestEvent),
     /// Someone turned suggestions to them off for a while, or on again (`/chime mute`).
@@ -49,6 +51,20 @@ pub struct BackendUpdate {
     /// The service's own id for the session, sent back with the next turn.
     #[serde(default)]
     pub remote: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteStatus {
+    /// The remote agent's id, as recorded at the start of the task's remote run.
+    pub remote: String,
+    /// `result` or `error`.
+    pub kind: String,
+    /// Untrusted text.
+    pub text: String,
+    #[serde(default)]
+    pub pr_url: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub async fn dispatch(ctx: &Ctx, row: &InboxRow) -> anyhow::Result<()> {
         Event::ButtonClicked(b) => buttons::handle_button(ctx, row.id, &source_event, b).await,
         Event::Message(m) => message::handle_message(ctx, row.id, m).await,
         Event::BackendUpdate(u) => backend_update::handle_backend_update(ctx, row.id, u).await,
+        Event::RemoteStatus(s) => backend_update::handle_remote_status(ctx, row.id, s).await,
         Event::PullRequest(p) => pull_request::handle_pull_request(ctx, row.id, p).await,
         Event::Request(r) => request::handle_request(ctx, row.id, &source_event, r).await,
         Event::MuteSuggestions(m) => mute::handle_mute(ctx, row.id, m).await,

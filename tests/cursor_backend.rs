@@ -282,3 +282,76 @@ async fn launch_follow_up_and_stop(db: TestDb) {
     app.stop().await;
 }
 dual_db!(cursor_test, launch_follow_up_and_stop);
+
+const CURSOR_HOOK: &str = "cursor-webhook-secret-0123456789abcdef";
+
+async fn post_status(app: &TestApp, id: &str, body: &Value, secret: &str) -> reqwest::Response {
+    use hmac::{Hmac, Mac};
+    let body = body.to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    app.http
+        .post(app.url("/backends/cursor/webhook"))
+        .header("content-type", "application/json")
+        .header("x-webhook-id", id)
+        .header("x-webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Cursor's v0 `statusChange` webhook ends the running turn of the agent it names; forged and
+/// replayed ones get 401 and change nothing.
+async fn v0_status_webhook(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let (server, fake) = fake_cursor().await;
+    fake.hold.store(true, Ordering::SeqCst);
+    let mut config = with_cursor(&db, &slack, &server);
+    config.secrets.cursor_webhook_secret = Some(CURSOR_HOOK.to_string().into());
+    let app = TestApp::spawn(config).await;
+    let root = "1700000900.000100";
+    app.post_event(&mention("EvV1", "C8", "U1", root, None, "rename the flag"))
+        .await;
+    eventually(WAIT, "the run recorded", || async {
+        (app.count("SELECT COUNT(*) FROM tasks WHERE remote_ref = 'bc_1/run-1'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let status = |summary: &str| {
+        json!({ "event": "statusChange", "timestamp": "2026-11-30T08:00:00Z", "id": "bc_1",
+            "status": "FINISHED", "summary": summary,
+            "target": { "url": "https://cursor.com/agents?id=bc_1", "prUrl": "https://github.com/acme/api/pull/5", "branchName": "cursor/rename" } })
+    };
+    let forged = post_status(&app, "wh-1", &status("forged summary"), "not-the-secret").await;
+    assert_eq!(forged.status(), 401);
+    let r = post_status(
+        &app,
+        "wh-2",
+        &status("Renamed via the webhook."),
+        CURSOR_HOOK,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let card = slack.card("C8", root, "Renamed via the webhook.").await;
+    assert!(card["blocks"]
+        .to_string()
+        .contains("https://github.com/acme/api/pull/5"));
+    let replay = post_status(
+        &app,
+        "wh-2",
+        &status("Renamed via the webhook."),
+        CURSOR_HOOK,
+    )
+    .await;
+    assert_eq!(replay.status(), 401, "a replayed webhook");
+    assert!(!slack
+        .all_calls()
+        .iter()
+        .any(|c| c.params.to_string().contains("forged summary")));
+    app.stop().await;
+}
+dual_db!(v0_webhook_test, v0_status_webhook);

@@ -212,7 +212,25 @@ impl CursorBackend {
         };
         let path = format!("/v1/agents/{}/runs/{}", turn.agent, turn.run);
         let mut shown = false;
+        let mut seen = 0;
         loop {
+            // A status webhook (Cursor's v0 `statusChange`) ends the turn without another poll.
+            for r in input.checkpoint.reports(seen).await? {
+                seen = r.seq;
+                match r.kind.as_str() {
+                    "result" => {
+                        return Ok(Outcome {
+                            summary: r.text,
+                            pr_url: r.pr_url.as_deref().and_then(valid_pr_url),
+                            branch: r.branch,
+                            remote: Some(turn.agent.clone()),
+                            ..Outcome::default()
+                        })
+                    }
+                    "error" => return Err(BackendError::Failed(r.text)),
+                    _ => {}
+                }
+            }
             let run = self.api.call(Method::GET, &path, None).await?;
             match judge(&run, &turn.agent) {
                 RunState::Working if !shown => {

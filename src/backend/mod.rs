@@ -2,6 +2,7 @@
 
 pub mod command;
 pub mod cursor;
+pub mod cursor_webhook;
 pub mod devin;
 pub mod dry_run;
 pub mod openai;

@@ -95,6 +95,8 @@ pub struct Secrets {
     pub devin_api_key: Option<SecretString>,
     /// `CURSOR_API_KEY`, for `cursor` backends.
     pub cursor_api_key: Option<SecretString>,
+    /// `CURSOR_WEBHOOK_SECRET`: verifies `POST /backends/cursor/webhook` (Cursor's v0 webhook).
+    pub cursor_webhook_secret: Option<SecretString>,
     /// `CHIME_WEBHOOK_BACKEND_SECRET`: signs `webhook` backends' envelopes, verifies their callbacks.
     pub webhook_backend_secret: Option<SecretString>,
     /// `GITHUB_WEBHOOK_SECRET`: verifies `POST /github/webhook`.
@@ -146,6 +148,7 @@ impl Config {
         self.endpoints.devin = non_empty("DEVIN_API_URL");
         self.secrets.cursor_api_key = non_empty("CURSOR_API_KEY").map(Into::into);
         self.endpoints.cursor = non_empty("CURSOR_API_URL");
+        self.secrets.cursor_webhook_secret = non_empty("CURSOR_WEBHOOK_SECRET").map(Into::into);
         self.secrets.github_webhook_secret = non_empty("GITHUB_WEBHOOK_SECRET").map(Into::into);
         self.secrets.webhook_backend_secret =
             non_empty("CHIME_WEBHOOK_BACKEND_SECRET").map(Into::into);

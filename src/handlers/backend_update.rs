@@ -1,9 +1,10 @@
-//! A `webhook` backend's service reported on a turn: the report is stored for the worker running
-//! that turn, which reads its task's reports in order. Reports for a turn that is not running
-//! (finished, stopped, unknown) are dropped.
+//! A remote service reported on a turn (a `webhook` backend's callback, or a remote agent's own
+//! status webhook): the report is stored for the worker running that turn, which reads its task's
+//! reports in order. Reports for a turn that is not running (finished, stopped, unknown) are
+//! dropped.
 
 use crate::context::Ctx;
-use crate::event::BackendUpdate;
+use crate::event::{BackendUpdate, RemoteStatus};
 use crate::ids::now_ms;
 use crate::queue::inbox;
 
@@ -34,4 +35,32 @@ pub async fn handle_backend_update(
     inbox::complete_in(&mut tx, inbox_id).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A remote agent's status webhook names its run, not Chime's task: the running task whose
+/// recorded remote run is that agent's gets the report.
+pub async fn handle_remote_status(ctx: &Ctx, inbox_id: i64, s: RemoteStatus) -> anyhow::Result<()> {
+    // Running turns are few; their remote runs are `<agent>` or `<agent>/<run>`.
+    let running: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, remote_ref FROM tasks WHERE state = 'running' AND remote_ref IS NOT NULL",
+    )
+    .fetch_all(&ctx.db.pool)
+    .await?;
+    let task = running
+        .into_iter()
+        .find(|(_, r)| r.split('/').next() == Some(s.remote.as_str()))
+        .map(|(id, _)| id);
+    let Some(task) = task else {
+        tracing::info!(remote = %s.remote, "status for no running turn; dropped");
+        return inbox::complete(&ctx.db, inbox_id).await;
+    };
+    let u = BackendUpdate {
+        task: crate::ids::TaskId::new(task),
+        kind: s.kind,
+        text: s.text,
+        pr_url: s.pr_url,
+        branch: s.branch,
+        remote: Some(s.remote),
+    };
+    handle_backend_update(ctx, inbox_id, u).await
 }
