@@ -7,36 +7,49 @@ use super::judge::{self, Decision, Memory, Message, ThreadState};
 use super::Policy;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 
-/// One message of a replay's input (a JSONL line; other fields are ignored).
+/// One message of a replay's input (a JSONL line; other fields are ignored). Its strings borrow
+/// from the line they were read from, and are owned only when the JSON escapes them (or when they
+/// come from a Slack export).
 #[derive(Clone, Debug, Deserialize)]
-pub struct Input {
-    pub id: String,
+pub struct Input<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
     // `source` and `team` are part of the line's shape but do not change a decision: they are
     // skipped, not stored.
-    pub channel: String,
-    #[serde(default)]
-    pub channel_name: String,
-    #[serde(default)]
-    pub user: String,
+    #[serde(borrow)]
+    pub channel: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub channel_name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub user: Cow<'a, str>,
     #[serde(default)]
     pub user_is_bot: bool,
     /// A Slack timestamp: seconds since the epoch, with a fraction.
-    pub ts: String,
-    #[serde(default)]
-    pub thread_ts: Option<String>,
-    #[serde(default)]
-    pub text: String,
+    #[serde(borrow)]
+    pub ts: Cow<'a, str>,
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
+    pub thread_ts: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub text: Cow<'a, str>,
     /// For evaluation: what a person says Chime should have done.
     #[serde(default)]
     pub label: Option<String>,
 }
 
-impl Input {
+/// `Option<Cow<str>>` borrowing like a bare `Cow<str>` field (serde's derive owns it otherwise).
+fn borrowed_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed>::deserialize(d)?.map(|b| b.0))
+}
+
+impl Input<'_> {
     fn at_ms(&self) -> i64 {
         let secs: f64 = self.ts.parse().unwrap_or(0.0);
         (secs * 1000.0) as i64
@@ -66,20 +79,21 @@ pub struct Output<'a> {
     pub decision: &'a Decision,
 }
 
-/// Reads JSONL (a file) or a Slack workspace export (a directory of channel folders).
-pub fn read_input(path: &Path) -> anyhow::Result<Vec<Input>> {
+/// Reads JSONL (a file) or a Slack workspace export (a directory of channel folders). A file is
+/// read whole into `buf`, and its messages borrow from it.
+pub fn read_input<'a>(path: &Path, buf: &'a mut Vec<u8>) -> anyhow::Result<Vec<Input<'a>>> {
     if path.is_dir() {
         return read_slack_export(path);
     }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    *buf = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = vec![];
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: line {}", path.display(), n + 1))?;
+    for (n, line) in buf.split(|&b| b == b'\n').enumerate() {
+        let line = std::str::from_utf8(line)
+            .with_context(|| format!("{}: line {} is not UTF-8", path.display(), n + 1))?;
         if line.trim().is_empty() {
             continue;
         }
-        let input: Input = serde_json::from_str(&line)
+        let input: Input = serde_json::from_str(line)
             .with_context(|| format!("{}: line {} is not a message", path.display(), n + 1))?;
         out.push(input);
     }
@@ -116,7 +130,7 @@ struct ExportMessage {
 
 /// A standard Slack export: `channels.json`, `users.json`, and a folder per channel of daily
 /// JSON files. Messages come out in channel order, then day order, then as each file lists them.
-fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input>> {
+fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input<'static>>> {
     let read = |name: &str| -> anyhow::Result<String> {
         std::fs::read_to_string(dir.join(name))
             .with_context(|| format!("{}: no {name}; is this a Slack export?", dir.display()))
@@ -153,16 +167,16 @@ fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input>> {
                 }
                 let user = m.user.clone().or(m.bot_id.clone()).unwrap_or_default();
                 out.push(Input {
-                    id: format!("{}:{}", c.id, m.ts),
-                    channel: c.id.clone(),
-                    channel_name: c.name.clone(),
+                    id: format!("{}:{}", c.id, m.ts).into(),
+                    channel: c.id.clone().into(),
+                    channel_name: c.name.clone().into(),
                     user_is_bot: m.bot_id.is_some()
                         || m.subtype.as_deref() == Some("bot_message")
                         || bots.contains(&user),
-                    user,
-                    ts: m.ts,
-                    thread_ts: m.thread_ts,
-                    text: m.text,
+                    user: user.into(),
+                    ts: m.ts.into(),
+                    thread_ts: m.thread_ts.map(Cow::Owned),
+                    text: m.text.into(),
                     label: None,
                 });
             }
@@ -347,7 +361,7 @@ pub fn evaluate(policy: &Policy, inputs: &[Input]) -> anyhow::Result<Evaluation>
             &m.channel_name
         };
         e.by_channel
-            .entry(name.clone())
+            .entry(name.to_string())
             .or_default()
             .add(free[i].suggests(), labels[i]);
         let flagged = policy.injection.iter().any(|r| r.is_match(&m.text));
@@ -356,7 +370,7 @@ pub fn evaluate(policy: &Policy, inputs: &[Input]) -> anyhow::Result<Evaluation>
         }
         if budgeted[i].suggests() {
             let day = m.at_ms().div_euclid(86_400_000);
-            let n = per_day.entry((m.channel.clone(), day)).or_default();
+            let n = per_day.entry((m.channel.to_string(), day)).or_default();
             *n += 1;
             e.max_per_channel_day = e.max_per_channel_day.max(*n);
         }
