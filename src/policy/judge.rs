@@ -8,7 +8,9 @@ use std::borrow::Cow;
 
 /// One reason for a decision.
 pub type Reason = Cow<'static, str>;
-use std::collections::{HashMap, HashSet};
+// FxHash: the keys are short and few, and replay looks them up for every message that scores.
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type HashSet<K> = rustc_hash::FxHashSet<K>;
 
 /// One message, as every surface's connector can describe it.
 #[derive(Clone, Debug)]
@@ -38,7 +40,7 @@ impl Message<'_> {
 }
 
 /// What a thread said so far, as far as the policy cares.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ThreadState {
     /// Replies from people (not bots, not Chime) after the root.
     pub human_replies: u32,
@@ -276,35 +278,31 @@ pub fn decide(
     if !d.suggests() || ignore_budgets {
         return d;
     }
-    let kind = d.action.clone().unwrap_or_default();
+    let kind = d.action.as_deref().unwrap_or_default();
     let b = &policy.file.budgets;
-    let place = m.place.to_string();
     let today = day(policy, m.at_ms);
+    // Owned once: the maps are keyed by (place, day) and (person, day).
+    let place_today = (m.place.to_string(), today);
+    let person_today = || (m.author.to_string(), today);
+    let count = |map: &HashMap<(String, i64), u32>, key| map.get(key).copied().unwrap_or(0);
     let scope_opted_in = scope_of(policy, m).is_ok_and(|s| s.opted_in);
-    let refusal = if memory.muted.contains(&(place.clone(), kind.clone())) {
+    let muted = !memory.muted.is_empty()
+        && memory
+            .muted
+            .contains(&(place_today.0.clone(), kind.to_string()));
+    let refusal = if muted {
         Some(format!("{kind} is muted here"))
     } else if memory.muted_people.contains(m.author) {
         Some("the author muted Chime's suggestions for now".into())
     } else if memory.per_thread.get(m.root()).copied().unwrap_or(0) >= b.per_thread {
         Some("this thread already had its suggestion".into())
-    } else if memory
-        .per_place_day
-        .get(&(place.clone(), today))
-        .copied()
-        .unwrap_or(0)
-        >= b.per_channel_per_day
-    {
+    } else if count(&memory.per_place_day, &place_today) >= b.per_channel_per_day {
         Some("the channel's daily budget is spent".into())
     } else if !m.author_is_bot
-        && memory
-            .per_person_day
-            .get(&(m.author.to_string(), today))
-            .copied()
-            .unwrap_or(0)
-            >= b.per_person_per_day
+        && count(&memory.per_person_day, &person_today()) >= b.per_person_per_day
     {
         Some("this person's daily budget is spent".into())
-    } else if memory.last_offer_in_place.get(&place).is_some_and(|t| {
+    } else if memory.last_offer_in_place.get(m.place).is_some_and(|t| {
         b.channel_cooldown_minutes > 0
             && m.at_ms - t < i64::from(b.channel_cooldown_minutes) * 60_000
     }) {
@@ -321,16 +319,12 @@ pub fn decide(
         return Decision::quiet(d.score, d.reasons);
     }
     *memory.per_thread.entry(m.root().to_string()).or_default() += 1;
-    *memory
-        .per_place_day
-        .entry((place.clone(), today))
-        .or_default() += 1;
+    *memory.per_place_day.entry(place_today).or_default() += 1;
     if !m.author_is_bot {
-        *memory
-            .per_person_day
-            .entry((m.author.to_string(), today))
-            .or_default() += 1;
+        *memory.per_person_day.entry(person_today()).or_default() += 1;
     }
-    memory.last_offer_in_place.insert(place, m.at_ms);
+    memory
+        .last_offer_in_place
+        .insert(m.place.to_string(), m.at_ms);
     d
 }

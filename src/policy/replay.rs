@@ -6,6 +6,7 @@
 use super::judge::{self, Decision, Memory, Message, ThreadState};
 use super::Policy;
 use anyhow::Context;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -55,19 +56,50 @@ impl Input<'_> {
         (secs * 1000.0) as i64
     }
 
-    fn key(&self) -> String {
-        format!("{}/{}", self.channel, self.ts)
-    }
-
-    fn root_key(&self) -> Option<String> {
-        self.thread_ts
-            .as_deref()
-            .filter(|t| *t != self.ts)
-            .map(|t| format!("{}/{}", self.channel, t))
-    }
-
+    /// Whether the text says "@chime" in any case (what lowercasing it and searching would find,
+    /// without the copy).
     fn mentions_chime(&self) -> bool {
-        self.text.to_ascii_lowercase().contains("@chime")
+        let text = self.text.as_bytes();
+        self.text.match_indices('@').any(|(at, _)| {
+            text.get(at..at + 6)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"@chime"))
+        })
+    }
+}
+
+/// The judge's view of inputs: threads are named `channel/ts`, as the judge names them; the
+/// names are built in buffers reused from message to message.
+#[derive(Default)]
+struct Keys {
+    id: String,
+    root: String,
+}
+
+impl Keys {
+    fn message<'k>(&'k mut self, m: &'k Input, at_ms: i64) -> Message<'k> {
+        let key = |buf: &mut String, ts: &str| {
+            buf.clear();
+            buf.push_str(&m.channel);
+            buf.push('/');
+            buf.push_str(ts);
+        };
+        key(&mut self.id, &m.ts);
+        let reply_to = m.thread_ts.as_deref().filter(|t| *t != m.ts);
+        if let Some(t) = reply_to {
+            key(&mut self.root, t);
+        }
+        Message {
+            id: &self.id,
+            place: &m.channel,
+            place_name: &m.channel_name,
+            author: &m.user,
+            author_is_bot: m.user_is_bot,
+            at_ms,
+            thread: reply_to.map(|_| self.root.as_str()),
+            text: &m.text,
+            mentions_chime: m.mentions_chime(),
+            from_chime: m.user_is_bot && m.user.eq_ignore_ascii_case("chime"),
+        }
     }
 }
 
@@ -190,49 +222,33 @@ pub fn replay(policy: &Policy, inputs: &[Input], ignore_budgets: bool) -> Vec<De
     let times: Vec<i64> = inputs.iter().map(Input::at_ms).collect();
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by_key(|&i| times[i]);
-    let keys: Vec<(String, Option<String>)> =
-        inputs.iter().map(|m| (m.key(), m.root_key())).collect();
-    let message = |i: usize| -> Message {
-        let m = &inputs[i];
-        Message {
-            id: &keys[i].0,
-            place: &m.channel,
-            place_name: &m.channel_name,
-            author: &m.user,
-            author_is_bot: m.user_is_bot,
-            at_ms: times[i],
-            thread: keys[i].1.as_deref(),
-            text: &m.text,
-            mentions_chime: m.mentions_chime(),
-            from_chime: m.user_is_bot && m.user.eq_ignore_ascii_case("chime"),
-        }
-    };
     let mut decisions: Vec<Option<Decision>> = vec![None; inputs.len()];
-    let mut threads: HashMap<String, ThreadState> = HashMap::new();
+    // Only threads something was observed in: a missing one reads as the default state.
+    let mut threads: FxHashMap<Box<str>, ThreadState> = FxHashMap::default();
     let mut memory = Memory::default();
     // Alerts waiting for their grace window to end: (deadline, input index).
     let mut pending: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
-    let finish = |i: usize,
-                  deadline: i64,
-                  threads: &HashMap<String, ThreadState>,
-                  memory: &mut Memory,
-                  decisions: &mut Vec<Option<Decision>>| {
-        let mut m = message(i);
-        m.at_ms = deadline;
+    let (mut keys, mut late_keys) = (Keys::default(), Keys::default());
+    let mut finish = |i: usize,
+                      deadline: i64,
+                      threads: &FxHashMap<Box<str>, ThreadState>,
+                      memory: &mut Memory,
+                      decisions: &mut Vec<Option<Decision>>| {
+        let m = late_keys.message(&inputs[i], deadline);
         let state = threads.get(m.root()).cloned().unwrap_or_default();
         let mut d = judge::decide(policy, &m, &state, memory, ignore_budgets);
         d.reasons.push("decided when its grace window ended".into());
         decisions[i] = Some(d);
     };
     for &i in &order {
-        let m = message(i);
         while let Some(Reverse((deadline, j))) = pending.peek().copied() {
-            if deadline > m.at_ms {
+            if deadline > times[i] {
                 break;
             }
             pending.pop();
             finish(j, deadline, &threads, &mut memory, &mut decisions);
         }
+        let m = keys.message(&inputs[i], times[i]);
         if m.mentions_chime && !m.author_is_bot {
             memory.users.insert(m.author.to_string());
         }
@@ -241,23 +257,32 @@ pub fn replay(policy: &Policy, inputs: &[Input], ignore_budgets: bool) -> Vec<De
             .filter(|s| s.bots && m.author_is_bot && m.thread.is_none())
             .map(|s| (s.grace_minutes * 60_000.0) as i64)
             .filter(|g| *g > 0);
-        let state = threads.entry(m.root().to_string()).or_default();
+        let mut state = threads.get(m.root()).cloned().unwrap_or_default();
         match grace {
             // An alert that could be offered waits for people first.
-            Some(g) if judge::relevance(policy, &m, state, &memory).suggests() => {
+            Some(g) if judge::relevance(policy, &m, &state, &memory).suggests() => {
                 pending.push(Reverse((m.at_ms + g, i)));
             }
             _ => {
                 decisions[i] = Some(judge::decide(
                     policy,
                     &m,
-                    state,
+                    &state,
                     &mut memory,
                     ignore_budgets,
                 ));
             }
         }
-        judge::observe(policy, state, &m);
+        let before = state.clone();
+        judge::observe(policy, &mut state, &m);
+        if state != before {
+            match threads.get_mut(m.root()) {
+                Some(s) => *s = state,
+                None => {
+                    threads.insert(m.root().into(), state);
+                }
+            }
+        }
     }
     while let Some(Reverse((deadline, j))) = pending.pop() {
         finish(j, deadline, &threads, &mut memory, &mut decisions);
