@@ -36,12 +36,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             ignore_budgets,
         } => {
             let policy = load(policy)?;
-            let mut buf = vec![];
-            let inputs = replay::read_input(&input, &mut buf)?;
-            let decisions = replay::replay(&policy, &inputs, ignore_budgets);
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            replay::write_jsonl(&mut out, &inputs, &decisions)?;
+            replay::run(&policy, &input, ignore_budgets, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }

@@ -2,16 +2,25 @@
 //! the policy on. Decisions are causal: each sees only the messages up to its decision time (a
 //! message's own time, or the end of its grace window for an integration alert), thread
 //! included, and budgets are spent as they would have been.
+//!
+//! A JSONL file already in time order is judged line by line as it is read, and each decision
+//! written as soon as the lines before it are decided ([`run`]); anything else (a Slack export,
+//! a file out of order, `eval`) is read whole, then judged in time order ([`replay`]).
 
-use super::judge::{self, Decision, Memory, Message, ThreadState};
+mod causal;
+mod eval;
+mod ordered;
+mod times;
+
+pub use eval::{evaluate, report, Evaluation, Score};
+
+use super::judge::Decision;
 use super::Policy;
 use anyhow::Context;
-use rustc_hash::FxHashMap;
+use causal::Replayer;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::io::Write;
+use std::io::{BufRead, Seek, Write};
 use std::path::Path;
 
 /// One message of a replay's input (a JSONL line; other fields are ignored). Its strings borrow
@@ -52,8 +61,7 @@ fn borrowed_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de
 
 impl Input<'_> {
     fn at_ms(&self) -> i64 {
-        let secs: f64 = self.ts.parse().unwrap_or(0.0);
-        (secs * 1000.0) as i64
+        times::at_ms(&self.ts)
     }
 
     /// Whether the text says "@chime" in any case (what lowercasing it and searching would find,
@@ -65,40 +73,20 @@ impl Input<'_> {
                 .is_some_and(|w| w.eq_ignore_ascii_case(b"@chime"))
         })
     }
-}
 
-/// The judge's view of inputs: threads are named `channel/ts`, as the judge names them; the
-/// names are built in buffers reused from message to message.
-#[derive(Default)]
-struct Keys {
-    id: String,
-    root: String,
-}
-
-impl Keys {
-    fn message<'k>(&'k mut self, m: &'k Input, at_ms: i64) -> Message<'k> {
-        let key = |buf: &mut String, ts: &str| {
-            buf.clear();
-            buf.push_str(&m.channel);
-            buf.push('/');
-            buf.push_str(ts);
-        };
-        key(&mut self.id, &m.ts);
-        let reply_to = m.thread_ts.as_deref().filter(|t| *t != m.ts);
-        if let Some(t) = reply_to {
-            key(&mut self.root, t);
-        }
-        Message {
-            id: &self.id,
-            place: &m.channel,
-            place_name: &m.channel_name,
-            author: &m.user,
-            author_is_bot: m.user_is_bot,
-            at_ms,
-            thread: reply_to.map(|_| self.root.as_str()),
-            text: &m.text,
-            mentions_chime: m.mentions_chime(),
-            from_chime: m.user_is_bot && m.user.eq_ignore_ascii_case("chime"),
+    /// An owned copy, to keep after its line is gone.
+    fn to_static(&self) -> Input<'static> {
+        let own = |s: &Cow<str>| Cow::Owned(s.to_string());
+        Input {
+            id: own(&self.id),
+            channel: own(&self.channel),
+            channel_name: own(&self.channel_name),
+            user: own(&self.user),
+            user_is_bot: self.user_is_bot,
+            ts: own(&self.ts),
+            thread_ts: self.thread_ts.as_ref().map(own),
+            text: own(&self.text),
+            label: self.label.clone(),
         }
     }
 }
@@ -120,16 +108,23 @@ pub fn read_input<'a>(path: &Path, buf: &'a mut Vec<u8>) -> anyhow::Result<Vec<I
     *buf = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = vec![];
     for (n, line) in buf.split(|&b| b == b'\n').enumerate() {
-        let line = std::str::from_utf8(line)
-            .with_context(|| format!("{}: line {} is not UTF-8", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
+        if let Some(input) = parse_line(path, n, line)? {
+            out.push(input);
         }
-        let input: Input = serde_json::from_str(line)
-            .with_context(|| format!("{}: line {} is not a message", path.display(), n + 1))?;
-        out.push(input);
     }
     Ok(out)
+}
+
+/// Line `n` (from 0) of a JSONL file: a message, or None when it is blank.
+fn parse_line<'a>(path: &Path, n: usize, line: &'a [u8]) -> anyhow::Result<Option<Input<'a>>> {
+    let line = std::str::from_utf8(line)
+        .with_context(|| format!("{}: line {} is not UTF-8", path.display(), n + 1))?;
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(line)
+        .map(Some)
+        .with_context(|| format!("{}: line {} is not a message", path.display(), n + 1))
 }
 
 #[derive(Deserialize)]
@@ -217,75 +212,92 @@ fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input<'static>>> {
     Ok(out)
 }
 
-/// Runs the policy over `inputs`; one decision per input, in input order.
+/// Replays `path` (JSONL or a Slack export) and writes one decision per input to `out`, in
+/// input order.
+pub fn run(
+    policy: &Policy,
+    path: &Path,
+    ignore_budgets: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    if !path.is_dir() {
+        let open =
+            || std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()));
+        let mut file = open()?;
+        // A pipe cannot be read twice: it is read whole.
+        if file.metadata()?.is_file() {
+            let reader = std::io::BufReader::with_capacity(1 << 20, &mut file);
+            let sorted = times::in_time_order(reader)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if sorted {
+                file.rewind()?;
+                return stream(policy, path, file, ignore_budgets, out);
+            }
+        }
+    }
+    let mut buf = vec![];
+    let inputs = read_input(path, &mut buf)?;
+    let decisions = replay(policy, &inputs, ignore_budgets);
+    write_jsonl(out, &inputs, &decisions)
+}
+
+/// Judges a JSONL file known to be in time order as it is read. Only the alerts waiting out
+/// their grace windows, and the decided lines after the first of them, are held.
+fn stream(
+    policy: &Policy,
+    path: &Path,
+    file: std::fs::File,
+    ignore_budgets: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut replayer = Replayer::new(policy, ignore_budgets);
+    let mut ordered = ordered::InOrder::new(out);
+    let mut late = vec![];
+    let (mut line, mut index) = (vec![], 0);
+    for n in 0.. {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let Some(input) = parse_line(path, n, &line)? else {
+            continue;
+        };
+        let now = replayer.push(index, &input, input.at_ms(), &mut late);
+        for (i, id, d) in late.drain(..) {
+            ordered.late(i, &id, &d)?;
+        }
+        match now {
+            Some(d) => ordered.line(index, &input.id, &d)?,
+            None => ordered.wait(index),
+        }
+        index += 1;
+    }
+    replayer.finish(&mut late);
+    for (i, id, d) in late {
+        ordered.late(i, &id, &d)?;
+    }
+    ordered.finish()?;
+    Ok(())
+}
+
+/// Runs the policy over `inputs`, in any order; one decision per input, in input order.
 pub fn replay(policy: &Policy, inputs: &[Input], ignore_budgets: bool) -> Vec<Decision> {
     let times: Vec<i64> = inputs.iter().map(Input::at_ms).collect();
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by_key(|&i| times[i]);
     let mut decisions: Vec<Option<Decision>> = vec![None; inputs.len()];
-    // Only threads something was observed in: a missing one reads as the default state.
-    let mut threads: FxHashMap<Box<str>, ThreadState> = FxHashMap::default();
-    let mut memory = Memory::default();
-    // Alerts waiting for their grace window to end: (deadline, input index).
-    let mut pending: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
-    let (mut keys, mut late_keys) = (Keys::default(), Keys::default());
-    let mut finish = |i: usize,
-                      deadline: i64,
-                      threads: &FxHashMap<Box<str>, ThreadState>,
-                      memory: &mut Memory,
-                      decisions: &mut Vec<Option<Decision>>| {
-        let m = late_keys.message(&inputs[i], deadline);
-        let state = threads.get(m.root()).cloned().unwrap_or_default();
-        let mut d = judge::decide(policy, &m, &state, memory, ignore_budgets);
-        d.reasons.push("decided when its grace window ended".into());
-        decisions[i] = Some(d);
-    };
-    for &i in &order {
-        while let Some(Reverse((deadline, j))) = pending.peek().copied() {
-            if deadline > times[i] {
-                break;
-            }
-            pending.pop();
-            finish(j, deadline, &threads, &mut memory, &mut decisions);
-        }
-        let m = keys.message(&inputs[i], times[i]);
-        if m.mentions_chime && !m.author_is_bot {
-            memory.users.insert(m.author.to_string());
-        }
-        let grace = judge::scope_of(policy, &m)
-            .ok()
-            .filter(|s| s.bots && m.author_is_bot && m.thread.is_none())
-            .map(|s| (s.grace_minutes * 60_000.0) as i64)
-            .filter(|g| *g > 0);
-        let mut state = threads.get(m.root()).cloned().unwrap_or_default();
-        match grace {
-            // An alert that could be offered waits for people first.
-            Some(g) if judge::relevance(policy, &m, &state, &memory).suggests() => {
-                pending.push(Reverse((m.at_ms + g, i)));
-            }
-            _ => {
-                decisions[i] = Some(judge::decide(
-                    policy,
-                    &m,
-                    &state,
-                    &mut memory,
-                    ignore_budgets,
-                ));
-            }
-        }
-        let before = state.clone();
-        judge::observe(policy, &mut state, &m);
-        if state != before {
-            match threads.get_mut(m.root()) {
-                Some(s) => *s = state,
-                None => {
-                    threads.insert(m.root().into(), state);
-                }
-            }
+    let mut replayer = Replayer::new(policy, ignore_budgets);
+    let mut late = vec![];
+    for i in order {
+        decisions[i] = replayer.push(i, &inputs[i], times[i], &mut late);
+        for (j, _, d) in late.drain(..) {
+            decisions[j] = Some(d);
         }
     }
-    while let Some(Reverse((deadline, j))) = pending.pop() {
-        finish(j, deadline, &threads, &mut memory, &mut decisions);
+    replayer.finish(&mut late);
+    for (j, _, d) in late {
+        decisions[j] = Some(d);
     }
     decisions
         .into_iter()
@@ -310,140 +322,4 @@ pub fn write_jsonl(
         out.write_all(b"\n")?;
     }
     Ok(())
-}
-
-/// Precision, recall and F1 of `suggest` against the labels.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
-pub struct Score {
-    pub tp: u32,
-    pub fp: u32,
-    pub fn_: u32,
-    pub tn: u32,
-}
-
-impl Score {
-    fn add(&mut self, predicted: bool, wanted: bool) {
-        match (predicted, wanted) {
-            (true, true) => self.tp += 1,
-            (true, false) => self.fp += 1,
-            (false, true) => self.fn_ += 1,
-            (false, false) => self.tn += 1,
-        }
-    }
-    pub fn precision(&self) -> Option<f64> {
-        let d = self.tp + self.fp;
-        (d > 0).then(|| f64::from(self.tp) / f64::from(d))
-    }
-    pub fn recall(&self) -> Option<f64> {
-        let d = self.tp + self.fn_;
-        (d > 0).then(|| f64::from(self.tp) / f64::from(d))
-    }
-    pub fn f1(&self) -> Option<f64> {
-        let (p, r) = (self.precision()?, self.recall()?);
-        (p + r > 0.0).then(|| 2.0 * p * r / (p + r))
-    }
-}
-
-/// An evaluation of labeled inputs.
-pub struct Evaluation {
-    pub without_budgets: Score,
-    pub with_budgets: Score,
-    pub by_channel: BTreeMap<String, Score>,
-    /// Labeled `quiet` messages that were flagged as injection and still offered (must be 0).
-    pub injections_offered: u32,
-    /// The most suggestions any channel got in one day, with budgets on.
-    pub max_per_channel_day: u32,
-}
-
-pub fn evaluate(policy: &Policy, inputs: &[Input]) -> anyhow::Result<Evaluation> {
-    let labels: Vec<bool> = inputs
-        .iter()
-        .map(|m| match m.label.as_deref() {
-            Some("suggest") => Ok(true),
-            Some("quiet") => Ok(false),
-            other => anyhow::bail!(
-                "{}: label must be \"suggest\" or \"quiet\", got {other:?}",
-                m.id
-            ),
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let free = replay(policy, inputs, true);
-    let budgeted = replay(policy, inputs, false);
-    let mut e = Evaluation {
-        without_budgets: Score::default(),
-        with_budgets: Score::default(),
-        by_channel: BTreeMap::new(),
-        injections_offered: 0,
-        max_per_channel_day: 0,
-    };
-    let mut per_day: HashMap<(String, i64), u32> = HashMap::new();
-    for (i, m) in inputs.iter().enumerate() {
-        e.without_budgets.add(free[i].suggests(), labels[i]);
-        e.with_budgets.add(budgeted[i].suggests(), labels[i]);
-        let name = if m.channel_name.is_empty() {
-            &m.channel
-        } else {
-            &m.channel_name
-        };
-        e.by_channel
-            .entry(name.to_string())
-            .or_default()
-            .add(free[i].suggests(), labels[i]);
-        let flagged = policy.injection.iter().any(|r| r.is_match(&m.text));
-        if flagged && (free[i].suggests() || budgeted[i].suggests()) {
-            e.injections_offered += 1;
-        }
-        if budgeted[i].suggests() {
-            let day = m.at_ms().div_euclid(86_400_000);
-            let n = per_day.entry((m.channel.to_string(), day)).or_default();
-            *n += 1;
-            e.max_per_channel_day = e.max_per_channel_day.max(*n);
-        }
-    }
-    Ok(e)
-}
-
-fn num(x: Option<f64>) -> String {
-    x.map_or("—".into(), |v| format!("{v:.3}"))
-}
-
-/// The evaluation as text for a person.
-pub fn report(e: &Evaluation) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for (name, s) in [
-        ("without budgets", e.without_budgets),
-        ("with budgets", e.with_budgets),
-    ] {
-        let _ = writeln!(
-            out,
-            "{name}: precision {} recall {} F1 {} (tp {} fp {} fn {} tn {})",
-            num(s.precision()),
-            num(s.recall()),
-            num(s.f1()),
-            s.tp,
-            s.fp,
-            s.fn_,
-            s.tn
-        );
-    }
-    let _ = writeln!(out, "injection attempts offered: {}", e.injections_offered);
-    let _ = writeln!(
-        out,
-        "most suggestions in one channel in one day (budgets on): {}",
-        e.max_per_channel_day
-    );
-    let _ = writeln!(
-        out,
-        "\nby channel (without budgets):\n{:<24} {:>4} {:>4} {:>4} {:>4}",
-        "channel", "tp", "fp", "fn", "tn"
-    );
-    for (c, s) in &e.by_channel {
-        let _ = writeln!(
-            out,
-            "{c:<24} {:>4} {:>4} {:>4} {:>4}",
-            s.tp, s.fp, s.fn_, s.tn
-        );
-    }
-    out
 }
