@@ -2,9 +2,10 @@
 //! offered, suggest one action or stay quiet, and say why. A pure function of Chime's own types,
 //! so Slack, the playground, replay (and later Linear and the IDE) are judged by the same code.
 
-use super::{Policy, ScopeFile};
+use super::{Policy, Scan, ScopeFile};
 use serde::Serialize;
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 /// One reason for a decision.
 pub type Reason = Cow<'static, str>;
@@ -36,6 +37,28 @@ impl Message<'_> {
     /// The thread it belongs to (its own id when it starts one).
     pub fn root(&self) -> &str {
         self.thread.unwrap_or(self.id)
+    }
+}
+
+/// What the policy's "already handled" and injection patterns find in a message's text, scanned
+/// once however many steps of its judgement ask (relevance, then observing its thread).
+pub struct Flags<'a> {
+    policy: &'a Policy,
+    text: &'a str,
+    scan: OnceCell<Scan>,
+}
+
+impl<'a> Flags<'a> {
+    pub fn new(policy: &'a Policy, text: &'a str) -> Self {
+        Self {
+            policy,
+            text,
+            scan: OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> &Scan {
+        self.scan.get_or_init(|| self.policy.scan(self.text))
     }
 }
 
@@ -120,13 +143,18 @@ pub fn scope_of<'p>(policy: &'p Policy, m: &Message) -> Result<&'p ScopeFile, St
 
 /// Updates a thread's state with one more message (after it was judged).
 pub fn observe(policy: &Policy, state: &mut ThreadState, m: &Message) {
+    observe_flagged(state, m, &Flags::new(policy, m.text));
+}
+
+/// [`observe`], with the message's flags.
+pub fn observe_flagged(state: &mut ThreadState, m: &Message, flags: &Flags) {
     if m.author_is_bot || m.from_chime {
         return;
     }
     if m.thread.is_some() {
         state.human_replies += 1;
     }
-    let scan = policy.scan(m.text);
+    let scan = flags.get();
     state.claimed |= scan.claimed;
     state.answered |= m.thread.is_some() && scan.answered;
     state.resolved |= scan.resolved;
@@ -134,6 +162,17 @@ pub fn observe(policy: &Policy, state: &mut ThreadState, m: &Message) {
 
 /// The relevance judgement alone: the best action and its score, or why there is none.
 pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Memory) -> Decision {
+    relevance_flagged(policy, m, &Flags::new(policy, m.text), thread, memory)
+}
+
+/// [`relevance`], with the message's flags.
+pub fn relevance_flagged(
+    policy: &Policy,
+    m: &Message,
+    flags: &Flags,
+    thread: &ThreadState,
+    memory: &Memory,
+) -> Decision {
     let mut reasons = vec![];
     if m.from_chime {
         return Decision::quiet(0.0, vec!["Chime's own message".into()]);
@@ -158,7 +197,7 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
             .into()],
         );
     }
-    let scan = policy.scan(m.text);
+    let scan = flags.get();
     if thread.claimed || scan.claimed {
         return Decision::quiet(0.0, vec!["someone has claimed the work".into()]);
     }
@@ -172,34 +211,38 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
         return Decision::quiet(0.0, vec!["a person already replied to the alert".into()]);
     }
     let injected = scan.injection.map(|j| &policy.injection[j]);
-    // One scan for every action's signals; each action's score is the sum of its matches.
-    let mut scores = vec![0.0f64; policy.actions.len()];
-    let mut hit = vec![false; policy.actions.len()];
-    let matched: Vec<usize> = policy.signals.matches(m.text).into_iter().collect();
-    for &j in &matched {
-        let (a, w) = policy.signal_of[j];
-        scores[a] += w;
-        hit[a] = true;
-    }
+    // One scan for every action's signals; each action's score is the sum of its matches. The
+    // set lists each action's signals together, in action order, so one pass over the matches
+    // sums them, and the best is the first highest.
+    let matched = policy.signal_matches(m.text);
     let mut best: Option<(usize, f64)> = None;
-    for (a, score) in scores.iter().enumerate() {
+    let mut next = matched.iter().peekable();
+    while let Some(j) = next.next() {
+        let (a, w) = policy.signal_of[j];
+        let mut score = 0.0 + w;
+        while let Some(&(_, w)) = next
+            .peek()
+            .map(|&k| &policy.signal_of[k])
+            .filter(|(b, _)| *b == a)
+        {
+            score += w;
+            next.next();
+        }
         let score = score.clamp(0.0, 1.0);
-        if hit[a] && best.is_none_or(|(_, s)| score > s) {
+        if best.is_none_or(|(_, s)| score > s) {
             best = Some((a, score));
         }
     }
     let best = best.map(|(a, score)| {
+        let first = policy
+            .signal_of
+            .iter()
+            .position(|(x, _)| *x == a)
+            .unwrap_or(0);
         let whys: Vec<Reason> = matched
             .iter()
-            .filter(|&&j| policy.signal_of[j].0 == a)
-            .map(|&j| {
-                let first = policy
-                    .signal_of
-                    .iter()
-                    .position(|(x, _)| *x == a)
-                    .unwrap_or(0);
-                Reason::Owned(policy.actions[a].whys[j - first].clone())
-            })
+            .filter(|&j| policy.signal_of[j].0 == a)
+            .map(|j| Reason::Owned(policy.actions[a].whys[j - first].clone()))
             .collect();
         (a, score, whys)
     });
@@ -274,7 +317,18 @@ pub fn decide(
     memory: &mut Memory,
     ignore_budgets: bool,
 ) -> Decision {
-    let mut d = relevance(policy, m, thread, memory);
+    let d = relevance(policy, m, thread, memory);
+    within_budgets(policy, m, d, memory, ignore_budgets)
+}
+
+/// The rest of [`decide`], given the message's relevance `d`.
+pub fn within_budgets(
+    policy: &Policy,
+    m: &Message,
+    mut d: Decision,
+    memory: &mut Memory,
+    ignore_budgets: bool,
+) -> Decision {
     if !d.suggests() || ignore_budgets {
         return d;
     }

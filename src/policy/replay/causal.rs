@@ -3,7 +3,7 @@
 //! window ends, so only those alerts are remembered beyond the message being judged.
 
 use super::Input;
-use crate::policy::judge::{self, Decision, Memory, Message, ThreadState};
+use crate::policy::judge::{self, Decision, Flags, Memory, Message, ThreadState};
 use crate::policy::Policy;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
@@ -98,23 +98,25 @@ impl<'p> Replayer<'p> {
             .map(|s| (s.grace_minutes * 60_000.0) as i64)
             .filter(|g| *g > 0);
         let mut state = self.threads.get(m.root()).cloned().unwrap_or_default();
+        let flags = Flags::new(policy, m.text);
+        let relevant = judge::relevance_flagged(policy, &m, &flags, &state, &self.memory);
         let decision = match grace {
             // An alert that could be offered waits for people first.
-            Some(g) if judge::relevance(policy, &m, &state, &self.memory).suggests() => {
+            Some(g) if relevant.suggests() => {
                 self.pending.push(Reverse((m.at_ms + g, index)));
                 self.waiting.insert(index, input.to_static());
                 None
             }
-            _ => Some(judge::decide(
+            _ => Some(judge::within_budgets(
                 policy,
                 &m,
-                &state,
+                relevant,
                 &mut self.memory,
                 self.ignore_budgets,
             )),
         };
         let before = state.clone();
-        judge::observe(policy, &mut state, &m);
+        judge::observe_flagged(&mut state, &m, &flags);
         if state != before {
             match self.threads.get_mut(m.root()) {
                 Some(s) => *s = state,
