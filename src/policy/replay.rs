@@ -9,6 +9,7 @@
 
 mod causal;
 mod eval;
+mod line;
 mod ordered;
 mod times;
 
@@ -311,15 +312,11 @@ pub fn write_jsonl(
     inputs: &[Input],
     decisions: &[Decision],
 ) -> anyhow::Result<()> {
+    let mut line = vec![];
     for (m, d) in inputs.iter().zip(decisions) {
-        serde_json::to_writer(
-            &mut *out,
-            &Output {
-                id: &m.id,
-                decision: d,
-            },
-        )?;
-        out.write_all(b"\n")?;
+        line.clear();
+        line::write_line(&mut line, &m.id, d);
+        out.write_all(&line)?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! when its grace window ends, after the lines that follow it were. Those lines are held,
 //! already written out as JSON, until the alert before them is decided.
 
-use super::Output;
+use super::line::write_line;
 use crate::policy::judge::Decision;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -28,6 +28,8 @@ pub(super) struct InOrder<W: Write> {
     base: usize,
     /// Where the first line still held starts, counted like `Held::Line`.
     done: usize,
+    /// A line written straight out, reused.
+    line: Vec<u8>,
 }
 
 impl<W: Write> InOrder<W> {
@@ -39,6 +41,7 @@ impl<W: Write> InOrder<W> {
             arena: vec![],
             base: 0,
             done: 0,
+            line: vec![],
         }
     }
 
@@ -47,9 +50,11 @@ impl<W: Write> InOrder<W> {
         debug_assert_eq!(index, self.first + self.held.len());
         if self.held.is_empty() {
             self.first = index + 1;
-            return write_line(&mut self.out, id, d);
+            self.line.clear();
+            write_line(&mut self.line, id, d);
+            return Ok(self.out.write_all(&self.line)?);
         }
-        write_line(&mut self.arena, id, d)?;
+        write_line(&mut self.arena, id, d);
         self.held
             .push_back(Held::Line(self.base + self.arena.len()));
         Ok(())
@@ -64,7 +69,7 @@ impl<W: Write> InOrder<W> {
     /// The decision of an alert that waited; writes what it held back.
     pub fn late(&mut self, index: usize, id: &str, d: &Decision) -> anyhow::Result<()> {
         let mut line = vec![];
-        write_line(&mut line, id, d)?;
+        write_line(&mut line, id, d);
         self.held[index - self.first] = Held::Late(line);
         self.flush_ready()
     }
@@ -116,10 +121,4 @@ impl<W: Write> InOrder<W> {
         debug_assert!(self.held.is_empty(), "every input is decided");
         Ok(self.out)
     }
-}
-
-fn write_line(out: &mut impl Write, id: &str, decision: &Decision) -> anyhow::Result<()> {
-    serde_json::to_writer(&mut *out, &Output { id, decision })?;
-    out.write_all(b"\n")?;
-    Ok(())
 }
