@@ -40,25 +40,33 @@ impl Message<'_> {
     }
 }
 
-/// What the policy's "already handled" and injection patterns find in a message's text, scanned
-/// once however many steps of its judgement ask (relevance, then observing its thread).
-pub struct Flags<'a> {
-    policy: &'a Policy,
-    text: &'a str,
+/// What the judge works out about a message once, however many steps of its judgement ask
+/// (whether it waits, relevance, budgets, observing its thread): the scope its place falls in,
+/// and what the policy's "already handled" and injection patterns find in its text.
+pub struct Facts<'a, 'p> {
+    policy: &'p Policy,
+    m: &'a Message<'a>,
+    scope: OnceCell<Result<&'p ScopeFile, String>>,
     scan: OnceCell<Scan>,
 }
 
-impl<'a> Flags<'a> {
-    pub fn new(policy: &'a Policy, text: &'a str) -> Self {
+impl<'a, 'p> Facts<'a, 'p> {
+    pub fn new(policy: &'p Policy, m: &'a Message<'a>) -> Self {
         Self {
             policy,
-            text,
+            m,
+            scope: OnceCell::new(),
             scan: OnceCell::new(),
         }
     }
 
-    fn get(&self) -> &Scan {
-        self.scan.get_or_init(|| self.policy.scan(self.text))
+    /// [`scope_of`] the message.
+    pub fn scope(&self) -> &Result<&'p ScopeFile, String> {
+        self.scope.get_or_init(|| scope_of(self.policy, self.m))
+    }
+
+    fn scan(&self) -> &Scan {
+        self.scan.get_or_init(|| self.policy.scan(self.m.text))
     }
 }
 
@@ -143,18 +151,19 @@ pub fn scope_of<'p>(policy: &'p Policy, m: &Message) -> Result<&'p ScopeFile, St
 
 /// Updates a thread's state with one more message (after it was judged).
 pub fn observe(policy: &Policy, state: &mut ThreadState, m: &Message) {
-    observe_flagged(state, m, &Flags::new(policy, m.text));
+    observe_known(state, &Facts::new(policy, m));
 }
 
-/// [`observe`], with the message's flags.
-pub fn observe_flagged(state: &mut ThreadState, m: &Message, flags: &Flags) {
+/// [`observe`], with what is known of the message.
+pub fn observe_known(state: &mut ThreadState, facts: &Facts) {
+    let m = facts.m;
     if m.author_is_bot || m.from_chime {
         return;
     }
     if m.thread.is_some() {
         state.human_replies += 1;
     }
-    let scan = flags.get();
+    let scan = facts.scan();
     state.claimed |= scan.claimed;
     state.answered |= m.thread.is_some() && scan.answered;
     state.resolved |= scan.resolved;
@@ -162,18 +171,12 @@ pub fn observe_flagged(state: &mut ThreadState, m: &Message, flags: &Flags) {
 
 /// The relevance judgement alone: the best action and its score, or why there is none.
 pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Memory) -> Decision {
-    relevance_flagged(policy, m, &Flags::new(policy, m.text), thread, memory)
+    relevance_known(&Facts::new(policy, m), thread, memory)
 }
 
-/// [`relevance`], with the message's flags.
-pub fn relevance_flagged(
-    policy: &Policy,
-    m: &Message,
-    flags: &Flags,
-    thread: &ThreadState,
-    memory: &Memory,
-) -> Decision {
-    let mut reasons = vec![];
+/// [`relevance`], with what is known of the message.
+pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> Decision {
+    let (policy, m) = (facts.policy, facts.m);
     if m.from_chime {
         return Decision::quiet(0.0, vec!["Chime's own message".into()]);
     }
@@ -183,9 +186,9 @@ pub fn relevance_flagged(
             vec!["mentions Chime: the mention path answers it".into()],
         );
     }
-    let scope = match scope_of(policy, m) {
+    let scope = match facts.scope() {
         Ok(s) => s,
-        Err(why) => return Decision::quiet(0.0, vec![why.into()]),
+        Err(why) => return Decision::quiet(0.0, vec![why.clone().into()]),
     };
     if m.author_is_bot && !scope.bots {
         return Decision::quiet(
@@ -197,7 +200,7 @@ pub fn relevance_flagged(
             .into()],
         );
     }
-    let scan = flags.get();
+    let scan = facts.scan();
     if thread.claimed || scan.claimed {
         return Decision::quiet(0.0, vec!["someone has claimed the work".into()]);
     }
@@ -233,24 +236,24 @@ pub fn relevance_flagged(
             best = Some((a, score));
         }
     }
-    let best = best.map(|(a, score)| {
-        let first = policy
-            .signal_of
-            .iter()
-            .position(|(x, _)| *x == a)
-            .unwrap_or(0);
-        let whys: Vec<Reason> = matched
-            .iter()
-            .filter(|&j| policy.signal_of[j].0 == a)
-            .map(|j| Reason::Owned(policy.actions[a].whys[j - first].clone()))
-            .collect();
-        (a, score, whys)
-    });
-    let Some((i, mut score, why)) = best else {
+    let Some((i, mut score)) = best else {
         return Decision::quiet(0.0, vec!["no action fits".into()]);
     };
     let action = &policy.actions[i];
-    reasons.extend(why);
+    let first = policy
+        .signal_of
+        .iter()
+        .position(|(x, _)| *x == i)
+        .unwrap_or(0);
+    // Room for the whys and the two reasons that may follow them (a flag or the threshold, a
+    // refusal or the end of a grace window).
+    let mut reasons = Vec::with_capacity(action.whys.len() + 2);
+    reasons.extend(
+        matched
+            .iter()
+            .filter(|&j| policy.signal_of[j].0 == i)
+            .map(|j| Reason::Owned(action.whys[j - first].clone())),
+    );
     if let Some(r) = injected {
         score -= policy.file.injection.penalty;
         reasons.push(
@@ -317,14 +320,14 @@ pub fn decide(
     memory: &mut Memory,
     ignore_budgets: bool,
 ) -> Decision {
-    let d = relevance(policy, m, thread, memory);
-    within_budgets(policy, m, d, memory, ignore_budgets)
+    let facts = Facts::new(policy, m);
+    let d = relevance_known(&facts, thread, memory);
+    within_budgets(&facts, d, memory, ignore_budgets)
 }
 
 /// The rest of [`decide`], given the message's relevance `d`.
 pub fn within_budgets(
-    policy: &Policy,
-    m: &Message,
+    facts: &Facts,
     mut d: Decision,
     memory: &mut Memory,
     ignore_budgets: bool,
@@ -332,6 +335,7 @@ pub fn within_budgets(
     if !d.suggests() || ignore_budgets {
         return d;
     }
+    let (policy, m) = (facts.policy, facts.m);
     let kind = d.action.as_deref().unwrap_or_default();
     let b = &policy.file.budgets;
     let today = day(policy, m.at_ms);
@@ -339,7 +343,7 @@ pub fn within_budgets(
     let place_today = (m.place.to_string(), today);
     let person_today = || (m.author.to_string(), today);
     let count = |map: &HashMap<(String, i64), u32>, key| map.get(key).copied().unwrap_or(0);
-    let scope_opted_in = scope_of(policy, m).is_ok_and(|s| s.opted_in);
+    let scope_opted_in = facts.scope().as_ref().is_ok_and(|s| s.opted_in);
     let muted = !memory.muted.is_empty()
         && memory
             .muted

@@ -10,6 +10,7 @@
 mod causal;
 mod eval;
 mod line;
+mod lines;
 mod ordered;
 mod times;
 
@@ -21,7 +22,7 @@ use anyhow::Context;
 use causal::Replayer;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::io::{BufRead, Seek, Write};
+use std::io::{Seek, Write};
 use std::path::Path;
 
 /// One message of a replay's input (a JSONL line; other fields are ignored). Its strings borrow
@@ -227,8 +228,7 @@ pub fn run(
         let mut file = open()?;
         // A pipe cannot be read twice: it is read whole.
         if file.metadata()?.is_file() {
-            let reader = std::io::BufReader::with_capacity(1 << 20, &mut file);
-            let sorted = times::in_time_order(reader)
+            let sorted = times::in_time_order(&mut file)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             if sorted {
                 file.rewind()?;
@@ -251,17 +251,16 @@ fn stream(
     ignore_budgets: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut lines = lines::Lines::new(file);
     let mut replayer = Replayer::new(policy, ignore_budgets);
     let mut ordered = ordered::InOrder::new(out);
     let mut late = vec![];
-    let (mut line, mut index) = (vec![], 0);
+    let mut index = 0;
     for n in 0.. {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let Some(line) = lines.next_line()? else {
             break;
-        }
-        let Some(input) = parse_line(path, n, &line)? else {
+        };
+        let Some(input) = parse_line(path, n, line)? else {
             continue;
         };
         let now = replayer.push(index, &input, input.at_ms(), &mut late);

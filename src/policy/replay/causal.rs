@@ -3,7 +3,7 @@
 //! window ends, so only those alerts are remembered beyond the message being judged.
 
 use super::Input;
-use crate::policy::judge::{self, Decision, Flags, Memory, Message, ThreadState};
+use crate::policy::judge::{self, Decision, Facts, Memory, Message, ThreadState};
 use crate::policy::Policy;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
@@ -92,14 +92,16 @@ impl<'p> Replayer<'p> {
         if m.mentions_chime && !m.author_is_bot {
             self.memory.users.insert(m.author.to_string());
         }
-        let grace = judge::scope_of(policy, &m)
+        let facts = Facts::new(policy, &m);
+        let grace = facts
+            .scope()
+            .as_ref()
             .ok()
             .filter(|s| s.bots && m.author_is_bot && m.thread.is_none())
             .map(|s| (s.grace_minutes * 60_000.0) as i64)
             .filter(|g| *g > 0);
         let mut state = self.threads.get(m.root()).cloned().unwrap_or_default();
-        let flags = Flags::new(policy, m.text);
-        let relevant = judge::relevance_flagged(policy, &m, &flags, &state, &self.memory);
+        let relevant = judge::relevance_known(&facts, &state, &self.memory);
         let decision = match grace {
             // An alert that could be offered waits for people first.
             Some(g) if relevant.suggests() => {
@@ -108,15 +110,14 @@ impl<'p> Replayer<'p> {
                 None
             }
             _ => Some(judge::within_budgets(
-                policy,
-                &m,
+                &facts,
                 relevant,
                 &mut self.memory,
                 self.ignore_budgets,
             )),
         };
         let before = state.clone();
-        judge::observe_flagged(&mut state, &m, &flags);
+        judge::observe_known(&mut state, &facts);
         if state != before {
             match self.threads.get_mut(m.root()) {
                 Some(s) => *s = state,
