@@ -9,9 +9,11 @@
 
 mod causal;
 mod eval;
+mod flat;
 mod line;
 mod lines;
 mod ordered;
+mod plain;
 mod times;
 
 pub use eval::{evaluate, report, Evaluation, Score};
@@ -28,7 +30,7 @@ use std::path::Path;
 /// One message of a replay's input (a JSONL line; other fields are ignored). Its strings borrow
 /// from the line they were read from, and are owned only when the JSON escapes them (or when they
 /// come from a Slack export).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Input<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
@@ -123,6 +125,9 @@ fn parse_line<'a>(path: &Path, n: usize, line: &'a [u8]) -> anyhow::Result<Optio
         .with_context(|| format!("{}: line {} is not UTF-8", path.display(), n + 1))?;
     if line.trim().is_empty() {
         return Ok(None);
+    }
+    if let Some(input) = flat::read(line) {
+        return Ok(Some(input));
     }
     serde_json::from_str(line)
         .map(Some)

@@ -3,6 +3,7 @@
 //! time. Strings are escaped by serde_json whenever they need it at all, and the score is
 //! formatted by it, so the bytes are the same.
 
+use super::plain::plain_prefix;
 use crate::policy::judge::Decision;
 
 /// Appends `{"id":…,"decision":…,"action":…,"score":…,"reasons":[…]}` and a newline.
@@ -31,11 +32,7 @@ pub(super) fn write_line(out: &mut Vec<u8>, id: &str, d: &Decision) {
 /// A JSON string. Only control characters, `"` and `\` are escaped by serde_json; a string
 /// without them is written as it is.
 fn string(out: &mut Vec<u8>, s: &str) {
-    // No early exit: the loop over all bytes is vectorised, and reasons are short.
-    let plain = !s.bytes().fold(false, |esc, b| {
-        esc | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
+    if plain_prefix(s.as_bytes()) == s.len() {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
