@@ -97,6 +97,8 @@ pub struct Memory {
     pub muted_people: HashSet<String>,
     /// Threshold moves learnt from feedback, per (place, kind).
     pub threshold_shift: HashMap<(String, String), f64>,
+    /// A key reused to look budgets up, so checking them copies no string.
+    key: (String, i64),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -124,6 +126,42 @@ impl Decision {
 
     pub fn suggests(&self) -> bool {
         self.decision == "suggest"
+    }
+}
+
+/// A relevance judgement before it is a [`Decision`]: the action it suggests is named by its
+/// index in the policy, so one that budgets then refuse (most, in a busy channel) never copies
+/// the action's name and button.
+pub struct Relevance {
+    action: Option<usize>,
+    score: f64,
+    reasons: Vec<Reason>,
+}
+
+impl Relevance {
+    fn quiet(score: f64, reasons: Vec<Reason>) -> Self {
+        Self {
+            action: None,
+            score,
+            reasons,
+        }
+    }
+
+    pub fn suggests(&self) -> bool {
+        self.action.is_some()
+    }
+
+    fn decision(self, policy: &Policy) -> Decision {
+        match self.action {
+            Some(a) => Decision {
+                decision: "suggest",
+                action: Some(policy.actions[a].kind.clone()),
+                button: Some(policy.actions[a].button.clone()),
+                score: self.score,
+                reasons: self.reasons,
+            },
+            None => Decision::quiet(self.score, self.reasons),
+        }
     }
 }
 
@@ -171,27 +209,27 @@ pub fn observe_known(state: &mut ThreadState, facts: &Facts) {
 
 /// The relevance judgement alone: the best action and its score, or why there is none.
 pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Memory) -> Decision {
-    relevance_known(&Facts::new(policy, m), thread, memory)
+    relevance_known(&Facts::new(policy, m), thread, memory).decision(policy)
 }
 
 /// [`relevance`], with what is known of the message.
-pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> Decision {
+pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> Relevance {
     let (policy, m) = (facts.policy, facts.m);
     if m.from_chime {
-        return Decision::quiet(0.0, vec!["Chime's own message".into()]);
+        return Relevance::quiet(0.0, vec!["Chime's own message".into()]);
     }
     if m.mentions_chime {
-        return Decision::quiet(
+        return Relevance::quiet(
             0.0,
             vec!["mentions Chime: the mention path answers it".into()],
         );
     }
     let scope = match facts.scope() {
         Ok(s) => s,
-        Err(why) => return Decision::quiet(0.0, vec![why.clone().into()]),
+        Err(why) => return Relevance::quiet(0.0, vec![why.clone().into()]),
     };
     if m.author_is_bot && !scope.bots {
-        return Decision::quiet(
+        return Relevance::quiet(
             0.0,
             vec![format!(
                 "a bot's message, and scope {:?} does not take bots in",
@@ -202,16 +240,16 @@ pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> 
     }
     let scan = facts.scan();
     if thread.claimed || scan.claimed {
-        return Decision::quiet(0.0, vec!["someone has claimed the work".into()]);
+        return Relevance::quiet(0.0, vec!["someone has claimed the work".into()]);
     }
     if thread.resolved || scan.resolved {
-        return Decision::quiet(0.0, vec!["resolved".into()]);
+        return Relevance::quiet(0.0, vec!["resolved".into()]);
     }
     if thread.answered {
-        return Decision::quiet(0.0, vec!["answered in the thread".into()]);
+        return Relevance::quiet(0.0, vec!["answered in the thread".into()]);
     }
     if m.author_is_bot && m.thread.is_none() && thread.human_replies > 0 {
-        return Decision::quiet(0.0, vec!["a person already replied to the alert".into()]);
+        return Relevance::quiet(0.0, vec!["a person already replied to the alert".into()]);
     }
     let injected = scan.injection.map(|j| &policy.injection[j]);
     // One scan for every action's signals; each action's score is the sum of its matches. The
@@ -237,7 +275,7 @@ pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> 
         }
     }
     let Some((i, mut score)) = best else {
-        return Decision::quiet(0.0, vec!["no action fits".into()]);
+        return Relevance::quiet(0.0, vec!["no action fits".into()]);
     };
     let action = &policy.actions[i];
     let first = policy
@@ -266,13 +304,18 @@ pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> 
             .into(),
         );
         // Never offered, whatever the rest scores.
-        return Decision::quiet(score, reasons);
+        return Relevance::quiet(score, reasons);
     }
-    let shift = memory
-        .threshold_shift
-        .get(&(m.place.to_string(), action.kind.clone()))
-        .copied()
-        .unwrap_or(0.0);
+    // Looked up only when something was learnt: the key is two new strings.
+    let shift = if memory.threshold_shift.is_empty() {
+        0.0
+    } else {
+        memory
+            .threshold_shift
+            .get(&(m.place.to_string(), action.kind.clone()))
+            .copied()
+            .unwrap_or(0.0)
+    };
     let threshold = (action.threshold + shift).clamp(action.bounds.0, action.bounds.1);
     if score < threshold {
         reasons.push(
@@ -282,12 +325,10 @@ pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> 
             )
             .into(),
         );
-        return Decision::quiet(score, reasons);
+        return Relevance::quiet(score, reasons);
     }
-    Decision {
-        decision: "suggest",
-        action: Some(action.kind.clone()),
-        button: Some(action.button.clone()),
+    Relevance {
+        action: Some(i),
         score,
         reasons,
     }
@@ -325,39 +366,37 @@ pub fn decide(
     within_budgets(&facts, d, memory, ignore_budgets)
 }
 
-/// The rest of [`decide`], given the message's relevance `d`.
+/// The rest of [`decide`], given the message's relevance `r`.
 pub fn within_budgets(
     facts: &Facts,
-    mut d: Decision,
+    r: Relevance,
     memory: &mut Memory,
     ignore_budgets: bool,
 ) -> Decision {
-    if !d.suggests() || ignore_budgets {
-        return d;
-    }
-    let (policy, m) = (facts.policy, facts.m);
-    let kind = d.action.as_deref().unwrap_or_default();
+    let policy = facts.policy;
+    let Some(action) = r.action.filter(|_| !ignore_budgets) else {
+        return r.decision(policy);
+    };
+    let m = facts.m;
+    let kind = &policy.actions[action].kind;
     let b = &policy.file.budgets;
     let today = day(policy, m.at_ms);
-    // Owned once: the maps are keyed by (place, day) and (person, day).
-    let place_today = (m.place.to_string(), today);
-    let person_today = || (m.author.to_string(), today);
-    let count = |map: &HashMap<(String, i64), u32>, key| map.get(key).copied().unwrap_or(0);
     let scope_opted_in = facts.scope().as_ref().is_ok_and(|s| s.opted_in);
     let muted = !memory.muted.is_empty()
         && memory
             .muted
-            .contains(&(place_today.0.clone(), kind.to_string()));
+            .contains(&(m.place.to_string(), kind.to_string()));
     let refusal = if muted {
         Some(format!("{kind} is muted here"))
     } else if memory.muted_people.contains(m.author) {
         Some("the author muted Chime's suggestions for now".into())
     } else if memory.per_thread.get(m.root()).copied().unwrap_or(0) >= b.per_thread {
         Some("this thread already had its suggestion".into())
-    } else if count(&memory.per_place_day, &place_today) >= b.per_channel_per_day {
+    } else if count(&memory.per_place_day, &mut memory.key, m.place, today) >= b.per_channel_per_day
+    {
         Some("the channel's daily budget is spent".into())
     } else if !m.author_is_bot
-        && count(&memory.per_person_day, &person_today()) >= b.per_person_per_day
+        && count(&memory.per_person_day, &mut memory.key, m.author, today) >= b.per_person_per_day
     {
         Some("this person's daily budget is spent".into())
     } else if memory.last_offer_in_place.get(m.place).is_some_and(|t| {
@@ -373,16 +412,31 @@ pub fn within_budgets(
         None
     };
     if let Some(why) = refusal {
-        d.reasons.push(why.into());
-        return Decision::quiet(d.score, d.reasons);
+        let mut reasons = r.reasons;
+        reasons.push(why.into());
+        return Decision::quiet(r.score, reasons);
     }
     *memory.per_thread.entry(m.root().to_string()).or_default() += 1;
-    *memory.per_place_day.entry(place_today).or_default() += 1;
+    *memory
+        .per_place_day
+        .entry((m.place.to_string(), today))
+        .or_default() += 1;
     if !m.author_is_bot {
-        *memory.per_person_day.entry(person_today()).or_default() += 1;
+        *memory
+            .per_person_day
+            .entry((m.author.to_string(), today))
+            .or_default() += 1;
     }
     memory
         .last_offer_in_place
         .insert(m.place.to_string(), m.at_ms);
-    d
+    r.decision(policy)
+}
+
+/// The offers `map` counts for (`name`, `day`), looked up with the reused `key`.
+fn count(map: &HashMap<(String, i64), u32>, key: &mut (String, i64), name: &str, day: i64) -> u32 {
+    key.0.clear();
+    key.0.push_str(name);
+    key.1 = day;
+    map.get(key).copied().unwrap_or(0)
 }

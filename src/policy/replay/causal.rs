@@ -100,7 +100,8 @@ impl<'p> Replayer<'p> {
             .filter(|s| s.bots && m.author_is_bot && m.thread.is_none())
             .map(|s| (s.grace_minutes * 60_000.0) as i64)
             .filter(|g| *g > 0);
-        let mut state = self.threads.get(m.root()).cloned().unwrap_or_default();
+        let known = self.threads.get_mut(m.root());
+        let mut state = known.as_deref().cloned().unwrap_or_default();
         let relevant = judge::relevance_known(&facts, &state, &self.memory);
         let decision = match grace {
             // An alert that could be offered waits for people first.
@@ -116,15 +117,13 @@ impl<'p> Replayer<'p> {
                 self.ignore_budgets,
             )),
         };
-        let before = state.clone();
         judge::observe_known(&mut state, &facts);
-        if state != before {
-            match self.threads.get_mut(m.root()) {
-                Some(s) => *s = state,
-                None => {
-                    self.threads.insert(m.root().into(), state);
-                }
+        match known {
+            Some(s) => *s = state,
+            None if state != ThreadState::default() => {
+                self.threads.insert(m.root().into(), state);
             }
+            None => {}
         }
         decision
     }
