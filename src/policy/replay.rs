@@ -14,6 +14,7 @@ mod line;
 mod lines;
 mod ordered;
 mod plain;
+mod threads;
 mod times;
 
 pub use eval::{evaluate, report, Evaluation, Score};

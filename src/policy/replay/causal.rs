@@ -2,6 +2,7 @@
 //! it. A bot alert that could be offered waits out its grace window and is decided when the
 //! window ends, so only those alerts are remembered beyond the message being judged.
 
+use super::threads::Threads;
 use super::Input;
 use crate::policy::judge::{self, Decision, Facts, Memory, Message, ThreadState};
 use crate::policy::Policy;
@@ -48,11 +49,16 @@ impl Keys {
 /// An alert decided when its grace window ended: its input index and id, and the decision.
 pub(super) type Late = (usize, String, Decision);
 
+/// The timestamp of the thread `m` is in (its own when it starts one), as `Keys` names it.
+fn root_ts<'a>(m: &'a Input) -> &'a str {
+    m.thread_ts.as_deref().unwrap_or(&m.ts)
+}
+
 pub(super) struct Replayer<'p> {
     policy: &'p Policy,
     ignore_budgets: bool,
     /// Only threads something was observed in: a missing one reads as the default state.
-    threads: FxHashMap<Box<str>, ThreadState>,
+    threads: Threads,
     memory: Memory,
     /// Alerts waiting for their grace window to end: (deadline, input index), and their inputs
     /// (owned: the line they were read from is gone by then).
@@ -67,7 +73,7 @@ impl<'p> Replayer<'p> {
         Self {
             policy,
             ignore_budgets,
-            threads: FxHashMap::default(),
+            threads: Threads::default(),
             memory: Memory::default(),
             pending: BinaryHeap::new(),
             waiting: FxHashMap::default(),
@@ -100,7 +106,8 @@ impl<'p> Replayer<'p> {
             .filter(|s| s.bots && m.author_is_bot && m.thread.is_none())
             .map(|s| (s.grace_minutes * 60_000.0) as i64)
             .filter(|g| *g > 0);
-        let known = self.threads.get_mut(m.root());
+        let root_ts = root_ts(input);
+        let known = self.threads.get_mut(&input.channel, root_ts);
         let mut state = known.as_deref().cloned().unwrap_or_default();
         let relevant = judge::relevance_known(&facts, &state, &self.memory);
         let decision = match grace {
@@ -121,7 +128,7 @@ impl<'p> Replayer<'p> {
         match known {
             Some(s) => *s = state,
             None if state != ThreadState::default() => {
-                self.threads.insert(m.root().into(), state);
+                self.threads.insert(&input.channel, root_ts, state);
             }
             None => {}
         }
@@ -142,7 +149,10 @@ impl<'p> Replayer<'p> {
             self.pending.pop();
             let input = self.waiting.remove(&i).expect("a pending alert is waiting");
             let m = self.late_keys.message(&input, deadline);
-            let state = self.threads.get(m.root()).cloned().unwrap_or_default();
+            let state = self
+                .threads
+                .get_mut(&input.channel, root_ts(&input))
+                .map_or_else(ThreadState::default, |s| s.clone());
             let mut d = judge::decide(
                 self.policy,
                 &m,
