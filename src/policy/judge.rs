@@ -255,9 +255,8 @@ pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> 
     // One scan for every action's signals; each action's score is the sum of its matches. The
     // set lists each action's signals together, in action order, so one pass over the matches
     // sums them, and the best is the first highest.
-    let matched = policy.signal_matches(m.text);
     let mut best: Option<(usize, f64)> = None;
-    let mut next = matched.iter().peekable();
+    let mut next = scan.signals().peekable();
     while let Some(j) = next.next() {
         let (a, w) = policy.signal_of[j];
         let mut score = 0.0 + w;
@@ -287,8 +286,7 @@ pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> 
     // refusal or the end of a grace window).
     let mut reasons = Vec::with_capacity(action.whys.len() + 2);
     reasons.extend(
-        matched
-            .iter()
+        scan.signals()
             .filter(|&j| policy.signal_of[j].0 == i)
             .map(|j| Reason::Owned(action.whys[j - first].clone())),
     );
