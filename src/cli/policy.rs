@@ -36,17 +36,16 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             ignore_budgets,
         } => {
             let policy = load(policy)?;
-            let inputs = replay::read_input(&input)?;
-            let decisions = replay::replay(&policy, &inputs, ignore_budgets);
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            replay::write_jsonl(&mut out, &inputs, &decisions)?;
+            replay::run(&policy, &input, ignore_budgets, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval { input, policy } => {
             let policy = load(policy)?;
-            let inputs = replay::read_input(&input)?;
+            let mut buf = vec![];
+            let inputs = replay::read_input(&input, &mut buf)?;
             print!("{}", replay::report(&replay::evaluate(&policy, &inputs)?));
             Ok(ExitCode::SUCCESS)
         }

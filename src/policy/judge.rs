@@ -2,13 +2,16 @@
 //! offered, suggest one action or stay quiet, and say why. A pure function of Chime's own types,
 //! so Slack, the playground, replay (and later Linear and the IDE) are judged by the same code.
 
-use super::{Policy, ScopeFile};
+use super::{Policy, Scan, ScopeFile};
 use serde::Serialize;
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 /// One reason for a decision.
 pub type Reason = Cow<'static, str>;
-use std::collections::{HashMap, HashSet};
+// FxHash: the keys are short and few, and replay looks them up for every message that scores.
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type HashSet<K> = rustc_hash::FxHashSet<K>;
 
 /// One message, as every surface's connector can describe it.
 #[derive(Clone, Debug)]
@@ -37,8 +40,38 @@ impl Message<'_> {
     }
 }
 
+/// What the judge works out about a message once, however many steps of its judgement ask
+/// (whether it waits, relevance, budgets, observing its thread): the scope its place falls in,
+/// and what the policy's "already handled" and injection patterns find in its text.
+pub struct Facts<'a, 'p> {
+    policy: &'p Policy,
+    m: &'a Message<'a>,
+    scope: OnceCell<Result<&'p ScopeFile, String>>,
+    scan: OnceCell<Scan>,
+}
+
+impl<'a, 'p> Facts<'a, 'p> {
+    pub fn new(policy: &'p Policy, m: &'a Message<'a>) -> Self {
+        Self {
+            policy,
+            m,
+            scope: OnceCell::new(),
+            scan: OnceCell::new(),
+        }
+    }
+
+    /// [`scope_of`] the message.
+    pub fn scope(&self) -> &Result<&'p ScopeFile, String> {
+        self.scope.get_or_init(|| scope_of(self.policy, self.m))
+    }
+
+    fn scan(&self) -> &Scan {
+        self.scan.get_or_init(|| self.policy.scan(self.m.text))
+    }
+}
+
 /// What a thread said so far, as far as the policy cares.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ThreadState {
     /// Replies from people (not bots, not Chime) after the root.
     pub human_replies: u32,
@@ -64,6 +97,8 @@ pub struct Memory {
     pub muted_people: HashSet<String>,
     /// Threshold moves learnt from feedback, per (place, kind).
     pub threshold_shift: HashMap<(String, String), f64>,
+    /// A key reused to look budgets up, so checking them copies no string.
+    key: (String, i64),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -94,6 +129,42 @@ impl Decision {
     }
 }
 
+/// A relevance judgement before it is a [`Decision`]: the action it suggests is named by its
+/// index in the policy, so one that budgets then refuse (most, in a busy channel) never copies
+/// the action's name and button.
+pub struct Relevance {
+    action: Option<usize>,
+    score: f64,
+    reasons: Vec<Reason>,
+}
+
+impl Relevance {
+    fn quiet(score: f64, reasons: Vec<Reason>) -> Self {
+        Self {
+            action: None,
+            score,
+            reasons,
+        }
+    }
+
+    pub fn suggests(&self) -> bool {
+        self.action.is_some()
+    }
+
+    fn decision(self, policy: &Policy) -> Decision {
+        match self.action {
+            Some(a) => Decision {
+                decision: "suggest",
+                action: Some(policy.actions[a].kind.clone()),
+                button: Some(policy.actions[a].button.clone()),
+                score: self.score,
+                reasons: self.reasons,
+            },
+            None => Decision::quiet(self.score, self.reasons),
+        }
+    }
+}
+
 /// The scope a message's place falls in: the first that covers it. None when none does, or when
 /// a scope says never to speak there.
 pub fn scope_of<'p>(policy: &'p Policy, m: &Message) -> Result<&'p ScopeFile, String> {
@@ -118,13 +189,19 @@ pub fn scope_of<'p>(policy: &'p Policy, m: &Message) -> Result<&'p ScopeFile, St
 
 /// Updates a thread's state with one more message (after it was judged).
 pub fn observe(policy: &Policy, state: &mut ThreadState, m: &Message) {
+    observe_known(state, &Facts::new(policy, m));
+}
+
+/// [`observe`], with what is known of the message.
+pub fn observe_known(state: &mut ThreadState, facts: &Facts) {
+    let m = facts.m;
     if m.author_is_bot || m.from_chime {
         return;
     }
     if m.thread.is_some() {
         state.human_replies += 1;
     }
-    let scan = policy.scan(m.text);
+    let scan = facts.scan();
     state.claimed |= scan.claimed;
     state.answered |= m.thread.is_some() && scan.answered;
     state.resolved |= scan.resolved;
@@ -132,22 +209,27 @@ pub fn observe(policy: &Policy, state: &mut ThreadState, m: &Message) {
 
 /// The relevance judgement alone: the best action and its score, or why there is none.
 pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Memory) -> Decision {
-    let mut reasons = vec![];
+    relevance_known(&Facts::new(policy, m), thread, memory).decision(policy)
+}
+
+/// [`relevance`], with what is known of the message.
+pub fn relevance_known(facts: &Facts, thread: &ThreadState, memory: &Memory) -> Relevance {
+    let (policy, m) = (facts.policy, facts.m);
     if m.from_chime {
-        return Decision::quiet(0.0, vec!["Chime's own message".into()]);
+        return Relevance::quiet(0.0, vec!["Chime's own message".into()]);
     }
     if m.mentions_chime {
-        return Decision::quiet(
+        return Relevance::quiet(
             0.0,
             vec!["mentions Chime: the mention path answers it".into()],
         );
     }
-    let scope = match scope_of(policy, m) {
+    let scope = match facts.scope() {
         Ok(s) => s,
-        Err(why) => return Decision::quiet(0.0, vec![why.into()]),
+        Err(why) => return Relevance::quiet(0.0, vec![why.clone().into()]),
     };
     if m.author_is_bot && !scope.bots {
-        return Decision::quiet(
+        return Relevance::quiet(
             0.0,
             vec![format!(
                 "a bot's message, and scope {:?} does not take bots in",
@@ -156,56 +238,58 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
             .into()],
         );
     }
-    let scan = policy.scan(m.text);
+    let scan = facts.scan();
     if thread.claimed || scan.claimed {
-        return Decision::quiet(0.0, vec!["someone has claimed the work".into()]);
+        return Relevance::quiet(0.0, vec!["someone has claimed the work".into()]);
     }
     if thread.resolved || scan.resolved {
-        return Decision::quiet(0.0, vec!["resolved".into()]);
+        return Relevance::quiet(0.0, vec!["resolved".into()]);
     }
     if thread.answered {
-        return Decision::quiet(0.0, vec!["answered in the thread".into()]);
+        return Relevance::quiet(0.0, vec!["answered in the thread".into()]);
     }
     if m.author_is_bot && m.thread.is_none() && thread.human_replies > 0 {
-        return Decision::quiet(0.0, vec!["a person already replied to the alert".into()]);
+        return Relevance::quiet(0.0, vec!["a person already replied to the alert".into()]);
     }
     let injected = scan.injection.map(|j| &policy.injection[j]);
-    // One scan for every action's signals; each action's score is the sum of its matches.
-    let mut scores = vec![0.0f64; policy.actions.len()];
-    let mut hit = vec![false; policy.actions.len()];
-    let matched: Vec<usize> = policy.signals.matches(m.text).into_iter().collect();
-    for &j in &matched {
-        let (a, w) = policy.signal_of[j];
-        scores[a] += w;
-        hit[a] = true;
-    }
+    // One scan for every action's signals; each action's score is the sum of its matches. The
+    // set lists each action's signals together, in action order, so one pass over the matches
+    // sums them, and the best is the first highest.
     let mut best: Option<(usize, f64)> = None;
-    for (a, score) in scores.iter().enumerate() {
+    let mut next = scan.signals().peekable();
+    while let Some(j) = next.next() {
+        let (a, w) = policy.signal_of[j];
+        let mut score = 0.0 + w;
+        while let Some(&(_, w)) = next
+            .peek()
+            .map(|&k| &policy.signal_of[k])
+            .filter(|(b, _)| *b == a)
+        {
+            score += w;
+            next.next();
+        }
         let score = score.clamp(0.0, 1.0);
-        if hit[a] && best.is_none_or(|(_, s)| score > s) {
+        if best.is_none_or(|(_, s)| score > s) {
             best = Some((a, score));
         }
     }
-    let best = best.map(|(a, score)| {
-        let whys: Vec<Reason> = matched
-            .iter()
-            .filter(|&&j| policy.signal_of[j].0 == a)
-            .map(|&j| {
-                let first = policy
-                    .signal_of
-                    .iter()
-                    .position(|(x, _)| *x == a)
-                    .unwrap_or(0);
-                Reason::Owned(policy.actions[a].whys[j - first].clone())
-            })
-            .collect();
-        (a, score, whys)
-    });
-    let Some((i, mut score, why)) = best else {
-        return Decision::quiet(0.0, vec!["no action fits".into()]);
+    let Some((i, mut score)) = best else {
+        return Relevance::quiet(0.0, vec!["no action fits".into()]);
     };
     let action = &policy.actions[i];
-    reasons.extend(why);
+    let first = policy
+        .signal_of
+        .iter()
+        .position(|(x, _)| *x == i)
+        .unwrap_or(0);
+    // Room for the whys and the two reasons that may follow them (a flag or the threshold, a
+    // refusal or the end of a grace window).
+    let mut reasons = Vec::with_capacity(action.whys.len() + 2);
+    reasons.extend(
+        scan.signals()
+            .filter(|&j| policy.signal_of[j].0 == i)
+            .map(|j| Reason::Owned(action.whys[j - first].clone())),
+    );
     if let Some(r) = injected {
         score -= policy.file.injection.penalty;
         reasons.push(
@@ -218,13 +302,18 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
             .into(),
         );
         // Never offered, whatever the rest scores.
-        return Decision::quiet(score, reasons);
+        return Relevance::quiet(score, reasons);
     }
-    let shift = memory
-        .threshold_shift
-        .get(&(m.place.to_string(), action.kind.clone()))
-        .copied()
-        .unwrap_or(0.0);
+    // Looked up only when something was learnt: the key is two new strings.
+    let shift = if memory.threshold_shift.is_empty() {
+        0.0
+    } else {
+        memory
+            .threshold_shift
+            .get(&(m.place.to_string(), action.kind.clone()))
+            .copied()
+            .unwrap_or(0.0)
+    };
     let threshold = (action.threshold + shift).clamp(action.bounds.0, action.bounds.1);
     if score < threshold {
         reasons.push(
@@ -234,12 +323,10 @@ pub fn relevance(policy: &Policy, m: &Message, thread: &ThreadState, memory: &Me
             )
             .into(),
         );
-        return Decision::quiet(score, reasons);
+        return Relevance::quiet(score, reasons);
     }
-    Decision {
-        decision: "suggest",
-        action: Some(action.kind.clone()),
-        button: Some(action.button.clone()),
+    Relevance {
+        action: Some(i),
         score,
         reasons,
     }
@@ -272,39 +359,45 @@ pub fn decide(
     memory: &mut Memory,
     ignore_budgets: bool,
 ) -> Decision {
-    let mut d = relevance(policy, m, thread, memory);
-    if !d.suggests() || ignore_budgets {
-        return d;
-    }
-    let kind = d.action.clone().unwrap_or_default();
+    let facts = Facts::new(policy, m);
+    let d = relevance_known(&facts, thread, memory);
+    within_budgets(&facts, d, memory, ignore_budgets)
+}
+
+/// The rest of [`decide`], given the message's relevance `r`.
+pub fn within_budgets(
+    facts: &Facts,
+    r: Relevance,
+    memory: &mut Memory,
+    ignore_budgets: bool,
+) -> Decision {
+    let policy = facts.policy;
+    let Some(action) = r.action.filter(|_| !ignore_budgets) else {
+        return r.decision(policy);
+    };
+    let m = facts.m;
+    let kind = &policy.actions[action].kind;
     let b = &policy.file.budgets;
-    let place = m.place.to_string();
     let today = day(policy, m.at_ms);
-    let scope_opted_in = scope_of(policy, m).is_ok_and(|s| s.opted_in);
-    let refusal = if memory.muted.contains(&(place.clone(), kind.clone())) {
+    let scope_opted_in = facts.scope().as_ref().is_ok_and(|s| s.opted_in);
+    let muted = !memory.muted.is_empty()
+        && memory
+            .muted
+            .contains(&(m.place.to_string(), kind.to_string()));
+    let refusal = if muted {
         Some(format!("{kind} is muted here"))
     } else if memory.muted_people.contains(m.author) {
         Some("the author muted Chime's suggestions for now".into())
     } else if memory.per_thread.get(m.root()).copied().unwrap_or(0) >= b.per_thread {
         Some("this thread already had its suggestion".into())
-    } else if memory
-        .per_place_day
-        .get(&(place.clone(), today))
-        .copied()
-        .unwrap_or(0)
-        >= b.per_channel_per_day
+    } else if count(&memory.per_place_day, &mut memory.key, m.place, today) >= b.per_channel_per_day
     {
         Some("the channel's daily budget is spent".into())
     } else if !m.author_is_bot
-        && memory
-            .per_person_day
-            .get(&(m.author.to_string(), today))
-            .copied()
-            .unwrap_or(0)
-            >= b.per_person_per_day
+        && count(&memory.per_person_day, &mut memory.key, m.author, today) >= b.per_person_per_day
     {
         Some("this person's daily budget is spent".into())
-    } else if memory.last_offer_in_place.get(&place).is_some_and(|t| {
+    } else if memory.last_offer_in_place.get(m.place).is_some_and(|t| {
         b.channel_cooldown_minutes > 0
             && m.at_ms - t < i64::from(b.channel_cooldown_minutes) * 60_000
     }) {
@@ -317,13 +410,14 @@ pub fn decide(
         None
     };
     if let Some(why) = refusal {
-        d.reasons.push(why.into());
-        return Decision::quiet(d.score, d.reasons);
+        let mut reasons = r.reasons;
+        reasons.push(why.into());
+        return Decision::quiet(r.score, reasons);
     }
     *memory.per_thread.entry(m.root().to_string()).or_default() += 1;
     *memory
         .per_place_day
-        .entry((place.clone(), today))
+        .entry((m.place.to_string(), today))
         .or_default() += 1;
     if !m.author_is_bot {
         *memory
@@ -331,6 +425,16 @@ pub fn decide(
             .entry((m.author.to_string(), today))
             .or_default() += 1;
     }
-    memory.last_offer_in_place.insert(place, m.at_ms);
-    d
+    memory
+        .last_offer_in_place
+        .insert(m.place.to_string(), m.at_ms);
+    r.decision(policy)
+}
+
+/// The offers `map` counts for (`name`, `day`), looked up with the reused `key`.
+fn count(map: &HashMap<(String, i64), u32>, key: &mut (String, i64), name: &str, day: i64) -> u32 {
+    key.0.clear();
+    key.0.push_str(name);
+    key.1 = day;
+    map.get(key).copied().unwrap_or(0)
 }

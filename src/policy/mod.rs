@@ -9,7 +9,7 @@ pub mod judge;
 pub mod live;
 pub mod replay;
 
-use regex::{Regex, RegexSet};
+use regex::{Regex, RegexSet, RegexSetBuilder, SetMatches};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -167,11 +167,12 @@ pub struct PolicyError {
 pub struct Policy {
     pub file: PolicyFile,
     pub(crate) actions: Vec<Action>,
-    /// Every "already handled" and injection pattern in one set, so a message is scanned once.
-    pub(crate) flags: RegexSet,
+    /// Every "already handled" and injection pattern, then every action's signal, in one set:
+    /// a message's text is scanned once for all of them.
+    pub(crate) patterns: RegexSet,
+    /// What the first `flag_kinds.len()` patterns flag.
     pub(crate) flag_kinds: Vec<Flag>,
-    /// Every action's signals in one set; `signal_of[i]` is (action, weight) of pattern i.
-    pub(crate) signals: RegexSet,
+    /// (action, weight) of each signal, the patterns after the flags.
     pub(crate) signal_of: Vec<(usize, f64)>,
     pub(crate) injection: Vec<Regex>,
     pub(crate) quiet: Option<(u32, u32, i32)>,
@@ -193,6 +194,20 @@ pub(crate) struct Scan {
     pub answered: bool,
     pub resolved: bool,
     pub injection: Option<usize>,
+    /// The patterns that matched (None when none did), and how many of them are flags.
+    matches: Option<SetMatches>,
+    flags: usize,
+}
+
+impl Scan {
+    /// The signals that matched, as indices into `signal_of`, in order.
+    pub fn signals(&self) -> impl Iterator<Item = usize> + '_ {
+        let flags = self.flags;
+        self.matches
+            .iter()
+            .flat_map(move |m| m.iter().skip_while(move |&i| i < flags))
+            .map(move |i| i - flags)
+    }
 }
 
 #[derive(Debug)]
@@ -224,6 +239,9 @@ fn locate(text: &str, needle: &str) -> (usize, usize) {
 fn compiled(p: &str) -> String {
     format!("(?i){}", p.replace(r"\b", r"(?-u:\b)"))
 }
+
+/// The regex crate's default limit on a compiled pattern set.
+const DEFAULT_SIZE_LIMIT: usize = 10 * (1 << 20);
 
 fn set(patterns: &[String]) -> Result<RegexSet, regex::Error> {
     RegexSet::new(patterns.iter().map(|p| compiled(p)))
@@ -277,6 +295,33 @@ impl Policy {
                 ));
             }
         }
+        let mut flag_patterns = vec![];
+        let mut flag_kinds = vec![];
+        for (list, kind) in [
+            (&file.handled.claimed, Flag::Claimed),
+            (&file.handled.answered, Flag::Answered),
+            (&file.handled.resolved, Flag::Resolved),
+        ] {
+            flag_patterns.extend(list.iter().cloned());
+            flag_kinds.extend(std::iter::repeat_n(kind, list.len()));
+        }
+        for (i, p) in file.injection.patterns.iter().enumerate() {
+            flag_patterns.push(p.clone());
+            flag_kinds.push(Flag::Injection(i));
+        }
+        let mut signal_patterns = vec![];
+        let mut signal_of = vec![];
+        for (i, a) in file.actions.iter().enumerate() {
+            for sig in &a.signals {
+                signal_patterns.push(sig.pattern.clone());
+                signal_of.push((i, sig.weight));
+            }
+        }
+        let all_patterns = [&flag_patterns[..], &signal_patterns[..]].concat();
+        // When every pattern compiles in one set, each list does too: the checks below, there
+        // to name the list and pattern at fault, need not compile them again.
+        let together = set(&all_patterns);
+        let checked = together.is_ok();
         let mut actions = vec![];
         for a in &file.actions {
             let bounds_ok = 0.0 <= a.threshold_min
@@ -300,17 +345,19 @@ impl Policy {
             }
             let patterns: Vec<String> = a.signals.iter().map(|s| s.pattern.clone()).collect();
             // Checked per action for an error that names it; judged in one set for all.
-            set(&patterns).map_err(|e| {
-                let bad = patterns
-                    .iter()
-                    .find(|p| Regex::new(p).is_err())
-                    .cloned()
-                    .unwrap_or_default();
-                err(
-                    locate(text, &bad),
-                    format!("action {:?}: bad pattern: {e}", a.kind),
-                )
-            })?;
+            if !checked {
+                set(&patterns).map_err(|e| {
+                    let bad = patterns
+                        .iter()
+                        .find(|p| Regex::new(p).is_err())
+                        .cloned()
+                        .unwrap_or_default();
+                    err(
+                        locate(text, &bad),
+                        format!("action {:?}: bad pattern: {e}", a.kind),
+                    )
+                })?;
+            }
             actions.push(Action {
                 kind: a.kind.clone(),
                 button: a.button.clone(),
@@ -320,7 +367,12 @@ impl Policy {
             });
         }
         let compile = |what: &str, patterns: &[String]| {
-            set(patterns).map_err(|e| err(locate(text, what), format!("{what}: bad pattern: {e}")))
+            if checked {
+                return Ok(());
+            }
+            set(patterns)
+                .map(|_| ())
+                .map_err(|e| err(locate(text, what), format!("{what}: bad pattern: {e}")))
         };
         let injection = file
             .injection
@@ -352,34 +404,25 @@ impl Policy {
         compile("claimed", &file.handled.claimed)?;
         compile("answered", &file.handled.answered)?;
         compile("resolved", &file.handled.resolved)?;
-        let mut flag_patterns = vec![];
-        let mut flag_kinds = vec![];
-        for (list, kind) in [
-            (&file.handled.claimed, Flag::Claimed),
-            (&file.handled.answered, Flag::Answered),
-            (&file.handled.resolved, Flag::Resolved),
-        ] {
-            flag_patterns.extend(list.iter().cloned());
-            flag_kinds.extend(std::iter::repeat_n(kind, list.len()));
-        }
-        for (i, p) in file.injection.patterns.iter().enumerate() {
-            flag_patterns.push(p.clone());
-            flag_kinds.push(Flag::Injection(i));
-        }
-        let flags = compile("[handled]", &flag_patterns)?;
-        let mut signal_patterns = vec![];
-        let mut signal_of = vec![];
-        for (i, a) in file.actions.iter().enumerate() {
-            for sig in &a.signals {
-                signal_patterns.push(sig.pattern.clone());
-                signal_of.push((i, sig.weight));
-            }
-        }
-        let signals = compile("[[action]]", &signal_patterns)?;
+        compile("[handled]", &flag_patterns)?;
+        compile("[[action]]", &signal_patterns)?;
+        // Every list compiles on its own, so only the two lists' size together can be at
+        // fault: allow them the room they had apart.
+        let patterns = together
+            .or_else(|_| {
+                RegexSetBuilder::new(all_patterns.iter().map(|p| compiled(p)))
+                    .size_limit(2 * DEFAULT_SIZE_LIMIT)
+                    .build()
+            })
+            .map_err(|e| {
+                err(
+                    locate(text, "[[action]]"),
+                    format!("[[action]]: bad pattern: {e}"),
+                )
+            })?;
         Ok(Self {
-            flags,
+            patterns,
             flag_kinds,
-            signals,
             signal_of,
             injection,
             quiet,
@@ -388,10 +431,19 @@ impl Policy {
         })
     }
 
-    /// The "already handled" and injection flags of `text`, in one scan.
+    /// The "already handled" and injection flags of `text`, and the signals in it, in one scan.
     pub(crate) fn scan(&self, text: &str) -> Scan {
-        let mut scan = Scan::default();
-        for i in self.flags.matches(text).iter() {
+        let mut scan = Scan {
+            flags: self.flag_kinds.len(),
+            ..Scan::default()
+        };
+        // Most texts match little or nothing: finding out whether they match at all stops at
+        // the first match and tracks no pattern, so it is quicker than listing the matches.
+        if !self.patterns.is_match(text) {
+            return scan;
+        }
+        let matches = self.patterns.matches(text);
+        for i in matches.iter().take_while(|&i| i < scan.flags) {
             match self.flag_kinds[i] {
                 Flag::Claimed => scan.claimed = true,
                 Flag::Answered => scan.answered = true,
@@ -401,6 +453,7 @@ impl Policy {
                 }
             }
         }
+        scan.matches = Some(matches);
         scan
     }
 

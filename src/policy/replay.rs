@@ -2,59 +2,97 @@
 //! the policy on. Decisions are causal: each sees only the messages up to its decision time (a
 //! message's own time, or the end of its grace window for an integration alert), thread
 //! included, and budgets are spent as they would have been.
+//!
+//! A JSONL file already in time order is judged line by line as it is read, and each decision
+//! written as soon as the lines before it are decided ([`run`]); anything else (a Slack export,
+//! a file out of order, `eval`) is read whole, then judged in time order ([`replay`]).
 
-use super::judge::{self, Decision, Memory, Message, ThreadState};
+mod causal;
+mod eval;
+mod flat;
+mod line;
+mod lines;
+mod ordered;
+mod plain;
+mod threads;
+mod times;
+
+pub use eval::{evaluate, report, Evaluation, Score};
+
+use super::judge::Decision;
 use super::Policy;
 use anyhow::Context;
+use causal::Replayer;
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::io::{BufRead, Write};
+use std::borrow::Cow;
+use std::io::{Seek, Write};
 use std::path::Path;
 
-/// One message of a replay's input (a JSONL line; other fields are ignored).
-#[derive(Clone, Debug, Deserialize)]
-pub struct Input {
-    pub id: String,
+/// One message of a replay's input (a JSONL line; other fields are ignored). Its strings borrow
+/// from the line they were read from, and are owned only when the JSON escapes them (or when they
+/// come from a Slack export).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Input<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
     // `source` and `team` are part of the line's shape but do not change a decision: they are
     // skipped, not stored.
-    pub channel: String,
-    #[serde(default)]
-    pub channel_name: String,
-    #[serde(default)]
-    pub user: String,
+    #[serde(borrow)]
+    pub channel: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub channel_name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub user: Cow<'a, str>,
     #[serde(default)]
     pub user_is_bot: bool,
     /// A Slack timestamp: seconds since the epoch, with a fraction.
-    pub ts: String,
-    #[serde(default)]
-    pub thread_ts: Option<String>,
-    #[serde(default)]
-    pub text: String,
+    #[serde(borrow)]
+    pub ts: Cow<'a, str>,
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
+    pub thread_ts: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub text: Cow<'a, str>,
     /// For evaluation: what a person says Chime should have done.
     #[serde(default)]
     pub label: Option<String>,
 }
 
-impl Input {
+/// `Option<Cow<str>>` borrowing like a bare `Cow<str>` field (serde's derive owns it otherwise).
+fn borrowed_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed>::deserialize(d)?.map(|b| b.0))
+}
+
+impl Input<'_> {
     fn at_ms(&self) -> i64 {
-        let secs: f64 = self.ts.parse().unwrap_or(0.0);
-        (secs * 1000.0) as i64
+        times::at_ms(&self.ts)
     }
 
-    fn key(&self) -> String {
-        format!("{}/{}", self.channel, self.ts)
-    }
-
-    fn root_key(&self) -> Option<String> {
-        self.thread_ts
-            .as_deref()
-            .filter(|t| *t != self.ts)
-            .map(|t| format!("{}/{}", self.channel, t))
-    }
-
+    /// Whether the text says "@chime" in any case (what lowercasing it and searching would find,
+    /// without the copy).
     fn mentions_chime(&self) -> bool {
-        self.text.to_ascii_lowercase().contains("@chime")
+        let text = self.text.as_bytes();
+        self.text.match_indices('@').any(|(at, _)| {
+            text.get(at..at + 6)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"@chime"))
+        })
+    }
+
+    /// An owned copy, to keep after its line is gone.
+    fn to_static(&self) -> Input<'static> {
+        let own = |s: &Cow<str>| Cow::Owned(s.to_string());
+        Input {
+            id: own(&self.id),
+            channel: own(&self.channel),
+            channel_name: own(&self.channel_name),
+            user: own(&self.user),
+            user_is_bot: self.user_is_bot,
+            ts: own(&self.ts),
+            thread_ts: self.thread_ts.as_ref().map(own),
+            text: own(&self.text),
+            label: self.label.clone(),
+        }
     }
 }
 
@@ -66,24 +104,35 @@ pub struct Output<'a> {
     pub decision: &'a Decision,
 }
 
-/// Reads JSONL (a file) or a Slack workspace export (a directory of channel folders).
-pub fn read_input(path: &Path) -> anyhow::Result<Vec<Input>> {
+/// Reads JSONL (a file) or a Slack workspace export (a directory of channel folders). A file is
+/// read whole into `buf`, and its messages borrow from it.
+pub fn read_input<'a>(path: &Path, buf: &'a mut Vec<u8>) -> anyhow::Result<Vec<Input<'a>>> {
     if path.is_dir() {
         return read_slack_export(path);
     }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    *buf = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = vec![];
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: line {}", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
+    for (n, line) in buf.split(|&b| b == b'\n').enumerate() {
+        if let Some(input) = parse_line(path, n, line)? {
+            out.push(input);
         }
-        let input: Input = serde_json::from_str(&line)
-            .with_context(|| format!("{}: line {} is not a message", path.display(), n + 1))?;
-        out.push(input);
     }
     Ok(out)
+}
+
+/// Line `n` (from 0) of a JSONL file: a message, or None when it is blank.
+fn parse_line<'a>(path: &Path, n: usize, line: &'a [u8]) -> anyhow::Result<Option<Input<'a>>> {
+    let line = std::str::from_utf8(line)
+        .with_context(|| format!("{}: line {} is not UTF-8", path.display(), n + 1))?;
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    if let Some(input) = flat::read(line) {
+        return Ok(Some(input));
+    }
+    serde_json::from_str(line)
+        .map(Some)
+        .with_context(|| format!("{}: line {} is not a message", path.display(), n + 1))
 }
 
 #[derive(Deserialize)]
@@ -116,7 +165,7 @@ struct ExportMessage {
 
 /// A standard Slack export: `channels.json`, `users.json`, and a folder per channel of daily
 /// JSON files. Messages come out in channel order, then day order, then as each file lists them.
-fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input>> {
+fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input<'static>>> {
     let read = |name: &str| -> anyhow::Result<String> {
         std::fs::read_to_string(dir.join(name))
             .with_context(|| format!("{}: no {name}; is this a Slack export?", dir.display()))
@@ -153,16 +202,16 @@ fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input>> {
                 }
                 let user = m.user.clone().or(m.bot_id.clone()).unwrap_or_default();
                 out.push(Input {
-                    id: format!("{}:{}", c.id, m.ts),
-                    channel: c.id.clone(),
-                    channel_name: c.name.clone(),
+                    id: format!("{}:{}", c.id, m.ts).into(),
+                    channel: c.id.clone().into(),
+                    channel_name: c.name.clone().into(),
                     user_is_bot: m.bot_id.is_some()
                         || m.subtype.as_deref() == Some("bot_message")
                         || bots.contains(&user),
-                    user,
-                    ts: m.ts,
-                    thread_ts: m.thread_ts,
-                    text: m.text,
+                    user: user.into(),
+                    ts: m.ts.into(),
+                    thread_ts: m.thread_ts.map(Cow::Owned),
+                    text: m.text.into(),
                     label: None,
                 });
             }
@@ -171,82 +220,90 @@ fn read_slack_export(dir: &Path) -> anyhow::Result<Vec<Input>> {
     Ok(out)
 }
 
-/// Runs the policy over `inputs`; one decision per input, in input order.
+/// Replays `path` (JSONL or a Slack export) and writes one decision per input to `out`, in
+/// input order.
+pub fn run(
+    policy: &Policy,
+    path: &Path,
+    ignore_budgets: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    if !path.is_dir() {
+        let open =
+            || std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()));
+        let mut file = open()?;
+        // A pipe cannot be read twice: it is read whole.
+        if file.metadata()?.is_file() {
+            let sorted = times::in_time_order(&mut file)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if sorted {
+                file.rewind()?;
+                return stream(policy, path, file, ignore_budgets, out);
+            }
+        }
+    }
+    let mut buf = vec![];
+    let inputs = read_input(path, &mut buf)?;
+    let decisions = replay(policy, &inputs, ignore_budgets);
+    write_jsonl(out, &inputs, &decisions)
+}
+
+/// Judges a JSONL file known to be in time order as it is read. Only the alerts waiting out
+/// their grace windows, and the decided lines after the first of them, are held.
+fn stream(
+    policy: &Policy,
+    path: &Path,
+    file: std::fs::File,
+    ignore_budgets: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut lines = lines::Lines::new(file);
+    let mut replayer = Replayer::new(policy, ignore_budgets);
+    let mut ordered = ordered::InOrder::new(out);
+    let mut late = vec![];
+    let mut index = 0;
+    for n in 0.. {
+        let Some(line) = lines.next_line()? else {
+            break;
+        };
+        let Some(input) = parse_line(path, n, line)? else {
+            continue;
+        };
+        let now = replayer.push(index, &input, input.at_ms(), &mut late);
+        for (i, id, d) in late.drain(..) {
+            ordered.late(i, &id, &d)?;
+        }
+        match now {
+            Some(d) => ordered.line(index, &input.id, &d)?,
+            None => ordered.wait(index),
+        }
+        index += 1;
+    }
+    replayer.finish(&mut late);
+    for (i, id, d) in late {
+        ordered.late(i, &id, &d)?;
+    }
+    ordered.finish()?;
+    Ok(())
+}
+
+/// Runs the policy over `inputs`, in any order; one decision per input, in input order.
 pub fn replay(policy: &Policy, inputs: &[Input], ignore_budgets: bool) -> Vec<Decision> {
     let times: Vec<i64> = inputs.iter().map(Input::at_ms).collect();
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by_key(|&i| times[i]);
-    let keys: Vec<(String, Option<String>)> =
-        inputs.iter().map(|m| (m.key(), m.root_key())).collect();
-    let message = |i: usize| -> Message {
-        let m = &inputs[i];
-        Message {
-            id: &keys[i].0,
-            place: &m.channel,
-            place_name: &m.channel_name,
-            author: &m.user,
-            author_is_bot: m.user_is_bot,
-            at_ms: times[i],
-            thread: keys[i].1.as_deref(),
-            text: &m.text,
-            mentions_chime: m.mentions_chime(),
-            from_chime: m.user_is_bot && m.user.eq_ignore_ascii_case("chime"),
-        }
-    };
     let mut decisions: Vec<Option<Decision>> = vec![None; inputs.len()];
-    let mut threads: HashMap<String, ThreadState> = HashMap::new();
-    let mut memory = Memory::default();
-    // Alerts waiting for their grace window to end: (deadline, input index).
-    let mut pending: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
-    let finish = |i: usize,
-                  deadline: i64,
-                  threads: &HashMap<String, ThreadState>,
-                  memory: &mut Memory,
-                  decisions: &mut Vec<Option<Decision>>| {
-        let mut m = message(i);
-        m.at_ms = deadline;
-        let state = threads.get(m.root()).cloned().unwrap_or_default();
-        let mut d = judge::decide(policy, &m, &state, memory, ignore_budgets);
-        d.reasons.push("decided when its grace window ended".into());
-        decisions[i] = Some(d);
-    };
-    for &i in &order {
-        let m = message(i);
-        while let Some(Reverse((deadline, j))) = pending.peek().copied() {
-            if deadline > m.at_ms {
-                break;
-            }
-            pending.pop();
-            finish(j, deadline, &threads, &mut memory, &mut decisions);
+    let mut replayer = Replayer::new(policy, ignore_budgets);
+    let mut late = vec![];
+    for i in order {
+        decisions[i] = replayer.push(i, &inputs[i], times[i], &mut late);
+        for (j, _, d) in late.drain(..) {
+            decisions[j] = Some(d);
         }
-        if m.mentions_chime && !m.author_is_bot {
-            memory.users.insert(m.author.to_string());
-        }
-        let grace = judge::scope_of(policy, &m)
-            .ok()
-            .filter(|s| s.bots && m.author_is_bot && m.thread.is_none())
-            .map(|s| (s.grace_minutes * 60_000.0) as i64)
-            .filter(|g| *g > 0);
-        let state = threads.entry(m.root().to_string()).or_default();
-        match grace {
-            // An alert that could be offered waits for people first.
-            Some(g) if judge::relevance(policy, &m, state, &memory).suggests() => {
-                pending.push(Reverse((m.at_ms + g, i)));
-            }
-            _ => {
-                decisions[i] = Some(judge::decide(
-                    policy,
-                    &m,
-                    state,
-                    &mut memory,
-                    ignore_budgets,
-                ));
-            }
-        }
-        judge::observe(policy, state, &m);
     }
-    while let Some(Reverse((deadline, j))) = pending.pop() {
-        finish(j, deadline, &threads, &mut memory, &mut decisions);
+    replayer.finish(&mut late);
+    for (j, _, d) in late {
+        decisions[j] = Some(d);
     }
     decisions
         .into_iter()
@@ -260,151 +317,11 @@ pub fn write_jsonl(
     inputs: &[Input],
     decisions: &[Decision],
 ) -> anyhow::Result<()> {
+    let mut line = vec![];
     for (m, d) in inputs.iter().zip(decisions) {
-        serde_json::to_writer(
-            &mut *out,
-            &Output {
-                id: &m.id,
-                decision: d,
-            },
-        )?;
-        out.write_all(b"\n")?;
+        line.clear();
+        line::write_line(&mut line, &m.id, d);
+        out.write_all(&line)?;
     }
     Ok(())
-}
-
-/// Precision, recall and F1 of `suggest` against the labels.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
-pub struct Score {
-    pub tp: u32,
-    pub fp: u32,
-    pub fn_: u32,
-    pub tn: u32,
-}
-
-impl Score {
-    fn add(&mut self, predicted: bool, wanted: bool) {
-        match (predicted, wanted) {
-            (true, true) => self.tp += 1,
-            (true, false) => self.fp += 1,
-            (false, true) => self.fn_ += 1,
-            (false, false) => self.tn += 1,
-        }
-    }
-    pub fn precision(&self) -> Option<f64> {
-        let d = self.tp + self.fp;
-        (d > 0).then(|| f64::from(self.tp) / f64::from(d))
-    }
-    pub fn recall(&self) -> Option<f64> {
-        let d = self.tp + self.fn_;
-        (d > 0).then(|| f64::from(self.tp) / f64::from(d))
-    }
-    pub fn f1(&self) -> Option<f64> {
-        let (p, r) = (self.precision()?, self.recall()?);
-        (p + r > 0.0).then(|| 2.0 * p * r / (p + r))
-    }
-}
-
-/// An evaluation of labeled inputs.
-pub struct Evaluation {
-    pub without_budgets: Score,
-    pub with_budgets: Score,
-    pub by_channel: BTreeMap<String, Score>,
-    /// Labeled `quiet` messages that were flagged as injection and still offered (must be 0).
-    pub injections_offered: u32,
-    /// The most suggestions any channel got in one day, with budgets on.
-    pub max_per_channel_day: u32,
-}
-
-pub fn evaluate(policy: &Policy, inputs: &[Input]) -> anyhow::Result<Evaluation> {
-    let labels: Vec<bool> = inputs
-        .iter()
-        .map(|m| match m.label.as_deref() {
-            Some("suggest") => Ok(true),
-            Some("quiet") => Ok(false),
-            other => anyhow::bail!(
-                "{}: label must be \"suggest\" or \"quiet\", got {other:?}",
-                m.id
-            ),
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let free = replay(policy, inputs, true);
-    let budgeted = replay(policy, inputs, false);
-    let mut e = Evaluation {
-        without_budgets: Score::default(),
-        with_budgets: Score::default(),
-        by_channel: BTreeMap::new(),
-        injections_offered: 0,
-        max_per_channel_day: 0,
-    };
-    let mut per_day: HashMap<(String, i64), u32> = HashMap::new();
-    for (i, m) in inputs.iter().enumerate() {
-        e.without_budgets.add(free[i].suggests(), labels[i]);
-        e.with_budgets.add(budgeted[i].suggests(), labels[i]);
-        let name = if m.channel_name.is_empty() {
-            &m.channel
-        } else {
-            &m.channel_name
-        };
-        e.by_channel
-            .entry(name.clone())
-            .or_default()
-            .add(free[i].suggests(), labels[i]);
-        let flagged = policy.injection.iter().any(|r| r.is_match(&m.text));
-        if flagged && (free[i].suggests() || budgeted[i].suggests()) {
-            e.injections_offered += 1;
-        }
-        if budgeted[i].suggests() {
-            let day = m.at_ms().div_euclid(86_400_000);
-            let n = per_day.entry((m.channel.clone(), day)).or_default();
-            *n += 1;
-            e.max_per_channel_day = e.max_per_channel_day.max(*n);
-        }
-    }
-    Ok(e)
-}
-
-fn num(x: Option<f64>) -> String {
-    x.map_or("—".into(), |v| format!("{v:.3}"))
-}
-
-/// The evaluation as text for a person.
-pub fn report(e: &Evaluation) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for (name, s) in [
-        ("without budgets", e.without_budgets),
-        ("with budgets", e.with_budgets),
-    ] {
-        let _ = writeln!(
-            out,
-            "{name}: precision {} recall {} F1 {} (tp {} fp {} fn {} tn {})",
-            num(s.precision()),
-            num(s.recall()),
-            num(s.f1()),
-            s.tp,
-            s.fp,
-            s.fn_,
-            s.tn
-        );
-    }
-    let _ = writeln!(out, "injection attempts offered: {}", e.injections_offered);
-    let _ = writeln!(
-        out,
-        "most suggestions in one channel in one day (budgets on): {}",
-        e.max_per_channel_day
-    );
-    let _ = writeln!(
-        out,
-        "\nby channel (without budgets):\n{:<24} {:>4} {:>4} {:>4} {:>4}",
-        "channel", "tp", "fp", "fn", "tn"
-    );
-    for (c, s) in &e.by_channel {
-        let _ = writeln!(
-            out,
-            "{c:<24} {:>4} {:>4} {:>4} {:>4}",
-            s.tp, s.fp, s.fn_, s.tn
-        );
-    }
-    out
 }
