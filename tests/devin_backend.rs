@@ -394,7 +394,18 @@ async fn kill9_resumes_the_session(db: TestDb) {
 
     let second = ChimeProcess::start(dir.path(), "second", port, &env, &config).await;
     fake.hold.store(false, Ordering::SeqCst);
-    slack.card("C7", root, "Reply 1:").await;
+    // The killed process's lease (10 s) must run out before the new one claims the turn.
+    eventually(
+        Duration::from_secs(60),
+        "the result after the restart",
+        || async {
+            slack
+                .thread("C7", root)
+                .into_iter()
+                .find(|m| m["blocks"].to_string().contains("Reply 1:"))
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let finals = slack
         .calls("chat.update")
