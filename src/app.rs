@@ -261,8 +261,15 @@ pub async fn start(
     let policy = outbox::SendPolicy {
         max_attempts: config.worker.max_send_attempts,
     };
-    for c in connectors.iter() {
-        let sender = c.sender();
+    let mut senders: Vec<Arc<dyn outbox::Deliver>> =
+        connectors.iter().map(|c| c.sender()).collect();
+    if has_command {
+        // The code host's lane: pushes command runs' branches and opens their pull requests.
+        senders.push(Arc::new(crate::github::publish::Publisher::new(
+            ctx.clone(),
+        )?));
+    }
+    for sender in senders {
         for _ in 0..SENDERS {
             tasks.spawn(outbox::run_sender(
                 db.clone(),

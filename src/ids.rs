@@ -83,6 +83,11 @@ impl RepoName {
         (ok(owner) && ok(name) && !name.ends_with(".git") && !s.contains(".."))
             .then(|| Self(s.to_string()))
     }
+
+    /// The owner and the name.
+    pub fn parts(&self) -> (&str, &str) {
+        self.0.split_once('/').unwrap_or(("", &self.0))
+    }
 }
 
 /// Milliseconds since the Unix epoch; every timestamp in the store uses this unit.

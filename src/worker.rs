@@ -307,7 +307,12 @@ async fn finish_once(
         .context("task vanished")?;
     if let Some(url) = done.outcome.as_ref().and_then(|o| o.pr_url.as_deref()) {
         // GitHub's webhook reports its merge and CI back to this thread.
-        session::pulls::track(&mut tx, &done, url).await?;
+        session::pulls::track(&mut tx, &done, url, None).await?;
+    }
+    if state == TaskState::Succeeded {
+        // Pushed and opened by the outbox once this commits, never by the turn itself.
+        let link = ctx.connectors.link(&task.binding);
+        session::publish::queue_for_turn(&mut tx, &ctx.config, &done, link).await?;
     }
     if let Some(connector) = connector {
         connector.reporter().show_result(&mut tx, &done).await?;

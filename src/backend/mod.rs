@@ -172,6 +172,29 @@ pub struct Outcome {
     /// session), so that a follow-up continues there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// A best-of-N turn's attempts, each on its own branch (empty for an ordinary turn).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One attempt of a best-of-N turn.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    /// From 1.
+    pub n: u32,
+    pub summary: String,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub diff_stat: Option<String>,
+    /// What the agent reported of its own checks (a `checks` line), if anything.
+    #[serde(default)]
+    pub checks: Option<String>,
+    /// Why this attempt failed; its branch is then not offered.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,9 @@ mod sections;
 
 pub use check::Report;
 pub use sections::{
-    AgentConfig, BackendConfig, DatabaseConfig, OpenaiApi, PlaygroundConfig, RateLimits,
-    RepoConfig, RoutingConfig, SandboxMode, ServerConfig, SlackConfig, SuggestionsConfig,
-    WorkerConfig,
+    AgentConfig, BackendConfig, DatabaseConfig, GithubConfig, OpenaiApi, PlaygroundConfig,
+    RateLimits, RepoConfig, RoutingConfig, SandboxMode, ServerConfig, SlackConfig,
+    SuggestionsConfig, WorkerConfig,
 };
 
 use crate::ids::RepoName;
@@ -26,6 +26,7 @@ pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_DEVIN_API_URL: &str = "https://api.devin.ai";
 pub const DEFAULT_CURSOR_API_URL: &str = "https://api.cursor.com";
+pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -40,6 +41,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub agent: AgentConfig,
     pub backends: BTreeMap<String, BackendConfig>,
+    pub github: GithubConfig,
     /// Secrets, filled from the environment only (never from the file).
     #[serde(skip)]
     pub secrets: Secrets,
@@ -57,6 +59,8 @@ pub struct Endpoints {
     pub devin: Option<String>,
     /// `CURSOR_API_URL`.
     pub cursor: Option<String>,
+    /// `GITHUB_API_URL`: GitHub's REST API (GitHub Enterprise: `https://HOST/api/v3`).
+    pub github: Option<String>,
 }
 
 impl Endpoints {
@@ -64,6 +68,13 @@ impl Endpoints {
         self.cursor
             .as_deref()
             .unwrap_or(DEFAULT_CURSOR_API_URL)
+            .trim_end_matches('/')
+    }
+
+    pub fn github(&self) -> &str {
+        self.github
+            .as_deref()
+            .unwrap_or(DEFAULT_GITHUB_API_URL)
             .trim_end_matches('/')
     }
 
@@ -101,6 +112,8 @@ pub struct Secrets {
     pub webhook_backend_secret: Option<SecretString>,
     /// `GITHUB_WEBHOOK_SECRET`: verifies `POST /github/webhook`.
     pub github_webhook_secret: Option<SecretString>,
+    /// `GITHUB_TOKEN`: pushes `command` runs' branches and opens their pull requests.
+    pub github_token: Option<SecretString>,
 }
 
 impl Config {
@@ -150,6 +163,8 @@ impl Config {
         self.endpoints.cursor = non_empty("CURSOR_API_URL");
         self.secrets.cursor_webhook_secret = non_empty("CURSOR_WEBHOOK_SECRET").map(Into::into);
         self.secrets.github_webhook_secret = non_empty("GITHUB_WEBHOOK_SECRET").map(Into::into);
+        self.secrets.github_token = non_empty("GITHUB_TOKEN").map(Into::into);
+        self.endpoints.github = non_empty("GITHUB_API_URL");
         self.secrets.webhook_backend_secret =
             non_empty("CHIME_WEBHOOK_BACKEND_SECRET").map(Into::into);
     }

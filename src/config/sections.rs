@@ -214,6 +214,9 @@ pub struct AgentConfig {
     /// A session's worktrees, scratch repository and home are removed after this many days
     /// without a turn (its branch stays in the mirror); 0 keeps them.
     pub cleanup_idle_days: u64,
+    /// The most attempts one best-of-N turn may run (`attempts=N`, **Try 3 ways**); each is a
+    /// whole agent run, so this caps what one request can cost.
+    pub best_of_max: u32,
 }
 
 impl Default for AgentConfig {
@@ -223,6 +226,27 @@ impl Default for AgentConfig {
             workdir: PathBuf::from(".chime"),
             max_history_chars: 60_000,
             cleanup_idle_days: 14,
+            best_of_max: 3,
+        }
+    }
+}
+
+/// What Chime does on GitHub with a `command` run's work (needs `GITHUB_TOKEN`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubConfig {
+    /// After a turn that changed files: push its branch and open a pull request (a later turn of
+    /// the same session pushes to the same pull request).
+    pub pull_requests: bool,
+    /// Open them as drafts.
+    pub draft: bool,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        Self {
+            pull_requests: true,
+            draft: false,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! `GITHUB_WEBHOOK_SECRET`), turns what matters into Chime's own event, stores it in the inbox
 //! (deduplicated on `X-GitHub-Delivery`) and answers. Everything else is acknowledged and dropped.
 
+pub mod publish;
+
 use crate::event::{Event, PullRequestChange, PullRequestEvent};
 use crate::ids::{now_ms, RepoName};
 use crate::queue::inbox::{Accepted, InboxWriter};

@@ -16,8 +16,8 @@ pub struct LocalSender {
 
 #[async_trait]
 impl Deliver for LocalSender {
-    fn surface(&self) -> Surface {
-        Surface::Local
+    fn lane(&self) -> &'static str {
+        Surface::Local.as_str()
     }
 
     async fn deliver(&self, db: &Db, row: &OutboxRow) -> Delivery {

@@ -1,7 +1,7 @@
 //! The durable outbox: every write to a platform is a row first, sent later by a sender that
 //! honours rate limits and retries until the platform takes it.
 
-use crate::binding::{Binding, Surface};
+use crate::binding::Binding;
 use crate::db::Db;
 use crate::ids::now_ms;
 use anyhow::Context;
@@ -14,7 +14,8 @@ use sqlx::{AnyConnection, Row};
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
     pub id: i64,
-    pub surface: Surface,
+    /// Who sends it: a surface's name, or [`CODE_HOST_LANE`].
+    pub lane: &'static str,
     /// The binding it is written to, in its text form (parsed by the sender that owns the row).
     pub target: String,
     pub kind: String,
@@ -52,17 +53,31 @@ pub struct NewRow<'a, T: Serialize> {
     pub last: bool,
 }
 
+/// The lane of writes to the code host (pushes and pull requests of a thread's turns); the other
+/// lanes are the surfaces', named like them.
+pub const CODE_HOST_LANE: &str = "code_host";
+
 /// Queues a platform write inside the caller's transaction. A second row with the same key is a
 /// no-op, which is what makes a replayed event or a retried task post only once.
 pub async fn enqueue<T: Serialize>(
     conn: &mut AnyConnection,
     row: NewRow<'_, T>,
 ) -> anyhow::Result<bool> {
+    let lane = row.target.surface().as_str();
+    enqueue_in(conn, lane, row).await
+}
+
+/// [`enqueue`] for a lane other than the target's surface: GitHub writes about a thread.
+pub async fn enqueue_in<T: Serialize>(
+    conn: &mut AnyConnection,
+    lane: &str,
+    row: NewRow<'_, T>,
+) -> anyhow::Result<bool> {
     let n = sqlx::query(
         "INSERT INTO outbox (surface, target, kind, payload, idempotency_key, ref_key, last, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
     )
-    .bind(row.target.surface().as_str())
+    .bind(lane)
     .bind(row.target.to_string())
     .bind(row.kind)
     .bind(serde_json::to_string(row.op)?)
@@ -89,13 +104,17 @@ const CLAIM_WINDOW: i64 = 512;
 /// (in this process or another replica) just means trying the next head. This stays cheap however
 /// the planner feels, where an anti-join per candidate row did not.
 #[tracing::instrument(skip(db))]
-pub async fn claim(db: &Db, surface: Surface, lease_ms: i64) -> anyhow::Result<Option<OutboxRow>> {
+pub async fn claim(
+    db: &Db,
+    lane: &'static str,
+    lease_ms: i64,
+) -> anyhow::Result<Option<OutboxRow>> {
     let now = now_ms();
     let open = sqlx::query(
         "SELECT id, target, state, next_at, lease_until FROM outbox \
          WHERE state IN ('pending', 'sending') AND surface = $1 ORDER BY id LIMIT $2",
     )
-    .bind(surface.as_str())
+    .bind(lane)
     .bind(CLAIM_WINDOW)
     .fetch_all(&db.pool)
     .await
@@ -128,7 +147,7 @@ pub async fn claim(db: &Db, surface: Surface, lease_ms: i64) -> anyhow::Result<O
         if let Some(r) = claimed {
             return Ok(Some(OutboxRow {
                 id: r.get("id"),
-                surface,
+                lane,
                 target: r.get("target"),
                 kind: r.get("kind"),
                 payload: r.get("payload"),
@@ -279,7 +298,8 @@ pub struct SendPolicy {
 /// Sends outbox rows to one surface's platform.
 #[async_trait::async_trait]
 pub trait Deliver: Send + Sync {
-    fn surface(&self) -> Surface;
+    /// The rows it sends: a surface's name, or [`CODE_HOST_LANE`].
+    fn lane(&self) -> &'static str;
     async fn deliver(&self, db: &Db, row: &OutboxRow) -> Delivery;
     /// Called once after `row` was refused for good, so that whoever waits on it still learns
     /// what it was for (a task's final card gives way to a minimal one). Returns whether it
@@ -303,12 +323,12 @@ pub async fn run_sender(
     poll: std::time::Duration,
     policy: SendPolicy,
 ) {
-    let surface = deliver.surface();
+    let lane = deliver.lane();
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        let row = match claim(&db, surface, 60_000).await {
+        let row = match claim(&db, lane, 60_000).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "outbox claim failed");
@@ -323,7 +343,7 @@ pub async fn run_sender(
             }
             continue;
         };
-        let span = tracing::info_span!("outbox", id = row.id, key = %row.idempotency_key, surface = surface.as_str());
+        let span = tracing::info_span!("outbox", id = row.id, key = %row.idempotency_key, lane);
         let outcome = tokio::select! {
             d = tracing::Instrument::instrument(deliver.deliver(&db, &row), span.clone()) => d,
             // Leaving mid-send is safe: the lease runs out and the row is retried (posts are

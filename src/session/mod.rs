@@ -4,6 +4,7 @@
 
 pub mod claim;
 pub mod input;
+pub mod publish;
 pub mod pulls;
 pub mod turns;
 pub mod view;

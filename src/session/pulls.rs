@@ -24,16 +24,21 @@ pub fn parse_url(url: &str) -> Option<(RepoName, i64)> {
     Some((RepoName::parse(&format!("{owner}/{name}"))?, number))
 }
 
-/// Records the pull request a turn ended with (once; a retried turn reporting the same one
-/// changes nothing).
-pub async fn track(conn: &mut AnyConnection, task: &Task, url: &str) -> anyhow::Result<()> {
+/// Records the pull request a turn ended with, or that Chime opened from `branch` (once; a
+/// retried turn reporting the same one changes nothing).
+pub async fn track(
+    conn: &mut AnyConnection,
+    task: &Task,
+    url: &str,
+    branch: Option<&str>,
+) -> anyhow::Result<()> {
     let Some((repo, number)) = parse_url(url) else {
         return Ok(());
     };
     let now = now_ms();
     let n = sqlx::query(
-        "INSERT INTO pull_requests (repo, number, url, session_id, task_id, binding, requester, state, opened_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8) ON CONFLICT (repo, number) DO NOTHING",
+        "INSERT INTO pull_requests (repo, number, url, session_id, task_id, binding, requester, state, opened_at, branch) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9) ON CONFLICT (repo, number) DO NOTHING",
     )
     .bind(repo.as_str())
     .bind(number)
@@ -43,6 +48,7 @@ pub async fn track(conn: &mut AnyConnection, task: &Task, url: &str) -> anyhow::
     .bind(task.binding.to_string())
     .bind(&task.requester)
     .bind(now)
+    .bind(branch)
     .execute(&mut *conn)
     .await
     .context("recording a pull request")?
@@ -51,6 +57,23 @@ pub async fn track(conn: &mut AnyConnection, task: &Task, url: &str) -> anyhow::
         event(conn, &repo, number, "opened", now).await?;
     }
     Ok(())
+}
+
+/// The open pull request Chime opened from `branch`, if any.
+pub async fn open_for_branch(
+    db: &crate::db::Db,
+    repo: &RepoName,
+    branch: &str,
+) -> anyhow::Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT url FROM pull_requests WHERE repo = $1 AND branch = $2 AND state = 'open'",
+    )
+    .bind(repo.as_str())
+    .bind(branch)
+    .fetch_optional(&db.pool)
+    .await
+    .context("looking up a branch's pull request")?;
+    Ok(row.map(|r| r.get("url")))
 }
 
 async fn event(

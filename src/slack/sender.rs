@@ -17,8 +17,8 @@ pub struct SlackSender {
 
 #[async_trait]
 impl Deliver for SlackSender {
-    fn surface(&self) -> Surface {
-        Surface::Slack
+    fn lane(&self) -> &'static str {
+        Surface::Slack.as_str()
     }
 
     async fn deliver(&self, db: &Db, row: &OutboxRow) -> Delivery {

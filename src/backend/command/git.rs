@@ -64,7 +64,34 @@ async fn git_output<S: AsRef<OsStr>>(
     dir: &Path,
     args: &[S],
 ) -> anyhow::Result<std::process::Output> {
+    git_output_env(dir, args, &[]).await
+}
+
+/// [`git`] with extra environment (config for one call, say, that must not show in `ps`).
+pub(super) async fn git_env<S: AsRef<OsStr>>(
+    dir: &Path,
+    args: &[S],
+    env: &[(&str, String)],
+) -> anyhow::Result<String> {
+    let output = git_output_env(dir, args, env).await?;
+    if !output.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            describe_git(dir, args),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+async fn git_output_env<S: AsRef<OsStr>>(
+    dir: &Path,
+    args: &[S],
+    env: &[(&str, String)],
+) -> anyhow::Result<std::process::Output> {
     let mut cmd = Command::new("git");
+    cmd.envs(env.iter().map(|(k, v)| (*k, v)));
     cmd.args(HARDENING).arg("-C").arg(dir).args(args);
     for var in GIT_LOCATION_ENV {
         cmd.env_remove(var);

@@ -15,8 +15,10 @@
 //! names never contain `/`, so these paths are distinct for distinct sessions and repositories.
 //!
 //! After the agent exits successfully, everything it changed is committed on the branch
-//! (`chime: turn <n>: <first line of the request>`). Chime never pushes; an agent that opens a pull
-//! request pushes the branch itself (the worktree's `origin` is the configured repository URL).
+//! (`chime: turn <n>: <first line of the request>`). The agent never gets credentials to push. With
+//! `GITHUB_TOKEN` set, Chime itself pushes the branch and opens (or updates) a pull request once the
+//! turn has ended, as a step of the outbox (`github::publish`). An agent that opens a pull request
+//! itself reports it with a `pr` line.
 //!
 //! # Input and environment
 //!
@@ -89,6 +91,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod branches;
 pub mod cleanup;
 mod git;
 mod process;
@@ -167,11 +170,7 @@ impl CommandBackend {
     /// The bare mirror that worktrees of `repo` are made from: `mirrors/<owner>/<name>.git`.
     /// Neither part can hold a `/`, so two repositories never share a mirror.
     pub fn mirror_path(&self, repo: &RepoName) -> PathBuf {
-        let (owner, name) = repo.as_str().split_once('/').unwrap_or(("", repo.as_str()));
-        self.workdir
-            .join("mirrors")
-            .join(owner)
-            .join(format!("{name}.git"))
+        branches::mirror_path(&self.workdir, repo)
     }
 
     /// Where a session works on a repository: one worktree per session and repository.
@@ -467,6 +466,7 @@ impl Backend for CommandBackend {
             pr_url: transcript.pr_url,
             dry_run: false,
             remote: None,
+            attempts: vec![],
         })
     }
 }

@@ -1,0 +1,114 @@
+//! Putting a turn's work up for review: after a `command` turn that changed files in a
+//! repository, its branch is pushed and a pull request opened (a later turn of the session pushes
+//! to the same one). The core only queues the step, in the transaction that ends the turn, on the
+//! outbox's code-host lane; the code host's sender (`github::publish`) pushes, opens and tells the
+//! thread, retrying until it is done. Nothing of it runs inside the agent's turn.
+
+use super::Task;
+use crate::config::{BackendConfig, Config};
+use crate::ids::RepoName;
+use crate::queue::outbox::{self, NewRow, CODE_HOST_LANE};
+use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
+
+/// A step for the code host, stored as an outbox row's payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CodeHostOp {
+    /// Push the turn's branch; open its pull request unless the branch has one already.
+    Publish(Publish),
+    /// Delete branches nobody chose (the other attempts of a best-of-N turn).
+    DeleteBranches {
+        repo: RepoName,
+        branches: Vec<String>,
+    },
+}
+
+/// What a pull request is made of: facts only; the code host words it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Publish {
+    pub task_id: String,
+    pub turn_no: i64,
+    pub repo: RepoName,
+    pub branch: String,
+    /// The branch to merge into: the repository's configured default, else the code host's.
+    pub base: Option<String>,
+    /// The request and the agent's summary: untrusted text.
+    pub prompt: String,
+    pub summary: String,
+    pub diff_stat: String,
+    /// Who asked, and where (the surface's name), and a link back to the thread.
+    pub requester: String,
+    pub surface: String,
+    pub thread_link: Option<String>,
+    pub draft: bool,
+}
+
+/// Whether Chime opens pull requests at all here: the config allows it and a token is set.
+pub fn enabled(config: &Config) -> bool {
+    config.github.pull_requests && config.secrets.github_token.is_some()
+}
+
+/// Queues publishing `task`'s work if it is a `command` turn in a repository that changed files
+/// and did not report a pull request of its own. Idempotent per task.
+pub async fn queue_for_turn(
+    conn: &mut AnyConnection,
+    config: &Config,
+    task: &Task,
+    thread_link: Option<String>,
+) -> anyhow::Result<bool> {
+    let (Some(outcome), Some(repo)) = (&task.outcome, &task.repo) else {
+        return Ok(false);
+    };
+    let is_command = matches!(
+        config.backends.get(&task.backend),
+        Some(BackendConfig::Command { .. })
+    );
+    let changed = outcome
+        .diff_stat
+        .as_deref()
+        .is_some_and(|s| s != "no changes");
+    let (Some(branch), true) = (&outcome.branch, is_command && changed) else {
+        return Ok(false);
+    };
+    if !enabled(config) || outcome.pr_url.is_some() || !outcome.attempts.is_empty() {
+        return Ok(false);
+    }
+    let op = CodeHostOp::Publish(Publish {
+        task_id: task.id.to_string(),
+        turn_no: task.turn_no,
+        repo: repo.clone(),
+        branch: branch.clone(),
+        base: config
+            .repos
+            .get(repo.as_str())
+            .and_then(|r| r.default_branch.clone()),
+        prompt: task.prompt.clone(),
+        summary: outcome.summary.clone(),
+        diff_stat: outcome.diff_stat.clone().unwrap_or_default(),
+        requester: task.requester.clone(),
+        surface: task.binding.surface().as_str().to_string(),
+        thread_link,
+        draft: config.github.draft,
+    });
+    let key = format!("publish:{}", task.id);
+    queue(conn, task, &op, &key).await
+}
+
+/// Queues a code-host step about `task`'s thread under `key` (a second one is a no-op).
+pub async fn queue(
+    conn: &mut AnyConnection,
+    task: &Task,
+    op: &CodeHostOp,
+    key: &str,
+) -> anyhow::Result<bool> {
+    let row = NewRow {
+        target: &task.binding,
+        kind: "code_host",
+        op,
+        key,
+        ref_key: None,
+        last: false,
+    };
+    outbox::enqueue_in(conn, CODE_HOST_LANE, row).await
+}
