@@ -161,6 +161,15 @@ pub enum ButtonAction {
         task: TaskId,
         repo: RepoName,
     },
+    /// A result's **Try 3 ways**: the request again, as attempts side by side.
+    TryWays {
+        task: TaskId,
+    },
+    /// A comparison's **Use this one**: attempt `attempt` of a best-of-N turn.
+    Choose {
+        task: TaskId,
+        attempt: u32,
+    },
     /// A suggestion's **Do it**.
     Accept {
         suggestion: String,
@@ -179,6 +188,8 @@ impl ButtonAction {
     pub const STOP: &'static str = "chime_stop";
     pub const RETRY: &'static str = "chime_retry";
     pub const PICK_REPO: &'static str = "chime_pick_repo";
+    pub const TRY_WAYS: &'static str = "chime_try_ways";
+    pub const CHOOSE: &'static str = "chime_choose";
     pub const ACCEPT: &'static str = "chime_accept";
     pub const NOT_NOW: &'static str = "chime_not_now";
     pub const MUTE_HERE: &'static str = "chime_mute_here";
@@ -196,6 +207,17 @@ impl ButtonAction {
             Self::RETRY => Some(Self::Retry {
                 task: task_ok(value)?,
             }),
+            Self::TRY_WAYS => Some(Self::TryWays {
+                task: task_ok(value)?,
+            }),
+            Self::CHOOSE => {
+                let (task, n) = value.split_once(' ')?;
+                let attempt = n.parse().ok().filter(|n| (1..=99).contains(n))?;
+                Some(Self::Choose {
+                    task: task_ok(task)?,
+                    attempt,
+                })
+            }
             Self::ACCEPT => Some(Self::Accept {
                 suggestion: task_ok(value)?.0,
             }),

@@ -28,6 +28,8 @@ fn task(turn_no: i64) -> Task {
         created_at: 0,
         started_at: None,
         finished_at: None,
+        variants: 1,
+        chosen_attempt: None,
     }
 }
 

@@ -280,3 +280,209 @@ async fn a_refused_pull_request_is_told(db: TestDb) {
     app.stop().await;
 }
 dual_db!(refused, a_refused_pull_request_is_told);
+
+/// The branches of `repo` (a bare repository or a mirror) under `chime/`.
+fn chime_branches(repo: &Path) -> Vec<String> {
+    let out = git(
+        repo,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/chime/",
+        ],
+    );
+    out.lines().map(str::to_string).collect()
+}
+
+fn best_of_config(db: &TestDb, slack: &FakeSlack, tmp: &Path, github: &MockServer) -> Config {
+    let mut config = config_for(db, slack, tmp, github);
+    // Each attempt leaves its own file and reports its checks.
+    let agent = write_agent(
+        tmp,
+        r#"cat >/dev/null
+echo "$CHIME_BRANCH" > "approach.txt"
+echo '{"type":"checks","text":"tests: 12 passed"}'
+echo '{"type":"result","text":"Tried the approach of '"$CHIME_BRANCH"'"}'"#,
+    );
+    command_backend(&mut config, "agent", vec![agent], 60);
+    config.agent.best_of_max = 3;
+    config
+}
+
+/// The buttons of Chime's messages in a thread with this action id, as (value, message blocks).
+fn buttons(slack: &FakeSlack, root: &str, action_id: &str) -> Vec<String> {
+    slack
+        .thread("C9", root)
+        .iter()
+        .flat_map(|m| {
+            m["blocks"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+                .filter(|e| e["action_id"] == action_id)
+                .filter_map(|e| e["value"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn three_attempts_then_one_pull_request(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeGithub::default();
+    let github = fake_github(&fake).await;
+    let app = TestApp::spawn(best_of_config(&db, &slack, tmp.path(), &github)).await;
+    let origin = tmp.path().join("origin.git");
+    let mirror = tmp.path().join("work/mirrors/acme/api.git");
+
+    // More than the cap is refused, with the cap named.
+    let root0 = "1700000960.000100";
+    app.post_event(&mention(
+        "EvBo0",
+        "C9",
+        "U1",
+        root0,
+        None,
+        "attempts=5 speed it up",
+    ))
+    .await;
+    slack.card("C9", root0, "At most 3 attempts").await;
+
+    let root = "1700000961.000100";
+    app.post_event(&mention(
+        "EvBo1",
+        "C9",
+        "U1",
+        root,
+        None,
+        "attempts=3 speed up the parser",
+    ))
+    .await;
+    let card = slack.card("C9", root, "3 of 3 attempts finished").await;
+    let blocks = card["blocks"].to_string();
+    assert!(blocks.contains("tests: 12 passed"), "{blocks}");
+    let sid = app.text("SELECT id FROM sessions").await;
+    let expected: Vec<String> = (1..=3).map(|k| format!("chime/{sid}-{k}")).collect();
+    assert_eq!(chime_branches(&mirror), expected);
+    eventually(WAIT, "the attempts pushed", || async {
+        (chime_branches(&origin) == expected).then_some(())
+    })
+    .await;
+    let choices = buttons(&slack, root, "chime_choose");
+    assert_eq!(choices.len(), 3, "{choices:?}");
+    assert!(
+        fake.created.lock().unwrap().is_empty(),
+        "no pull request before a choice"
+    );
+
+    // Another member's press changes nothing.
+    app.click(&button(
+        "chime_choose",
+        &choices[1],
+        "U2",
+        "C9",
+        root,
+        "1.1",
+    ))
+    .await;
+    slack.card("C9", root, "Only the person who asked").await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks WHERE chosen_attempt IS NOT NULL")
+            .await,
+        0
+    );
+
+    // The requester uses attempt 2: one pull request from its branch, the others deleted.
+    app.click(&button(
+        "chime_choose",
+        &choices[1],
+        "U1",
+        "C9",
+        root,
+        "1.2",
+    ))
+    .await;
+    eventually(WAIT, "the pull request opened", || async {
+        pr_news(&slack, root)
+            .into_iter()
+            .find(|m| m.contains("Opened a pull request"))
+    })
+    .await;
+    let keep = vec![expected[1].clone()];
+    eventually(WAIT, "the other branches deleted", || async {
+        (chime_branches(&origin) == keep && chime_branches(&mirror) == keep).then_some(())
+    })
+    .await;
+    let created = fake.created.lock().unwrap().clone();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["head"], expected[1].as_str());
+    assert!(created[0]["body"].as_str().unwrap().contains("-2"));
+    let files = git(&origin, &["show", &format!("{}:approach.txt", expected[1])]);
+    assert_eq!(files, expected[1]);
+
+    // A second choice does nothing but say so.
+    app.click(&button(
+        "chime_choose",
+        &choices[2],
+        "U1",
+        "C9",
+        root,
+        "1.3",
+    ))
+    .await;
+    slack.card("C9", root, "Attempt 2 was already chosen").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.created.lock().unwrap().len(), 1);
+    app.stop().await;
+}
+dual_db!(best_of_three, three_attempts_then_one_pull_request);
+
+/// **Try 3 ways** on an ordinary result asks the same request again as three attempts.
+async fn try_three_ways_from_a_result(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeGithub::default();
+    let github = fake_github(&fake).await;
+    let mut config = best_of_config(&db, &slack, tmp.path(), &github);
+    config.secrets.github_token = None; // branches stay local; nothing is pushed
+    let app = TestApp::spawn(config).await;
+    let root = "1700000962.000100";
+    app.post_event(&mention("EvTw1", "C9", "U1", root, None, "tidy the parser"))
+        .await;
+    slack.card("C9", root, "Tried the approach").await;
+    let ways = buttons(&slack, root, "chime_try_ways");
+    assert_eq!(ways.len(), 1);
+    app.click(&button("chime_try_ways", &ways[0], "U1", "C9", root, "2.1"))
+        .await;
+    app.click(&button("chime_try_ways", &ways[0], "U1", "C9", root, "2.2"))
+        .await;
+    slack.card("C9", root, "3 of 3 attempts finished").await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks WHERE variants = 3")
+            .await,
+        1
+    );
+    let choices = buttons(&slack, root, "chime_choose");
+    app.click(&button(
+        "chime_choose",
+        &choices[0],
+        "U1",
+        "C9",
+        root,
+        "2.3",
+    ))
+    .await;
+    slack.card("C9", root, "set GITHUB_TOKEN").await;
+    let sid = app.text("SELECT id FROM sessions").await;
+    let mirror = tmp.path().join("work/mirrors/acme/api.git");
+    eventually(WAIT, "the unchosen branches deleted", || async {
+        let left = chime_branches(&mirror);
+        (left == vec![format!("chime/{sid}"), format!("chime/{sid}-1")]).then_some(())
+    })
+    .await;
+    assert!(fake.created.lock().unwrap().is_empty());
+    app.stop().await;
+}
+dual_db!(try_ways, try_three_ways_from_a_result);

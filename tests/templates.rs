@@ -40,6 +40,8 @@ fn task(state: TaskState) -> Task {
         created_at: 0,
         started_at: None,
         finished_at: None,
+        variants: 1,
+        chosen_attempt: None,
     }
 }
 

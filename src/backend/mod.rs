@@ -36,6 +36,8 @@ pub struct AgentInput {
     pub thread_context: Vec<QuotedMessage>,
     /// The full text handed to the agent: all of the above rendered by `templates/agent/input.md.hbs`.
     pub rendered: String,
+    /// Attempts to run side by side, each on its own branch (best-of-N); 1 for an ordinary turn.
+    pub variants: u32,
     /// The remote run an earlier claim of this same turn started (a cloud agent's run or
     /// session): the backend resumes it instead of launching again.
     #[serde(skip)]

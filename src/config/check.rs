@@ -260,6 +260,23 @@ impl Config {
             r.errors
                 .push("worker.max_attempts must be at least 1".into());
         }
+        if !(1..=10).contains(&self.agent.best_of_max) {
+            r.errors.push(format!(
+                "agent.best_of_max must be between 1 and 10 (one comparison card shows every attempt), got {}",
+                self.agent.best_of_max
+            ));
+        }
+        let has_command = self
+            .backends
+            .values()
+            .any(|b| matches!(b, BackendConfig::Command { .. }));
+        if has_command && self.github.pull_requests && self.secrets.github_token.is_none() {
+            r.warnings.push(
+                "GITHUB_TOKEN is not set: command runs' branches stay in Chime's mirrors and no pull request is opened \
+                 (set it, or [github] pull_requests = false to silence this)"
+                    .into(),
+            );
+        }
         let s = &self.secrets;
         match (s.slack_bot_token.is_some(), s.slack_signing_secret.is_some(), s.slack_app_token.is_some()) {
             (false, false, false) => r.warnings.push(

@@ -149,6 +149,20 @@ impl Publisher {
         Ok(())
     }
 
+    async fn push(&self, row: &OutboxRow, repo: &RepoName, names: &[String]) -> Delivery {
+        let config = &self.ctx.config;
+        let token = config.secrets.github_token.as_ref();
+        let api = config.endpoints.github();
+        for branch in names {
+            if let Err(e) =
+                branches::push_branch(&config.agent.workdir, repo, branch, api, token).await
+            {
+                return Delivery::RetryIn(backoff(row.attempts), format!("{e:#}"));
+            }
+        }
+        Delivery::Sent(None)
+    }
+
     async fn delete(&self, row: &OutboxRow, repo: &RepoName, names: &[String]) -> Delivery {
         let config = &self.ctx.config;
         let token = config.secrets.github_token.as_ref();
@@ -221,6 +235,9 @@ impl Deliver for Publisher {
     async fn deliver(&self, _db: &Db, row: &OutboxRow) -> Delivery {
         match row.op::<CodeHostOp>() {
             Ok(CodeHostOp::Publish(p)) => self.publish(row, &p).await,
+            Ok(CodeHostOp::PushBranches { repo, branches }) => {
+                self.push(row, &repo, &branches).await
+            }
             Ok(CodeHostOp::DeleteBranches { repo, branches }) => {
                 self.delete(row, &repo, &branches).await
             }

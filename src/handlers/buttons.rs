@@ -1,4 +1,5 @@
-//! Button clicks on Chime's messages: Stop, Retry, and the repository picker.
+//! Button clicks on Chime's messages: Stop, Retry, Try 3 ways, Use this one, and the repository
+//! picker.
 //!
 //! A task's buttons belong to the person who asked for it and to its connector's admins
 //! (`slack.admins`); anyone else who presses one is told so in the thread, and nothing changes.
@@ -52,6 +53,8 @@ pub async fn handle_button(
     let task_id = match &b.action {
         ButtonAction::Stop { task }
         | ButtonAction::Retry { task }
+        | ButtonAction::TryWays { task }
+        | ButtonAction::Choose { task, .. }
         | ButtonAction::PickRepo { task, .. } => task.clone(),
         ButtonAction::Accept { suggestion }
         | ButtonAction::NotNow { suggestion }
@@ -80,6 +83,8 @@ pub async fn handle_button(
         let what = match b.action {
             ButtonAction::Stop { .. } => "stop",
             ButtonAction::Retry { .. } => "retry",
+            ButtonAction::TryWays { .. } => "try several ways",
+            ButtonAction::Choose { .. } => "choose an attempt of",
             _ => "pick the repository of",
         };
         tracing::info!(task_id = %task.id, by = %user, requester = %task.requester, action = what, "refused a button of someone else's task");
@@ -127,6 +132,29 @@ pub async fn handle_button(
         }
         ButtonAction::PickRepo { repo, .. } => {
             turns::pick_repo(&mut tx, &ctx.config, reporter, &task, repo).await?;
+        }
+        ButtonAction::TryWays { .. } => {
+            let n = ctx.config.agent.best_of_max.min(3);
+            let key = format!("ways:{}:{user}", task.id);
+            match turns::try_ways(&mut tx, &ctx.config, reporter, &task, &b.author.user, n).await? {
+                Ok(Some(turn)) => {
+                    tracing::info!(task_id = %turn.id, of = %task.id, attempts = n, by = %user, "best-of-N turn queued")
+                }
+                Ok(None) => {
+                    let text = "This request is already being tried several ways, further down the thread.";
+                    reporter
+                        .tell(&mut tx, &binding, &key, &b.author.user, text)
+                        .await?;
+                }
+                Err(why) => {
+                    reporter
+                        .tell(&mut tx, &binding, &key, &b.author.user, &why)
+                        .await?;
+                }
+            }
+        }
+        ButtonAction::Choose { attempt, .. } => {
+            super::choose::handle(ctx, &mut tx, reporter, &task, *attempt, &b.author.user).await?;
         }
         _ => {}
     }

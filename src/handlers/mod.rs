@@ -2,6 +2,7 @@
 
 pub mod backend_update;
 pub mod buttons;
+pub mod choose;
 pub mod mention;
 pub mod message;
 pub mod mute;

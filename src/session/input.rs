@@ -74,6 +74,7 @@ pub fn build_input(
                 history: kept,
                 thread_context: context,
                 rendered,
+                variants: task.variants,
                 remote: None,
                 checkpoint: Default::default(),
             });

@@ -92,12 +92,16 @@ pub struct Task {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Attempts this turn runs, each on its own branch (best-of-N); 1 for an ordinary turn.
+    pub variants: u32,
+    /// The attempt someone chose with **Use this one**, and who.
+    pub chosen_attempt: Option<u32>,
 }
 
 const TASK_COLUMNS: &str =
     "t.id, t.session_id, t.turn_no, t.prompt, t.requester, t.repo, t.backend, \
     t.binding, t.message_ts, t.state, t.attempts, t.cancel_requested, t.cancelled_by, \
-    t.result, t.error, t.created_at, t.started_at, t.finished_at";
+    t.result, t.error, t.created_at, t.started_at, t.finished_at, t.variants, t.chosen_attempt";
 
 /// A stored task; an unknown state or binding is an error, never a guess.
 fn task_from_row(r: &Row) -> anyhow::Result<Task> {
@@ -124,6 +128,12 @@ fn task_from_row(r: &Row) -> anyhow::Result<Task> {
         created_at: r.get("created_at"),
         started_at: r.get("started_at"),
         finished_at: r.get("finished_at"),
+        variants: u32::try_from(r.get::<i64, _>("variants"))
+            .unwrap_or(1)
+            .max(1),
+        chosen_attempt: r
+            .get::<Option<i64>, _>("chosen_attempt")
+            .and_then(|n| u32::try_from(n).ok()),
     })
 }
 
@@ -235,6 +245,8 @@ pub struct NewTask<'a> {
     pub binding: &'a Binding,
     pub message: Option<&'a str>,
     pub state: TaskState,
+    /// Attempts to run (best-of-N); 1 for an ordinary turn.
+    pub variants: u32,
 }
 
 /// Inserts the next turn of a session. Returns None when this source event already made a task.
@@ -251,7 +263,7 @@ pub async fn insert_task(
     let id = TaskId::generate();
     let row = sqlx::query(
         "INSERT INTO tasks (id, session_id, turn_no, source_event, prompt, requester, repo, backend, \
-         binding, message_ts, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         binding, message_ts, state, created_at, variants) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (source_event) DO NOTHING RETURNING id",
     )
     .bind(id.as_str())
@@ -266,9 +278,32 @@ pub async fn insert_task(
     .bind(t.message)
     .bind(t.state.as_str())
     .bind(now_ms())
+    .bind(i64::from(t.variants.max(1)))
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|_| id))
+}
+
+/// Records that `by` chose attempt `n` of a finished best-of-N turn. False when an attempt was
+/// already chosen (the first choice stands) or the turn has no such attempt.
+pub async fn choose_attempt(
+    conn: &mut AnyConnection,
+    id: &TaskId,
+    n: u32,
+    by: &str,
+) -> anyhow::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE tasks SET chosen_attempt = $1, chosen_by = $2 \
+         WHERE id = $3 AND chosen_attempt IS NULL AND state = 'succeeded' AND variants >= $1",
+    )
+    .bind(i64::from(n))
+    .bind(by)
+    .bind(id.as_str())
+    .execute(conn)
+    .await
+    .context("recording the chosen attempt")?
+    .rows_affected();
+    Ok(done == 1)
 }
 
 pub async fn get_task(conn: &mut AnyConnection, id: &TaskId) -> anyhow::Result<Option<Task>> {

@@ -17,6 +17,11 @@ use sqlx::AnyConnection;
 pub enum CodeHostOp {
     /// Push the turn's branch; open its pull request unless the branch has one already.
     Publish(Publish),
+    /// Push the branches of a best-of-N turn's attempts, so they can be looked at (and CI runs).
+    PushBranches {
+        repo: RepoName,
+        branches: Vec<String>,
+    },
     /// Delete branches nobody chose (the other attempts of a best-of-N turn).
     DeleteBranches {
         repo: RepoName,
@@ -64,16 +69,29 @@ pub async fn queue_for_turn(
         config.backends.get(&task.backend),
         Some(BackendConfig::Command { .. })
     );
+    if !is_command || !enabled(config) || outcome.pr_url.is_some() {
+        return Ok(false);
+    }
+    if !outcome.attempts.is_empty() {
+        let branches = outcome
+            .attempts
+            .iter()
+            .filter(|a| a.error.is_none())
+            .filter_map(|a| a.branch.clone())
+            .collect();
+        let op = CodeHostOp::PushBranches {
+            repo: repo.clone(),
+            branches,
+        };
+        return queue(conn, task, &op, &format!("push-attempts:{}", task.id)).await;
+    }
     let changed = outcome
         .diff_stat
         .as_deref()
         .is_some_and(|s| s != "no changes");
-    let (Some(branch), true) = (&outcome.branch, is_command && changed) else {
+    let (Some(branch), true) = (&outcome.branch, changed) else {
         return Ok(false);
     };
-    if !enabled(config) || outcome.pr_url.is_some() || !outcome.attempts.is_empty() {
-        return Ok(false);
-    }
     let op = CodeHostOp::Publish(Publish {
         task_id: task.id.to_string(),
         turn_no: task.turn_no,
@@ -93,6 +111,57 @@ pub async fn queue_for_turn(
     });
     let key = format!("publish:{}", task.id);
     queue(conn, task, &op, &key).await
+}
+
+/// Someone chose attempt `n` of best-of-N `task`: its pull request is opened (with a token) and
+/// the other attempts' branches are deleted, here and where they were pushed.
+pub async fn queue_choice(
+    conn: &mut AnyConnection,
+    config: &Config,
+    task: &Task,
+    n: u32,
+    thread_link: Option<String>,
+) -> anyhow::Result<()> {
+    let (Some(outcome), Some(repo)) = (&task.outcome, &task.repo) else {
+        return Ok(());
+    };
+    let Some(chosen) = outcome.attempts.iter().find(|a| a.n == n) else {
+        return Ok(());
+    };
+    if let (Some(branch), true) = (&chosen.branch, enabled(config)) {
+        let op = CodeHostOp::Publish(Publish {
+            task_id: task.id.to_string(),
+            turn_no: task.turn_no,
+            repo: repo.clone(),
+            branch: branch.clone(),
+            base: config
+                .repos
+                .get(repo.as_str())
+                .and_then(|r| r.default_branch.clone()),
+            prompt: task.prompt.clone(),
+            summary: chosen.summary.clone(),
+            diff_stat: chosen.diff_stat.clone().unwrap_or_default(),
+            requester: task.requester.clone(),
+            surface: task.binding.surface().as_str().to_string(),
+            thread_link,
+            draft: config.github.draft,
+        });
+        queue(conn, task, &op, &format!("publish:{}", task.id)).await?;
+    }
+    let others: Vec<String> = outcome
+        .attempts
+        .iter()
+        .filter(|a| a.n != n)
+        .filter_map(|a| a.branch.clone())
+        .collect();
+    if !others.is_empty() {
+        let op = CodeHostOp::DeleteBranches {
+            repo: repo.clone(),
+            branches: others,
+        };
+        queue(conn, task, &op, &format!("drop-attempts:{}", task.id)).await?;
+    }
+    Ok(())
 }
 
 /// Queues a code-host step about `task`'s thread under `key` (a second one is a no-op).

@@ -17,10 +17,13 @@ pub struct TurnOptions {
     pub repo: Option<RepoName>,
     /// `backend=name`: for a new session, among those allowed where it is asked.
     pub backend: Option<String>,
+    /// `attempts=N`: run N attempts side by side (best-of-N), at most `agent.best_of_max`.
+    pub attempts: Option<u32>,
 }
 
 impl TurnOptions {
-    /// Splits inline `repo=owner/name` and `backend=name` out of a request; returns the rest.
+    /// Splits inline `repo=owner/name`, `backend=name` and `attempts=N` out of a request; returns
+    /// the rest.
     pub fn extract(text: &str) -> (String, TurnOptions) {
         let mut options = TurnOptions::default();
         let mut words = Vec::new();
@@ -40,6 +43,12 @@ impl TurnOptions {
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
                 if options.backend.is_none() && valid {
                     options.backend = Some(rest.to_string());
+                    continue;
+                }
+            }
+            if let Some(rest) = trimmed.strip_prefix("attempts=") {
+                if let (None, Ok(n @ 1..=99)) = (options.attempts, rest.parse::<u32>()) {
+                    options.attempts = Some(n);
                     continue;
                 }
             }
@@ -103,6 +112,15 @@ pub async fn start_turn(
             }));
         }
     }
+    let variants = req.options.attempts.unwrap_or(1);
+    let backend = existing
+        .as_ref()
+        .map(|s| s.backend.as_str())
+        .or(req.options.backend.as_deref())
+        .unwrap_or(&config.agent.default_backend);
+    if let Some(why) = attempts_refusal(config, backend, variants) {
+        return Ok(Started::Refused(why));
+    }
     let session = match existing {
         Some(s) => s,
         None => {
@@ -137,6 +155,7 @@ pub async fn start_turn(
         binding: req.binding,
         message: req.message,
         state: initial_state(repo.as_ref(), &known),
+        variants,
     };
     let Some(task) = insert(tx, new).await? else {
         return Ok(Started::AlreadyMade);
@@ -178,12 +197,74 @@ pub async fn retry_turn(
         binding: &task.binding,
         message: task.message.as_deref(),
         state: initial_state(task.repo.as_ref(), &known),
+        variants: task.variants,
     };
     let Some(retry) = insert(tx, new).await? else {
         return Ok(None);
     };
     show(tx, reporter, &retry, &known).await?;
     Ok(Some(retry))
+}
+
+/// Why `n` attempts cannot run on `backend`, if they cannot: best-of-N runs each attempt in a
+/// worktree of its own, which only the `command` backend has, and at most `agent.best_of_max`.
+pub fn attempts_refusal(config: &Config, backend: &str, n: u32) -> Option<String> {
+    if n <= 1 {
+        return None;
+    }
+    let max = config.agent.best_of_max;
+    if !matches!(
+        config.backends.get(backend),
+        Some(crate::config::BackendConfig::Command { .. })
+    ) {
+        return Some(format!(
+            "Several attempts (`attempts={n}`) run only on a `command` backend; this session uses `{backend}`."
+        ));
+    }
+    (n > max).then(|| {
+        format!(
+            "At most {max} attempts can run for one request here (`attempts={n}` asked for more)."
+        )
+    })
+}
+
+/// A new turn that asks `task`'s request again as `n` attempts side by side (**Try 3 ways**), in
+/// the name of `by`. At most one per turn: None when it was already asked.
+pub async fn try_ways(
+    tx: &mut AnyConnection,
+    config: &Config,
+    reporter: &dyn Reporter,
+    task: &Task,
+    by: &UserId,
+    n: u32,
+) -> anyhow::Result<Result<Option<Task>, String>> {
+    if let Some(why) = attempts_refusal(config, &task.backend, n) {
+        return Ok(Err(why));
+    }
+    let source = format!("ways:{}", task.id);
+    let known = config.known_repos();
+    let session = Session {
+        id: task.session_id.clone(),
+        entry: task.binding.surface(),
+        repo: task.repo.clone(),
+        backend: task.backend.clone(),
+    };
+    let new = NewTask {
+        session: &session,
+        source_event: &source,
+        prompt: &task.prompt,
+        requester: by.as_str(),
+        repo: task.repo.as_ref(),
+        binding: &task.binding,
+        message: None,
+        state: initial_state(task.repo.as_ref(), &known),
+        variants: n,
+    };
+    let Some(turn) = insert(tx, new).await? else {
+        return Ok(Ok(None));
+    };
+    show(tx, reporter, &turn, &known).await?;
+    Ok(Ok(Some(turn)))
 }
 
 /// Asks a task to stop: a task no worker holds yet stops here (and shows so); a running one

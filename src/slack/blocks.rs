@@ -33,6 +33,10 @@ const MESSAGES: &[(&str, &str)] = &[
         include_str!("../../templates/slack/result.json.hbs"),
     ),
     (
+        "compare",
+        include_str!("../../templates/slack/compare.json.hbs"),
+    ),
+    (
         "dry_run",
         include_str!("../../templates/slack/dry_run.json.hbs"),
     ),

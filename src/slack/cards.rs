@@ -145,9 +145,24 @@ pub fn result_card(t: &BlockKit, task: &Task) -> anyhow::Result<Rendered> {
 fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Rendered> {
     let mut view = task_view(task);
     let name = match task.state {
+        TaskState::Succeeded
+            if task
+                .outcome
+                .as_ref()
+                .is_some_and(|o| !o.attempts.is_empty()) =>
+        {
+            compare_view(&mut view, task, budget);
+            "compare"
+        }
         TaskState::Succeeded => {
             let outcome = task.outcome.clone().unwrap_or_default();
             let total = outcome.summary.chars().count();
+            // A change to a repository can be tried again as several attempts side by side.
+            let try_ways = task.repo.is_some()
+                && outcome.commit.is_some()
+                && !outcome.dry_run
+                && task.variants <= 1;
+            view.insert("try_ways".into(), json!(try_ways.then_some(3)));
             let (chunks, truncated) = chunk_for_blocks(&outcome.summary, budget);
             view.insert("summary_chunks".into(), json!(chunks));
             view.insert("truncated".into(), json!(truncated));
@@ -210,6 +225,44 @@ fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Ren
         }
     };
     t.message(name, &view)
+}
+
+/// How much of a diff stat each attempt of a comparison shows.
+const ATTEMPT_DIFF_CHARS: usize = 600;
+const ATTEMPT_NOTE_CHARS: usize = 300;
+
+/// A best-of-N turn's comparison: per attempt its summary, diff stat, checks and **Use this one**
+/// (for attempts that produced work). The summaries share the text budget.
+fn compare_view(view: &mut serde_json::Map<String, serde_json::Value>, task: &Task, budget: usize) {
+    let outcome = task.outcome.clone().unwrap_or_default();
+    let per = (budget / outcome.attempts.len().max(1)).clamp(100, SECTION_CHARS - 400);
+    let attempts: Vec<_> = outcome
+        .attempts
+        .iter()
+        .map(|a| {
+            let usable = a.error.is_none() && a.branch.is_some();
+            json!({
+                "n": a.n,
+                "summary": match fit(a.summary.trim(), per) {
+                    s if s.trim().is_empty() => "(no message)".to_string(),
+                    s => s,
+                },
+                "branch": a.branch.as_deref().map(|b| fit(b, BRANCH_CHARS)),
+                "diff_stat": a.diff_stat.as_deref().map(|d| fit(&d.replace("```", "ʼʼʼ"), ATTEMPT_DIFF_CHARS)),
+                "checks": a.checks.as_deref().map(|c| fit(c, ATTEMPT_NOTE_CHARS)),
+                "error": a.error.as_deref().map(|e| fit(e, ATTEMPT_NOTE_CHARS)),
+                "usable": usable && task.chosen_attempt.is_none(),
+            })
+        })
+        .collect();
+    let finished = outcome
+        .attempts
+        .iter()
+        .filter(|a| a.error.is_none())
+        .count();
+    view.insert("finished".into(), json!(finished));
+    view.insert("total".into(), json!(outcome.attempts.len()));
+    view.insert("attempts".into(), json!(attempts));
 }
 
 /// A minimal final card for when the full one is refused for good: the task's state, a short

@@ -18,6 +18,15 @@ use tokio_util::sync::CancellationToken;
 /// The per-session folders under the workdir.
 const SESSION_DIRS: [&str; 3] = ["worktrees", "scratch", "homes"];
 
+/// The session a folder belongs to: `<session-id>-<n>` holds attempt n of one of its best-of-N
+/// turns, and lives as long as the session does.
+fn session_of(folder: &str) -> &str {
+    match folder.rsplit_once('-') {
+        Some((session, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => session,
+        _ => folder,
+    }
+}
+
 /// Removes the folders of sessions idle for longer than `max_idle`; returns the sessions swept.
 pub async fn sweep(db: &Db, workdir: &Path, max_idle: Duration) -> anyhow::Result<Vec<String>> {
     let mut sessions = BTreeSet::new();
@@ -39,7 +48,7 @@ pub async fn sweep(db: &Db, workdir: &Path, max_idle: Duration) -> anyhow::Resul
              SUM(CASE WHEN state IN ('queued', 'running', 'awaiting_repo') THEN 1 ELSE 0 END) AS open \
              FROM tasks WHERE session_id = $1",
         )
-        .bind(&session)
+        .bind(session_of(&session))
         .fetch_one(&db.pool)
         .await
         .context("reading a session's last activity")?;
@@ -106,5 +115,16 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn attempt_folders_belong_to_their_session() {
+        assert_eq!(super::session_of("0123abcd4567ef89-2"), "0123abcd4567ef89");
+        assert_eq!(super::session_of("0123abcd4567ef89"), "0123abcd4567ef89");
+        assert_eq!(super::session_of("a-b"), "a-b");
+        assert_eq!(super::session_of("a-"), "a-");
     }
 }

@@ -75,7 +75,7 @@
 //! The last 4 KiB of stderr are kept for the error message when the agent exits with a non-zero
 //! status.
 
-use super::{AgentInput, Backend, BackendError, Outcome, Progress};
+use super::{AgentInput, Attempt, Backend, BackendError, Outcome, Progress};
 use crate::config::RepoConfig;
 use crate::ids::RepoName;
 use anyhow::{anyhow, Context};
@@ -212,8 +212,13 @@ impl CommandBackend {
     }
 
     /// Makes the directory the turn runs in ready, and says what the sandbox shows of it.
-    async fn prepare(&self, input: &AgentInput, branch: &str) -> anyhow::Result<Workspace> {
-        let session_id = input.session_id.as_str();
+    async fn prepare(
+        &self,
+        input: &AgentInput,
+        key: &str,
+        branch: &str,
+    ) -> anyhow::Result<Workspace> {
+        let session_id = key;
         let home = self.home_path(session_id);
         tokio::fs::create_dir_all(&home)
             .await
@@ -437,36 +442,127 @@ impl Backend for CommandBackend {
         if let Some(repo) = &input.repo {
             self.repo_config(repo)?;
         }
-        let branch = format!("chime/{session_id}");
+        if input.variants > 1 {
+            return self.run_attempts(input, &progress, &cancel, deadline).await;
+        }
+        let (outcome, _checks) = self
+            .run_in(input, session_id, &progress, &cancel, deadline)
+            .await?;
+        Ok(outcome)
+    }
+}
 
+impl CommandBackend {
+    /// One agent run in the workspace named `key` (the session id, or `<session-id>-<n>` for
+    /// attempt n of a best-of-N turn), on branch `chime/<key>`. Also returns the agent's `checks`.
+    async fn run_in(
+        &self,
+        input: &AgentInput,
+        key: &str,
+        progress: &mpsc::Sender<Progress>,
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<(Outcome, Option<String>), BackendError> {
+        let branch = format!("chime/{key}");
         // Dropping the preparation on stop or timeout kills its git process (kill_on_drop); a
         // half-made worktree is repaired by the reset of the next attempt.
         let workspace = self
-            .bounded(self.prepare(input, &branch), &cancel, deadline)
+            .bounded(self.prepare(input, key, &branch), cancel, deadline)
             .await?;
         let dir = &workspace.dir;
-        let head_before = self.bounded(head(dir), &cancel, deadline).await?;
+        let head_before = self.bounded(head(dir), cancel, deadline).await?;
 
         let transcript = self
-            .run_agent(input, &workspace, &branch, &progress, &cancel, deadline)
+            .run_agent(input, &workspace, &branch, progress, cancel, deadline)
             .await?;
 
         // Still under the turn's deadline and stop: a stopped turn commits nothing.
-        self.bounded(commit_turn(dir, input), &cancel, deadline)
+        self.bounded(commit_turn(dir, input), cancel, deadline)
             .await?;
-        let commit = self.bounded(head(dir), &cancel, deadline).await?;
+        let commit = self.bounded(head(dir), cancel, deadline).await?;
         let diff_stat = self
-            .bounded(diff_stat(dir, &head_before, &commit), &cancel, deadline)
+            .bounded(diff_stat(dir, &head_before, &commit), cancel, deadline)
             .await?;
-        Ok(Outcome {
+        let outcome = Outcome {
             summary: transcript.final_message(),
             branch: Some(branch),
             commit: Some(commit),
             diff_stat: Some(diff_stat),
-            pr_url: transcript.pr_url,
+            pr_url: transcript.pr_url.clone(),
             dry_run: false,
             remote: None,
             attempts: vec![],
+        };
+        Ok((outcome, transcript.checks))
+    }
+
+    /// A best-of-N turn: every attempt runs at once in a worktree and on a branch of its own, under
+    /// the one deadline and Stop. The turn succeeds when at least one attempt did; the outcome
+    /// lists them all for the comparison card.
+    async fn run_attempts(
+        &self,
+        input: &AgentInput,
+        progress: &mpsc::Sender<Progress>,
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<Outcome, BackendError> {
+        let n = input.variants;
+        let runs = (1..=n).map(|k| async move {
+            let key = format!("{}-{k}", input.session_id);
+            let (tx, mut rx) = mpsc::channel::<Progress>(16);
+            let forward = async {
+                while let Some(p) = rx.recv().await {
+                    let text = format!("Attempt {k} of {n}: {}", p.text);
+                    let _ = progress.try_send(Progress { text });
+                }
+            };
+            let run = async move { self.run_in(input, &key, &tx, cancel, deadline).await };
+            let (result, ()) = tokio::join!(run, forward);
+            (k, result)
+        });
+        let results = futures::future::join_all(runs).await;
+        let mut attempts = Vec::new();
+        let mut timed_out = None;
+        for (k, result) in results {
+            attempts.push(match result {
+                Ok((o, checks)) => Attempt {
+                    n: k,
+                    summary: o.summary,
+                    branch: o.branch,
+                    commit: o.commit,
+                    diff_stat: o.diff_stat,
+                    checks,
+                    error: None,
+                },
+                Err(BackendError::Cancelled) => return Err(BackendError::Cancelled),
+                Err(e) => {
+                    if let BackendError::TimedOut(d) = e {
+                        timed_out = Some(d);
+                    }
+                    Attempt {
+                        n: k,
+                        error: Some(e.to_string()),
+                        ..Attempt::default()
+                    }
+                }
+            });
+        }
+        let finished = attempts.iter().filter(|a| a.error.is_none()).count();
+        if finished == 0 {
+            if let Some(d) = timed_out {
+                return Err(BackendError::TimedOut(d));
+            }
+            let first = attempts[0].error.clone().unwrap_or_default();
+            return Err(BackendError::Failed(format!(
+                "all {n} attempts failed; the first: {first}"
+            )));
+        }
+        Ok(Outcome {
+            summary: format!(
+                "{finished} of {n} attempts finished. Compare them and choose one to open its pull request."
+            ),
+            attempts,
+            ..Outcome::default()
         })
     }
 }

@@ -20,6 +20,8 @@ pub(super) enum Event {
     /// The final message.
     Result(String),
     PullRequest(String),
+    /// What the agent's own checks said (tests, lints), one line.
+    Checks(String),
     /// A line that is not a JSON object.
     Plain(String),
     Ignored,
@@ -32,6 +34,7 @@ pub(super) struct Transcript {
     last_message: Option<String>,
     plain: String,
     pub pr_url: Option<String>,
+    pub checks: Option<String>,
 }
 
 impl Transcript {
@@ -44,6 +47,10 @@ impl Transcript {
             }
             Event::Result(text) => self.result = Some(text),
             Event::PullRequest(url) => self.pr_url = Some(url),
+            Event::Checks(text) => {
+                let line = crate::templates::one_line(text.trim(), CHECKS_MAX_CHARS);
+                self.checks = (!line.is_empty()).then_some(line);
+            }
             Event::Plain(text) => {
                 send_progress(progress, &text);
                 self.plain.push_str(&text);
@@ -94,6 +101,9 @@ fn tail_chars(s: &str, n: usize) -> &str {
     }
 }
 
+/// How long a `checks` line may be.
+const CHECKS_MAX_CHARS: usize = 200;
+
 pub(super) fn parse_line(line: &str) -> Event {
     let line = line.strip_suffix('\r').unwrap_or(line);
     match serde_json::from_str::<Value>(line) {
@@ -110,6 +120,7 @@ fn parse_json(v: &Value) -> Event {
         Some("result") => text_of("text")
             .or_else(|| text_of("result"))
             .map_or(Event::Ignored, Event::Result),
+        Some("checks") => text_of("text").map_or(Event::Ignored, Event::Checks),
         Some("pr") => match text_of("url") {
             Some(url) => crate::backend::valid_pr_url(&url).map_or_else(
                 || {
@@ -211,6 +222,11 @@ mod tests {
             parse_line(r#"{"type":"pr","url":"https://x/pull/1"}"#),
             Event::PullRequest("https://x/pull/1".into())
         );
+        assert_eq!(
+            parse_line(r#"{"type":"checks","text":"cargo test: 41 passed"}"#),
+            Event::Checks("cargo test: 41 passed".into())
+        );
+        assert_eq!(parse_line(r#"{"type":"checks","text":7}"#), Event::Ignored);
     }
 
     #[test]
