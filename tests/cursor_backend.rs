@@ -1,6 +1,7 @@
 //! The `cursor` backend against a local fake of Cursor's Cloud Agents API (v1) that checks each
 //! request's shape: launch → result with Cursor's pull request in the thread, a follow-up as a new
-//! run of the same agent, Stop cancelling the run.
+//! run of the same agent, milestones from the run's event stream, Stop and the timeout cancelling
+//! the run.
 
 mod common;
 
@@ -24,6 +25,8 @@ struct State {
     agents: usize,
     run_requests: usize,
     cancels: usize,
+    /// The `Last-Event-ID` of each stream opening (None for a first one).
+    streams: Vec<Option<String>>,
     bodies: Vec<Value>,
     violations: Vec<String>,
 }
@@ -146,6 +149,30 @@ impl Respond for FakeCursor {
                 }
                 ResponseTemplate::new(200).set_body_json(v)
             }
+            ("GET", [_, _agent, "runs", _run, "stream"]) => {
+                let last = req
+                    .headers
+                    .get("last-event-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let accepts = req
+                    .headers
+                    .get("accept")
+                    .is_some_and(|v| v.as_bytes() == b"text/event-stream");
+                if !accepts {
+                    return bad(&mut s, "a stream must accept text/event-stream".into());
+                }
+                s.streams.push(last.clone());
+                if last.is_some() {
+                    // Everything was sent once; Cursor keeps streams for a while only.
+                    return ResponseTemplate::new(410).set_body_json(
+                        json!({ "error": { "code": "stream_expired", "message": "expired" } }),
+                    );
+                }
+                let body = "id: 1\nevent: assistant\ndata: {\"text\":\"Reading the retry client\"}\n\n\
+                            id: 2\nevent: tool_call\ndata: {\"name\":\"edit_file\",\"args\":{}}\n\n";
+                ResponseTemplate::new(200).set_body_raw(body, "text/event-stream")
+            }
             ("POST", [_, _agent, "runs", run, "cancel"]) => {
                 s.cancels += 1;
                 if let Some(r) = s.runs.get_mut(*run) {
@@ -265,6 +292,23 @@ async fn launch_follow_up_and_stop(db: TestDb) {
             .then_some(())
     })
     .await;
+    // While it works, the run's event stream shows in the status message; the stream, read to
+    // its end, is resumed after its last event and then left to polling (410).
+    eventually(WAIT, "a milestone from the run's stream", || async {
+        slack
+            .calls("chat.update")
+            .into_iter()
+            .find(|c| c.to_string().contains("Running edit_file"))
+    })
+    .await;
+    assert!(
+        fake.state
+            .lock()
+            .unwrap()
+            .streams
+            .contains(&Some("2".to_string())),
+        "the stream was resumed after event 2"
+    );
     let task = app
         .text("SELECT id FROM tasks WHERE remote_ref = 'bc_1/run-3'")
         .await;
@@ -282,6 +326,33 @@ async fn launch_follow_up_and_stop(db: TestDb) {
     app.stop().await;
 }
 dual_db!(cursor_test, launch_follow_up_and_stop);
+
+/// A run that outlasts the backend's timeout fails the turn with a clear reason, and is cancelled
+/// in Cursor rather than left running.
+async fn timeout_cancels_the_run(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let (server, fake) = fake_cursor().await;
+    fake.hold.store(true, Ordering::SeqCst);
+    let mut config = with_cursor(&db, &slack, &server);
+    if let Some(BackendConfig::Cursor { timeout_secs, .. }) = config.backends.get_mut("cursor") {
+        *timeout_secs = 2;
+    }
+    let app = TestApp::spawn(config).await;
+    let root = "1700000810.000100";
+    app.post_event(&mention("EvCt1", "C8", "U1", root, None, "rename the flag"))
+        .await;
+    let card = slack.card("C8", root, "Failed").await;
+    assert!(
+        card["blocks"].to_string().contains("timed out after 2s"),
+        "{card}"
+    );
+    let s = fake.state.lock().unwrap();
+    assert_eq!((s.run_requests, s.cancels), (1, 1));
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    drop(s);
+    app.stop().await;
+}
+dual_db!(cursor_timeout_test, timeout_cancels_the_run);
 
 const CURSOR_HOOK: &str = "cursor-webhook-secret-0123456789abcdef";
 

@@ -36,6 +36,16 @@ impl Respond for FakeGithub {
         if !auth.ends_with(TOKEN) {
             return ResponseTemplate::new(401).set_body_json(json!({"message": "Bad credentials"}));
         }
+        if req
+            .headers
+            .get("x-github-api-version")
+            .and_then(|v| v.to_str().ok())
+            != Some("2022-11-28")
+            || !req.headers.contains_key("user-agent")
+        {
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"message": "missing API version or User-Agent"}));
+        }
         if let Some(status) = self.refuse {
             return ResponseTemplate::new(status)
                 .set_body_json(json!({"message": "Resource not accessible by integration"}));

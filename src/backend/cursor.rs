@@ -1,11 +1,13 @@
 //! The `cursor` backend: Cursor's Cloud Agents API (v1). A Chime session's first turn creates an
 //! agent on the session's repository with a first run; each follow-up is a new run of that agent;
-//! Stop cancels the run. Runs are polled until they end; Cursor opens the pull request itself
-//! (`auto_create_pr`) and its URL is the result's.
+//! Stop cancels the run, and so does the turn's timeout. Milestones come from the run's event
+//! stream (`cursor_stream.rs`); its end from its status, polled; Cursor opens the pull request
+//! itself (`auto_create_pr`) and its URL is the result's.
 //!
 //! As with `devin`, the run (`<agent id>/<run id>`) is recorded on the task before anything else
 //! is done with it, and a claim that finds one resumes polling instead of launching.
 
+use super::cursor_stream;
 use super::remote::Api;
 use super::{valid_pr_url, AgentInput, Backend, BackendError, Outcome, Progress};
 use crate::config::{Config, RepoConfig};
@@ -14,7 +16,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub struct CursorBackend {
@@ -202,6 +205,7 @@ impl CursorBackend {
         input: &AgentInput,
         progress: &mpsc::Sender<Progress>,
         cancel: &CancellationToken,
+        deadline: Instant,
     ) -> Result<Outcome, BackendError> {
         let turn = match input.remote.as_deref().and_then(RunRef::parse) {
             Some(turn) => {
@@ -211,7 +215,14 @@ impl CursorBackend {
             None => self.start(input).await?,
         };
         let path = format!("/v1/agents/{}/runs/{}", turn.agent, turn.run);
-        let mut shown = false;
+        let text = "Cursor's agent is working on it".to_string();
+        let _ = progress.try_send(Progress { text });
+        // Milestones come from the run's event stream, followed beside the polling below.
+        let ended = Notify::new();
+        let stream =
+            cursor_stream::follow(&self.api, &path, progress, &ended, self.timeout, self.poll);
+        tokio::pin!(stream);
+        let mut streaming = true;
         let mut seen = 0;
         loop {
             // A status webhook (Cursor's v0 `statusChange`) ends the turn without another poll.
@@ -233,26 +244,38 @@ impl CursorBackend {
             }
             let run = self.api.call(Method::GET, &path, None).await?;
             match judge(&run, &turn.agent) {
-                RunState::Working if !shown => {
-                    shown = true;
-                    let text = "Cursor's agent is working on it".to_string();
-                    let _ = progress.try_send(Progress { text });
-                }
                 RunState::Working => {}
                 RunState::Finished(outcome) => return Ok(outcome),
                 RunState::Failed(why) => return Err(BackendError::Failed(why)),
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.poll) => {}
+                _ = ended.notified() => {}
+                () = &mut stream, if streaming => streaming = false,
+                _ = tokio::time::sleep_until(deadline) => {
+                    // The run would go on costing in Cursor for a turn that has ended here.
+                    self.cancel_run(&path, &turn).await;
+                    return Err(BackendError::TimedOut(self.timeout));
+                }
                 _ = cancel.cancelled() => {
                     if input.checkpoint.stop_requested() {
-                        match self.api.call(Method::POST, &format!("{path}/cancel"), None).await {
-                            Ok(_) => tracing::info!(run = %turn.run, "cancelled the Cursor run on Stop"),
-                            Err(e) => tracing::warn!(run = %turn.run, error = %e, "could not cancel the Cursor run"),
-                        }
+                        self.cancel_run(&path, &turn).await;
                     }
                     return Err(BackendError::Cancelled);
                 }
+            }
+        }
+    }
+
+    async fn cancel_run(&self, path: &str, turn: &RunRef) {
+        match self
+            .api
+            .call(Method::POST, &format!("{path}/cancel"), None)
+            .await
+        {
+            Ok(_) => tracing::info!(run = %turn.run, "cancelled the Cursor run"),
+            Err(e) => {
+                tracing::warn!(run = %turn.run, error = %e, "could not cancel the Cursor run")
             }
         }
     }
@@ -266,7 +289,11 @@ impl Backend for CursorBackend {
         progress: mpsc::Sender<Progress>,
         cancel: CancellationToken,
     ) -> Result<Outcome, BackendError> {
-        match tokio::time::timeout(self.timeout, self.turn(input, &progress, &cancel)).await {
+        let deadline = Instant::now() + self.timeout;
+        // The turn checks the deadline itself (and cancels the run); this bounds a launch or a
+        // poll that hangs past it.
+        let limit = self.timeout + Duration::from_secs(30);
+        match tokio::time::timeout(limit, self.turn(input, &progress, &cancel, deadline)).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::TimedOut(self.timeout)),
         }

@@ -2,6 +2,7 @@
 
 pub mod command;
 pub mod cursor;
+mod cursor_stream;
 pub mod cursor_webhook;
 pub mod devin;
 pub mod dry_run;

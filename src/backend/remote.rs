@@ -32,6 +32,29 @@ impl Api {
         })
     }
 
+    /// Opens a server-sent event stream (`Last-Event-ID` resumes after an event seen before). The
+    /// answer is returned whatever its status: the caller decides what a refusal means.
+    pub async fn open_stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+        limit: Duration,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            // A stream lasts as long as the run, not the client's per-call timeout.
+            .timeout(limit);
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key.expose_secret());
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        req.send().await
+    }
+
     /// One call; a refusal is an error naming the status and the service's reason.
     pub async fn call(
         &self,

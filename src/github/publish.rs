@@ -34,7 +34,12 @@ impl Publisher {
         if let Some(token) = &ctx.config.secrets.github_token {
             builder = builder.personal_token(token.expose_secret().to_string());
         }
+        // GitHub asks every REST call to name the API version it was written against.
         let client = builder
+            .add_header(
+                axum::http::HeaderName::from_static("x-github-api-version"),
+                "2022-11-28".into(),
+            )
             .set_connect_timeout(Some(Duration::from_secs(10)))
             .set_read_timeout(Some(Duration::from_secs(30)))
             .build()?;

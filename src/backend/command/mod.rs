@@ -20,6 +20,13 @@
 //! turn has ended, as a step of the outbox (`github::publish`). An agent that opens a pull request
 //! itself reports it with a `pr` line.
 //!
+//! # Best-of-N
+//!
+//! A turn with `variants = N > 1` runs N agents at once, attempt k in its own worktree, home and
+//! branch named `<session-id>-<k>` (`worktrees/<session-id>-<k>/…`, `chime/<session-id>-<k>`),
+//! under the turn's one deadline and Stop. The outcome lists every attempt; the turn fails only
+//! when all of them did.
+//!
 //! # Input and environment
 //!
 //! The agent gets the turn's full input (the rendered `templates/agent/input.md.hbs`) on stdin, which is then
@@ -56,6 +63,7 @@
 //! | `{"type":"progress","text":"Running the tests"}` | a milestone, shown in the status message |
 //! | `{"type":"result","text":"Fixed the off-by-one in …"}` | the final message, posted to the thread |
 //! | `{"type":"pr","url":"https://github.com/acme/api/pull/7"}` | the pull request the agent opened |
+//! | `{"type":"checks","text":"cargo test: 41 passed"}` | what its own checks said (best-of-N shows it) |
 //!
 //! The JSONL of `codex exec --json` and of `claude -p --output-format stream-json --verbose` is
 //! understood as is:
