@@ -330,7 +330,11 @@ fn buttons(slack: &FakeSlack, root: &str, action_id: &str) -> Vec<String> {
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+                .flat_map(|b| {
+                    let mut found = b["elements"].as_array().cloned().unwrap_or_default();
+                    found.extend(b.get("accessory").cloned());
+                    found
+                })
                 .filter(|e| e["action_id"] == action_id)
                 .filter_map(|e| e["value"].as_str().map(str::to_string))
                 .collect::<Vec<_>>()

@@ -76,6 +76,7 @@ fn result_card_snapshot() {
         pr_url: Some("https://github.com/acme/api/pull/42".into()),
         dry_run: false,
         remote: None,
+        attempts: vec![],
     });
     let r = result_card(&t, &done).unwrap();
     assert_within_limits(&r);
@@ -204,6 +205,40 @@ fn error_text_is_measured_after_escaping() {
     assert_within_limits(&long);
 }
 
+#[test]
+fn compare_card_snapshot() {
+    let t = Templates::new().unwrap();
+    let mut done = task(TaskState::Succeeded);
+    done.variants = 3;
+    let attempt = |n: u32, error: Option<&str>| chime::backend::Attempt {
+        n,
+        summary: format!("Attempt {n}: cached the parsed header."),
+        branch: error
+            .is_none()
+            .then(|| format!("chime/feedc0de12345678-{n}")),
+        commit: error
+            .is_none()
+            .then(|| "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into()),
+        diff_stat: error
+            .is_none()
+            .then(|| " src/parse.rs | 12 +++++++-----".into()),
+        checks: error.is_none().then(|| "cargo test: 41 passed".into()),
+        error: error.map(str::to_string),
+    };
+    done.outcome = Some(Outcome {
+        summary: "2 of 3 attempts finished.".into(),
+        attempts: vec![
+            attempt(1, None),
+            attempt(2, Some("the agent exited with status 1")),
+            attempt(3, None),
+        ],
+        ..Outcome::default()
+    });
+    let r = result_card(&t, &done).unwrap();
+    assert_within_limits(&r);
+    insta::assert_json_snapshot!(r);
+}
+
 #[derive(Debug, Clone)]
 struct CardInput {
     requester: String,
@@ -285,6 +320,30 @@ fn every_card_renders_within_limits(input: CardInput) -> Result<(), TestCaseErro
         &result_card(&t, &done).unwrap(),
         &[requester.as_str()],
         "result",
+    )?;
+
+    // A best-of-N comparison with the most attempts the config allows, each as hostile.
+    let mut compared = done.clone();
+    let o = &input.outcome;
+    compared.outcome = Some(Outcome {
+        attempts: (1..=10)
+            .map(|n| chime::backend::Attempt {
+                n,
+                summary: o.summary.clone(),
+                branch: o.branch.clone(),
+                commit: o.commit.clone(),
+                diff_stat: o.diff_stat.clone(),
+                checks: Some(input.notice.clone()),
+                error: (n % 2 == 0).then(|| input.error.clone().unwrap_or_default()),
+            })
+            .collect(),
+        ..o.clone()
+    });
+    compared.variants = 10;
+    check(
+        &result_card(&t, &compared).unwrap(),
+        &[requester.as_str()],
+        "compare",
     )?;
 
     let mut failed = base.clone();

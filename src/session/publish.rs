@@ -16,7 +16,7 @@ use sqlx::AnyConnection;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum CodeHostOp {
     /// Push the turn's branch; open its pull request unless the branch has one already.
-    Publish(Publish),
+    Publish(Box<Publish>),
     /// Push the branches of a best-of-N turn's attempts, so they can be looked at (and CI runs).
     PushBranches {
         repo: RepoName,
@@ -92,7 +92,7 @@ pub async fn queue_for_turn(
     let (Some(branch), true) = (&outcome.branch, changed) else {
         return Ok(false);
     };
-    let op = CodeHostOp::Publish(Publish {
+    let op = CodeHostOp::Publish(Box::new(Publish {
         task_id: task.id.to_string(),
         turn_no: task.turn_no,
         repo: repo.clone(),
@@ -108,7 +108,7 @@ pub async fn queue_for_turn(
         surface: task.binding.surface().as_str().to_string(),
         thread_link,
         draft: config.github.draft,
-    });
+    }));
     let key = format!("publish:{}", task.id);
     queue(conn, task, &op, &key).await
 }
@@ -129,7 +129,7 @@ pub async fn queue_choice(
         return Ok(());
     };
     if let (Some(branch), true) = (&chosen.branch, enabled(config)) {
-        let op = CodeHostOp::Publish(Publish {
+        let op = CodeHostOp::Publish(Box::new(Publish {
             task_id: task.id.to_string(),
             turn_no: task.turn_no,
             repo: repo.clone(),
@@ -145,7 +145,7 @@ pub async fn queue_choice(
             surface: task.binding.surface().as_str().to_string(),
             thread_link,
             draft: config.github.draft,
-        });
+        }));
         queue(conn, task, &op, &format!("publish:{}", task.id)).await?;
     }
     let others: Vec<String> = outcome

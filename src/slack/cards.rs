@@ -227,15 +227,13 @@ fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Ren
     t.message(name, &view)
 }
 
-/// How much of a diff stat each attempt of a comparison shows.
-const ATTEMPT_DIFF_CHARS: usize = 600;
-const ATTEMPT_NOTE_CHARS: usize = 300;
-
-/// A best-of-N turn's comparison: per attempt its summary, diff stat, checks and **Use this one**
-/// (for attempts that produced work). The summaries share the text budget.
+/// A best-of-N turn's comparison: per attempt one section (its summary, diff stat, checks, and
+/// **Use this one** for attempts that produced work), so even `agent.best_of_max` = 10 attempts
+/// stay inside Block Kit's 50 blocks. The attempts share the text budget evenly.
 fn compare_view(view: &mut serde_json::Map<String, serde_json::Value>, task: &Task, budget: usize) {
     let outcome = task.outcome.clone().unwrap_or_default();
-    let per = (budget / outcome.attempts.len().max(1)).clamp(100, SECTION_CHARS - 400);
+    let share = (budget / outcome.attempts.len().max(1)).min(SECTION_CHARS - 200);
+    let cap = |part: usize| (share / part).max(20);
     let attempts: Vec<_> = outcome
         .attempts
         .iter()
@@ -243,14 +241,14 @@ fn compare_view(view: &mut serde_json::Map<String, serde_json::Value>, task: &Ta
             let usable = a.error.is_none() && a.branch.is_some();
             json!({
                 "n": a.n,
-                "summary": match fit(a.summary.trim(), per) {
+                "summary": match fit(a.summary.trim(), cap(2)) {
                     s if s.trim().is_empty() => "(no message)".to_string(),
                     s => s,
                 },
-                "branch": a.branch.as_deref().map(|b| fit(b, BRANCH_CHARS)),
-                "diff_stat": a.diff_stat.as_deref().map(|d| fit(&d.replace("```", "ʼʼʼ"), ATTEMPT_DIFF_CHARS)),
-                "checks": a.checks.as_deref().map(|c| fit(c, ATTEMPT_NOTE_CHARS)),
-                "error": a.error.as_deref().map(|e| fit(e, ATTEMPT_NOTE_CHARS)),
+                "branch": a.branch.as_deref().map(|b| fit(b, cap(8).min(100))),
+                "diff_stat": a.diff_stat.as_deref().map(|d| fit(&d.replace("```", "ʼʼʼ"), cap(4))),
+                "checks": a.checks.as_deref().map(|c| fit(c, cap(8))),
+                "error": a.error.as_deref().map(|e| fit(e, cap(8))),
                 "usable": usable && task.chosen_attempt.is_none(),
             })
         })

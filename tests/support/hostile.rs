@@ -147,6 +147,7 @@ pub fn any_outcome() -> impl Strategy<Value = Outcome> {
                 pr_url,
                 dry_run,
                 remote: None,
+                attempts: vec![],
             },
         )
 }
