@@ -346,10 +346,11 @@ async fn timeout_cancels_the_run(db: TestDb) {
         card["blocks"].to_string().contains("timed out after 2s"),
         "{card}"
     );
-    let s = fake.state.lock().unwrap();
-    assert_eq!((s.run_requests, s.cancels), (1, 1));
-    assert!(s.violations.is_empty(), "{:?}", s.violations);
-    drop(s);
+    {
+        let s = fake.state.lock().unwrap();
+        assert_eq!((s.run_requests, s.cancels), (1, 1));
+        assert!(s.violations.is_empty(), "{:?}", s.violations);
+    }
     app.stop().await;
 }
 dual_db!(cursor_timeout_test, timeout_cancels_the_run);

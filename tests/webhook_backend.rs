@@ -180,3 +180,237 @@ async fn unconfigured_callbacks_refused(db: TestDb) {
     app.stop().await;
 }
 dual_db!(unconfigured_test, unconfigured_callbacks_refused);
+
+/// A fake agent service, in process: it checks each envelope's signature and its shape against the
+/// committed schema (`integrations/webhook/task.schema.json`), keeps it, and calls back only when
+/// the test does.
+#[derive(Clone, Default)]
+struct FakeService {
+    envelopes: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    violations: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Whether `v` fits the schema's variant for its `type`: its required keys, and nothing else.
+fn fits_schema(v: &serde_json::Value) -> Result<(), String> {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../integrations/webhook/task.schema.json")).unwrap();
+    let variant = schema["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["properties"]["type"]["const"] == v["type"])
+        .ok_or(format!("no schema variant for type {}", v["type"]))?;
+    let obj = v.as_object().ok_or("not an object")?;
+    for k in variant["required"].as_array().unwrap() {
+        if !obj.contains_key(k.as_str().unwrap()) {
+            return Err(format!("missing {k}"));
+        }
+    }
+    for k in obj.keys() {
+        if variant["properties"].get(k).is_none() {
+            return Err(format!("unexpected key {k}"));
+        }
+    }
+    Ok(())
+}
+
+impl wiremock::Respond for FakeService {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let header = |k: &str| {
+            req.headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let ts = header("x-chime-request-timestamp");
+        let expected = chime::signing::sign(&HOOK.to_string().into(), &ts, &req.body);
+        let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let problem = if header("x-chime-signature") != expected {
+            Some("bad signature".to_string())
+        } else if header("idempotency-key") != v["task_id"].as_str().unwrap_or("-") {
+            Some("Idempotency-Key is not the task id".to_string())
+        } else {
+            fits_schema(&v).err()
+        };
+        if let Some(p) = problem {
+            self.violations.lock().unwrap().push(p.clone());
+            return wiremock::ResponseTemplate::new(400).set_body_string(p);
+        }
+        self.envelopes.lock().unwrap().push(v);
+        wiremock::ResponseTemplate::new(202)
+    }
+}
+
+async fn with_fake_service(
+    db: &TestDb,
+    slack: &FakeSlack,
+    timeout_secs: u64,
+) -> (TestApp, FakeService, wiremock::MockServer) {
+    let server = wiremock::MockServer::start().await;
+    let fake = FakeService::default();
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(fake.clone())
+        .mount(&server)
+        .await;
+    let mut config = test_config(db, slack);
+    config.backends.insert(
+        "ours".into(),
+        chime::config::BackendConfig::Webhook {
+            url: format!("{}/agent", server.uri()),
+            timeout_secs,
+            poll_ms: 100,
+        },
+    );
+    config.agent.default_backend = "ours".into();
+    config.server.public_url = Some("http://chime.example".into());
+    config.secrets.webhook_backend_secret = Some(HOOK.to_string().into());
+    (TestApp::spawn(config).await, fake, server)
+}
+
+/// The envelope of the `n`th task Chime sent, once it is there.
+async fn nth_task(fake: &FakeService, n: usize) -> serde_json::Value {
+    eventually(
+        Duration::from_secs(20),
+        &format!("task envelope {n}"),
+        || async {
+            fake.envelopes
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] == "task")
+                .nth(n - 1)
+                .cloned()
+        },
+    )
+    .await
+}
+
+async fn progress_follow_up_and_stop(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let (app, fake, _server) = with_fake_service(&db, &slack, 60).await;
+    let root = "1700001200.000100";
+    app.post_event(&mention(
+        "EvWs1",
+        "C1",
+        "U1",
+        root,
+        None,
+        "summarise the notes",
+    ))
+    .await;
+    let first = nth_task(&fake, 1).await;
+    assert_eq!(first["previous"], serde_json::Value::Null);
+    assert_eq!(
+        first["callback_url"],
+        "http://chime.example/backends/webhook/callback"
+    );
+    let task = first["task_id"].as_str().unwrap().to_string();
+    let callback = |id: &str, kind: &str, text: &str| json!({ "version": 1, "id": id, "task_id": task, "type": kind, "text": text, "remote": "svc-A" });
+    let base = app.url("");
+    let http = &app.http;
+    let now = chrono_now();
+    let r = post_callback(
+        http,
+        &base,
+        &callback("w1", "progress", "Reading the notes"),
+        HOOK,
+        now,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(20), "the progress shown", || async {
+        slack
+            .calls("chat.update")
+            .into_iter()
+            .find(|c| c.to_string().contains("Reading the notes"))
+    })
+    .await;
+    post_callback(
+        http,
+        &base,
+        &callback("w2", "result", "Notes summarised"),
+        HOOK,
+        now,
+    )
+    .await;
+    slack.card("C1", root, "Notes summarised").await;
+
+    // A follow-up goes to the same remote session.
+    app.post_event(&mention(
+        "EvWs2",
+        "C1",
+        "U1",
+        "1700001200.000200",
+        Some(root),
+        "shorter",
+    ))
+    .await;
+    let second = nth_task(&fake, 2).await;
+    assert_eq!(second["previous"], "svc-A");
+    assert_eq!(second["session_id"], first["session_id"]);
+    assert_eq!(second["turn"], 2);
+
+    // Stop sends the service a signed cancel for that task.
+    let stopped = second["task_id"].as_str().unwrap().to_string();
+    app.click(&button(
+        "chime_stop",
+        &stopped,
+        "U1",
+        "C1",
+        root,
+        "1700001200.000300",
+    ))
+    .await;
+    slack.card("C1", root, "Stopped").await;
+    eventually(Duration::from_secs(20), "the cancel envelope", || async {
+        fake.envelopes
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "cancel" && e["task_id"] == stopped.as_str())
+            .cloned()
+    })
+    .await;
+    assert!(
+        fake.violations.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.violations.lock().unwrap()
+    );
+    app.stop().await;
+}
+dual_db!(follow_up_stop_test, progress_follow_up_and_stop);
+
+/// A service that never calls back: the turn ends at its timeout with a clear reason, and the
+/// service is told to stop.
+async fn silent_service_times_out(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let (app, fake, _server) = with_fake_service(&db, &slack, 1).await;
+    let root = "1700001300.000100";
+    app.post_event(&mention(
+        "EvWt1",
+        "C1",
+        "U1",
+        root,
+        None,
+        "summarise the notes",
+    ))
+    .await;
+    let card = slack.card("C1", root, "Failed").await;
+    assert!(
+        card["blocks"].to_string().contains("timed out after 1s"),
+        "{card}"
+    );
+    let task = nth_task(&fake, 1).await["task_id"].clone();
+    eventually(Duration::from_secs(20), "the cancel envelope", || async {
+        fake.envelopes
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "cancel" && e["task_id"] == task)
+            .cloned()
+    })
+    .await;
+    app.stop().await;
+}
+dual_db!(timeout_test, silent_service_times_out);

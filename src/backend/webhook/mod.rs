@@ -8,7 +8,8 @@
 //!
 //! Callbacks go through the inbox like any event and are stored per task; the worker running the
 //! turn reads them in order. The envelope's delivery is recorded on the task, so a restart waits
-//! for the callbacks instead of sending it again. Stop sends a signed `cancel` envelope.
+//! for the callbacks instead of sending it again. Stop, and the turn's timeout, send a signed
+//! `cancel` envelope.
 
 pub mod callback;
 
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The envelope and callback schema version this Chime speaks.
@@ -122,6 +124,7 @@ impl WebhookBackend {
         input: &AgentInput,
         progress: &mpsc::Sender<Progress>,
         cancel: &CancellationToken,
+        deadline: Instant,
     ) -> Result<Outcome, BackendError> {
         let task = input.task_id.as_str();
         if input.remote.is_none() {
@@ -174,16 +177,28 @@ impl WebhookBackend {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.poll) => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    // The service would go on working for a turn that has ended here.
+                    self.cancel(task).await;
+                    return Err(BackendError::TimedOut(self.timeout));
+                }
                 _ = cancel.cancelled() => {
                     if input.checkpoint.stop_requested() {
-                        let stop = json!({ "version": VERSION, "type": "cancel", "task_id": task });
-                        if let Err(e) = self.post(task, &stop).await {
-                            tracing::warn!(error = %e, "could not ask the agent service to stop");
-                        }
+                        self.cancel(task).await;
                     }
                     return Err(BackendError::Cancelled);
                 }
             }
+        }
+    }
+}
+
+impl WebhookBackend {
+    /// Asks the service to end the work for `task` (a signed `cancel` envelope), best effort.
+    async fn cancel(&self, task: &str) {
+        let stop = json!({ "version": VERSION, "type": "cancel", "task_id": task });
+        if let Err(e) = self.post(task, &stop).await {
+            tracing::warn!(error = %e, "could not ask the agent service to stop");
         }
     }
 }
@@ -196,7 +211,11 @@ impl Backend for WebhookBackend {
         progress: mpsc::Sender<Progress>,
         cancel: CancellationToken,
     ) -> Result<Outcome, BackendError> {
-        match tokio::time::timeout(self.timeout, self.turn(input, &progress, &cancel)).await {
+        let deadline = Instant::now() + self.timeout;
+        // The turn checks the deadline itself (and sends `cancel`); this bounds a delivery that
+        // hangs past it.
+        let limit = self.timeout + Duration::from_secs(30);
+        match tokio::time::timeout(limit, self.turn(input, &progress, &cancel, deadline)).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::TimedOut(self.timeout)),
         }
