@@ -12,6 +12,7 @@ use crate::config::{BackendConfig, Config};
 use crate::connector::Connectors;
 use crate::context::Ctx;
 use crate::db::Db;
+use crate::guard::Guard;
 use crate::local::LocalConnector;
 use crate::policy::Policy;
 use crate::queue::inbox::InboxWriter;
@@ -122,7 +123,8 @@ fn build_backends(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Bac
                 .with_sandbox(Sandbox {
                     mode: *sandbox,
                     read_only: sandbox_read_only.clone(),
-                }),
+                })
+                .with_egress(crate::egress::Egress::from_config(config)),
             ),
         };
         backends.insert(name.clone(), backend);
@@ -136,14 +138,24 @@ async fn build_connectors(
     config: &Arc<Config>,
     db: &Db,
     inbox: &InboxWriter,
+    guard: &Arc<Guard>,
     addr: SocketAddr,
 ) -> anyhow::Result<Connectors> {
     let cards = Arc::new(BlockKit::new().context("loading Block Kit templates")?);
     let mut connectors = Connectors::default();
-    if let Some(slack) = SlackConnector::new(config, inbox.clone(), cards.clone()).await? {
+    if let Some(slack) =
+        SlackConnector::new(config, inbox.clone(), cards.clone(), guard.clone()).await?
+    {
         connectors.add(Arc::new(slack));
     }
-    if let Some(local) = LocalConnector::new(config, db.clone(), inbox.clone(), cards, addr) {
+    if let Some(local) = LocalConnector::new(
+        config,
+        db.clone(),
+        inbox.clone(),
+        cards,
+        guard.clone(),
+        addr,
+    ) {
         connectors.add(Arc::new(local));
     }
     Ok(connectors)
@@ -161,7 +173,8 @@ pub async fn start(
     let inbox_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
     let inbox = InboxWriter::spawn(db.clone(), inbox_wake.clone());
-    let connectors = Arc::new(build_connectors(&config, &db, &inbox, addr).await?);
+    let guard = Arc::new(Guard::from_config(&config).context("setting up the output guard")?);
+    let connectors = Arc::new(build_connectors(&config, &db, &inbox, &guard, addr).await?);
     let policy = match (&config.suggestions.enabled, &config.suggestions.policy) {
         (false, _) => None,
         (true, Some(path)) => Some(Arc::new(Policy::load(path)?)),
@@ -172,6 +185,7 @@ pub async fn start(
         db: db.clone(),
         config: config.clone(),
         templates: Arc::new(Templates::new().context("loading templates")?),
+        guard: guard.clone(),
         connectors: connectors.clone(),
         backends: build_backends(&config).context("setting up the backends")?,
         policy: policy.clone(),

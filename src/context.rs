@@ -4,6 +4,7 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::connector::Connectors;
 use crate::db::Db;
+use crate::guard::Guard;
 use crate::policy::Policy;
 use crate::templates::Templates;
 use std::collections::HashMap;
@@ -14,6 +15,8 @@ pub struct Ctx {
     pub db: Db,
     pub config: Arc<Config>,
     pub templates: Arc<Templates>,
+    /// The output guard: every outbox row and every agent input goes through it.
+    pub guard: Arc<Guard>,
     pub connectors: Arc<Connectors>,
     pub backends: HashMap<String, Arc<dyn Backend>>,
     /// The relevance policy, when suggestions are on.

@@ -150,6 +150,9 @@ fn make_non_dumpable() -> std::io::Result<()> {
 fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
     let config = Config::load(path.as_deref())?;
     let report = config.check();
+    for e in &report.endpoints {
+        println!("endpoint: {e}");
+    }
     for w in &report.warnings {
         tracing::warn!("{w}");
     }

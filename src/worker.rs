@@ -152,6 +152,7 @@ async fn try_run_task(
         Some(context) => {
             let mut input = build_input(
                 &ctx.templates,
+                &ctx.guard,
                 ctx.config.agent.max_history_chars,
                 task,
                 history,
@@ -312,7 +313,7 @@ async fn finish_once(
     if state == TaskState::Succeeded {
         // Pushed and opened by the outbox once this commits, never by the turn itself.
         let link = ctx.connectors.link(&task.binding);
-        session::publish::queue_for_turn(&mut tx, &ctx.config, &done, link).await?;
+        session::publish::queue_for_turn(&mut tx, &ctx.guard, &ctx.config, &done, link).await?;
     }
     if let Some(connector) = connector {
         connector.reporter().show_result(&mut tx, &done).await?;

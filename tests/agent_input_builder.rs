@@ -53,6 +53,10 @@ fn mention(user: &str) -> String {
     format!("<@{user}>")
 }
 
+fn guard() -> chime::guard::Guard {
+    chime::guard::Guard::new(&[], vec![]).unwrap()
+}
+
 #[test]
 fn a_second_turn_snapshot() {
     let t = Templates::new().unwrap();
@@ -63,6 +67,7 @@ fn a_second_turn_snapshot() {
     }];
     let input = build_input(
         &t,
+        &guard(),
         100_000,
         &task(2),
         vec![turn(1, "Fixed the retry loop.")],
@@ -78,9 +83,15 @@ fn a_second_turn_snapshot() {
 #[test]
 fn the_connector_names_people() {
     let t = Templates::new().unwrap();
-    let input = build_input(&t, 100_000, &task(2), vec![turn(1, "done")], vec![], &|u| {
-        format!("{u} (Linear)")
-    })
+    let input = build_input(
+        &t,
+        &guard(),
+        100_000,
+        &task(2),
+        vec![turn(1, "done")],
+        vec![],
+        &|u| format!("{u} (Linear)"),
+    )
     .unwrap();
     assert!(
         input.rendered.contains("U0ANA (Linear)"),
@@ -100,8 +111,17 @@ fn the_connector_names_people() {
 fn the_budget_cuts_older_turns_first() {
     let t = Templates::new().unwrap();
     let history: Vec<TurnRecord> = (1..=6).map(|n| turn(n, &"x".repeat(5000))).collect();
-    let whole = build_input(&t, 1_000_000, &task(7), history.clone(), vec![], &mention).unwrap();
-    let cut = build_input(&t, 12_000, &task(7), history, vec![], &mention).unwrap();
+    let whole = build_input(
+        &t,
+        &guard(),
+        1_000_000,
+        &task(7),
+        history.clone(),
+        vec![],
+        &mention,
+    )
+    .unwrap();
+    let cut = build_input(&t, &guard(), 12_000, &task(7), history, vec![], &mention).unwrap();
     assert!(
         cut.rendered.chars().count() <= 12_000,
         "{}",

@@ -443,3 +443,39 @@ async fn refusal_is_shown_without_the_key(db: TestDb) {
     app.stop().await;
 }
 dual_db!(refusal_test, refusal_is_shown_without_the_key);
+
+/// A secret pasted into the thread never reaches the model: the input is guarded as it is built.
+async fn a_pasted_secret_never_reaches_the_model(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let (server, fake) = fake_model(Duration::ZERO, None).await;
+    let app = TestApp::spawn(with_model(&db, &slack, &server, OpenaiApi::Chat, false, 60)).await;
+    let root = "1700000260.000100";
+    let key = "sk-proj-Zq8vN3xK5pR2mW7tY4bJzq8vN3xK5pR2mW7tY4bJ";
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV";
+    slack.add_user_message(
+        "C2",
+        root,
+        root,
+        "U2",
+        &format!("our key is {key}, the cookie {jwt}"),
+    );
+    app.post_event(&mention(
+        "EvS1",
+        "C2",
+        "U1",
+        "1700000260.000200",
+        Some(root),
+        &format!("why does {key} get a 401?"),
+    ))
+    .await;
+    slack.card("C2", root, "Answer 1:").await;
+    let seen = std::mem::take(&mut *fake.seen.lock().unwrap());
+    let body = seen.bodies[0].to_string();
+    assert!(!body.contains(key) && !body.contains(jwt), "{body}");
+    assert!(
+        body.contains("[redacted: openai_key]") && body.contains("[redacted: jwt]"),
+        "{body}"
+    );
+    app.stop().await;
+}
+dual_db!(guarded_input_test, a_pasted_secret_never_reaches_the_model);

@@ -121,6 +121,7 @@ impl CursorBackend {
                 "Cursor",
                 config.endpoints.cursor(),
                 config.secrets.cursor_api_key.clone(),
+                &crate::egress::Egress::from_config(config),
             )?,
             model,
             auto_create_pr,

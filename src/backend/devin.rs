@@ -108,6 +108,7 @@ impl DevinBackend {
                 "Devin",
                 config.endpoints.devin(),
                 config.secrets.devin_api_key.clone(),
+                &crate::egress::Egress::from_config(config),
             )?,
             timeout: Duration::from_secs(timeout_secs),
             poll: Duration::from_millis(poll_ms),

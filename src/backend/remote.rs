@@ -2,6 +2,7 @@
 //! key, whose refusals become the turn's error with the service's reason.
 
 use super::BackendError;
+use crate::egress::Egress;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -11,6 +12,7 @@ pub struct Api {
     /// The service's name in errors ("Devin", "Cursor").
     pub service: &'static str,
     http: reqwest::Client,
+    egress: Egress,
     pub base: String,
     key: Option<SecretString>,
 }
@@ -20,13 +22,12 @@ impl Api {
         service: &'static str,
         base: &str,
         key: Option<SecretString>,
+        egress: &Egress,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             service,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
-                .build()?,
+            http: egress.http_client(Duration::from_secs(10), Duration::from_secs(60))?,
+            egress: egress.clone(),
             base: base.to_string(),
             key,
         })
@@ -39,10 +40,12 @@ impl Api {
         path: &str,
         last_event_id: Option<&str>,
         limit: Duration,
-    ) -> reqwest::Result<reqwest::Response> {
+    ) -> Result<reqwest::Response, String> {
+        let url = format!("{}{path}", self.base);
+        self.egress.check(&url).map_err(|e| e.to_string())?;
         let mut req = self
             .http
-            .get(format!("{}{path}", self.base))
+            .get(url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             // A stream lasts as long as the run, not the client's per-call timeout.
             .timeout(limit);
@@ -52,7 +55,7 @@ impl Api {
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
-        req.send().await
+        req.send().await.map_err(|e| e.to_string())
     }
 
     /// One call; a refusal is an error naming the status and the service's reason.
@@ -63,7 +66,11 @@ impl Api {
         body: Option<Value>,
     ) -> Result<Value, BackendError> {
         let service = self.service;
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let url = format!("{}{path}", self.base);
+        self.egress
+            .check(&url)
+            .map_err(|e| BackendError::Failed(format!("{service}: {e}")))?;
+        let mut req = self.http.request(method, url);
         if let Some(key) = &self.key {
             req = req.bearer_auth(key.expose_secret());
         }

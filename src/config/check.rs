@@ -39,6 +39,8 @@ impl Config {
 pub struct Report {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// Every endpoint the config would reach (what reaches it, and where).
+    pub endpoints: Vec<String>,
 }
 
 impl Config {
@@ -259,6 +261,20 @@ impl Config {
         if self.worker.max_attempts < 1 {
             r.errors
                 .push("worker.max_attempts must be at least 1".into());
+        }
+        // Every endpoint this config reaches, against the network allowlist.
+        let egress = crate::egress::Egress::from_config(self);
+        for (what, url) in crate::egress::endpoints(self) {
+            let shown = super::redact_url(&url);
+            r.endpoints.push(format!("{what}: {shown}"));
+            if let Err(refused) = egress.check(&url) {
+                r.errors.push(format!("{what} ({shown}): {refused}"));
+            }
+        }
+        for p in &self.guard.patterns {
+            if let Err(e) = crate::guard::check_custom(p) {
+                r.errors.push(e);
+            }
         }
         if !(1..=10).contains(&self.agent.best_of_max) {
             r.errors.push(format!(

@@ -8,9 +8,9 @@ mod sections;
 
 pub use check::Report;
 pub use sections::{
-    AgentConfig, BackendConfig, DatabaseConfig, GithubConfig, OpenaiApi, PlaygroundConfig,
-    RateLimits, RepoConfig, RoutingConfig, SandboxMode, ServerConfig, SlackConfig,
-    SuggestionsConfig, WorkerConfig,
+    AgentConfig, BackendConfig, DatabaseConfig, GithubConfig, GuardConfig, OpenaiApi,
+    PlaygroundConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode, ServerConfig,
+    SlackConfig, SuggestionsConfig, WorkerConfig,
 };
 
 use crate::ids::RepoName;
@@ -42,6 +42,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub backends: BTreeMap<String, BackendConfig>,
     pub github: GithubConfig,
+    pub guard: GuardConfig,
+    pub network: crate::egress::NetworkConfig,
     /// Secrets, filled from the environment only (never from the file).
     #[serde(skip)]
     pub secrets: Secrets,

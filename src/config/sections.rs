@@ -231,6 +231,13 @@ impl Default for AgentConfig {
     }
 }
 
+/// The output guard (see `guard`): the team's own patterns, on top of the built-in rules.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    pub patterns: Vec<crate::guard::CustomPattern>,
+}
+
 /// What Chime does on GitHub with a `command` run's work (needs `GITHUB_TOKEN`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

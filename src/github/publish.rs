@@ -21,6 +21,7 @@ use std::time::Duration;
 
 pub struct Publisher {
     ctx: Arc<Ctx>,
+    egress: crate::egress::Egress,
     client: Octocrab,
     body: Handlebars<'static>,
 }
@@ -50,17 +51,30 @@ impl Publisher {
             "pull_request",
             include_str!("../../templates/github/pull_request.md.hbs"),
         )?;
-        Ok(Self { ctx, client, body })
+        let egress = crate::egress::Egress::from_config(&ctx.config);
+        Ok(Self {
+            ctx,
+            egress,
+            client,
+            body,
+        })
     }
 
     async fn publish(&self, row: &OutboxRow, p: &Publish) -> Delivery {
         let config = &self.ctx.config;
         let token = config.secrets.github_token.as_ref();
         let api = config.endpoints.github();
-        if let Err(e) =
-            branches::push_branch(&config.agent.workdir, &p.repo, &p.branch, api, token).await
+        if let Err(e) = branches::push_branch(
+            &config.agent.workdir,
+            &p.repo,
+            &p.branch,
+            api,
+            token,
+            &self.egress,
+        )
+        .await
         {
-            return Delivery::RetryIn(backoff(row.attempts), format!("{e:#}"));
+            return push_failed(row, e);
         }
         // A later turn of the session pushed to the pull request its first turn opened.
         match pulls::open_for_branch(&self.ctx.db, &p.repo, &p.branch).await {
@@ -81,6 +95,9 @@ impl Publisher {
 
     /// Opens the pull request, or finds the one an earlier attempt of this row opened.
     async fn open(&self, p: &Publish) -> Result<String, Delivery> {
+        self.egress
+            .check(self.ctx.config.endpoints.github())
+            .map_err(|e| Delivery::Failed(format!("GitHub: {e}")))?;
         let (owner, name) = p.repo.parts();
         let pulls = self.client.pulls(owner, name);
         let base = match &p.base {
@@ -159,10 +176,17 @@ impl Publisher {
         let token = config.secrets.github_token.as_ref();
         let api = config.endpoints.github();
         for branch in names {
-            if let Err(e) =
-                branches::push_branch(&config.agent.workdir, repo, branch, api, token).await
+            if let Err(e) = branches::push_branch(
+                &config.agent.workdir,
+                repo,
+                branch,
+                api,
+                token,
+                &self.egress,
+            )
+            .await
             {
-                return Delivery::RetryIn(backoff(row.attempts), format!("{e:#}"));
+                return push_failed(row, e);
             }
         }
         Delivery::Sent(None)
@@ -172,10 +196,27 @@ impl Publisher {
         let config = &self.ctx.config;
         let token = config.secrets.github_token.as_ref();
         let api = config.endpoints.github();
-        match branches::delete_branches(&config.agent.workdir, repo, names, api, token).await {
+        match branches::delete_branches(
+            &config.agent.workdir,
+            repo,
+            names,
+            api,
+            token,
+            &self.egress,
+        )
+        .await
+        {
             Ok(()) => Delivery::Sent(None),
-            Err(e) => Delivery::RetryIn(backoff(row.attempts), format!("{e:#}")),
+            Err(e) => push_failed(row, e),
         }
+    }
+}
+
+/// A push refused by `[network]` is for good; any other git failure is retried.
+fn push_failed(row: &OutboxRow, e: anyhow::Error) -> Delivery {
+    match e.downcast_ref::<crate::egress::Refused>() {
+        Some(refused) => Delivery::Failed(format!("pushing: {refused}")),
+        None => Delivery::RetryIn(backoff(row.attempts), format!("{e:#}")),
     }
 }
 

@@ -36,7 +36,7 @@ pub async fn handle(
         return reporter.tell(tx, &task.binding, &key, by, &text).await;
     }
     let link = ctx.connectors.link(&task.binding);
-    publish::queue_choice(tx, &ctx.config, task, n, link).await?;
+    publish::queue_choice(tx, &ctx.guard, &ctx.config, task, n, link).await?;
     tracing::info!(task_id = %task.id, attempt = n, by = %by.as_str(), "attempt chosen");
     let next = if publish::enabled(&ctx.config) {
         "Opening its pull request; the other attempts' branches are deleted."

@@ -37,6 +37,7 @@ impl LocalConnector {
         db: Db,
         inbox: InboxWriter,
         cards: Arc<BlockKit>,
+        guard: Arc<crate::guard::Guard>,
         addr: SocketAddr,
     ) -> Option<Self> {
         config.playground_enabled().then(|| Self {
@@ -47,6 +48,7 @@ impl LocalConnector {
             )),
             reporter: Arc::new(ThreadReporter {
                 cards,
+                guard,
                 ack_reaction: config.playground.ack_reaction.clone(),
             }),
             inbox,

@@ -3,6 +3,7 @@
 
 use crate::binding::Binding;
 use crate::db::Db;
+use crate::guard::Guard;
 use crate::ids::now_ms;
 use anyhow::Context;
 use serde::Serialize;
@@ -61,18 +62,26 @@ pub const CODE_HOST_LANE: &str = "code_host";
 /// no-op, which is what makes a replayed event or a retried task post only once.
 pub async fn enqueue<T: Serialize>(
     conn: &mut AnyConnection,
+    guard: &Guard,
     row: NewRow<'_, T>,
 ) -> anyhow::Result<bool> {
     let lane = row.target.surface().as_str();
-    enqueue_in(conn, lane, row).await
+    enqueue_in(conn, guard, lane, row).await
 }
 
 /// [`enqueue`] for a lane other than the target's surface: GitHub writes about a thread.
+///
+/// This is the output guard's first choke point: every string of the row's payload (chat text
+/// and blocks, a pull request's title and body, whatever a later surface writes) is scanned for
+/// secrets before it is stored, so nothing the agent or a thread leaked can leave.
 pub async fn enqueue_in<T: Serialize>(
     conn: &mut AnyConnection,
+    guard: &Guard,
     lane: &str,
     row: NewRow<'_, T>,
 ) -> anyhow::Result<bool> {
+    let mut payload = serde_json::to_value(row.op)?;
+    guard.redact_json(&mut payload, row.kind);
     let n = sqlx::query(
         "INSERT INTO outbox (surface, target, kind, payload, idempotency_key, ref_key, last, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
@@ -80,7 +89,7 @@ pub async fn enqueue_in<T: Serialize>(
     .bind(lane)
     .bind(row.target.to_string())
     .bind(row.kind)
-    .bind(serde_json::to_string(row.op)?)
+    .bind(payload.to_string())
     .bind(row.key)
     .bind(row.ref_key)
     .bind(i64::from(row.last))

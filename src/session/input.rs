@@ -3,6 +3,7 @@
 
 use super::Task;
 use crate::backend::{AgentInput, QuotedMessage, TurnRecord};
+use crate::guard::Guard;
 use crate::templates::{truncate_chars, Templates};
 use serde_json::json;
 
@@ -17,20 +18,39 @@ const HISTORY_PROMPT_CHARS: usize = 4000;
 ///
 /// A pure function of its arguments: `name` is how the task's connector names a person, and
 /// `max_chars` the budget (`agent.max_history_chars`).
+///
+/// This is the output guard's second choke point: the request, the thread and the earlier turns
+/// go through `guard` before anything is cut or rendered, so a secret pasted into a thread (or
+/// printed by an earlier turn) reaches neither the agent nor a cloud backend.
 pub fn build_input(
     templates: &Templates,
+    guard: &Guard,
     max_chars: usize,
     task: &Task,
     history: Vec<TurnRecord>,
     context: Vec<QuotedMessage>,
     name: &dyn Fn(&str) -> String,
 ) -> anyhow::Result<AgentInput> {
+    let clean = |s: &str| guard.redact(s, "agent input").into_owned();
     let requester = name(&task.requester);
+    let prompt = clean(&task.prompt);
     let history: Vec<TurnRecord> = history
         .into_iter()
         .map(|mut t| {
             t.requester = name(&t.requester);
+            t.prompt = clean(&t.prompt);
+            t.error = t.error.as_deref().map(clean);
+            if let Some(o) = &mut t.outcome {
+                o.summary = clean(&o.summary);
+            }
             t
+        })
+        .collect();
+    let context: Vec<QuotedMessage> = context
+        .into_iter()
+        .map(|mut m| {
+            m.text = clean(&m.text);
+            m
         })
         .collect();
     // Every earlier turn stays in the input. When the whole is over budget, older turns' results
@@ -60,14 +80,14 @@ pub fn build_input(
             "history": kept,
             "omitted_turns": omitted,
             "thread_context": context,
-            "prompt": task.prompt,
+            "prompt": prompt,
         }))?;
         if rendered.chars().count() <= max_chars || kept.is_empty() {
             return Ok(AgentInput {
                 session_id: task.session_id.clone(),
                 task_id: task.id.clone(),
                 turn_no: task.turn_no,
-                prompt: task.prompt.clone(),
+                prompt: prompt.clone(),
                 requester: requester.clone(),
                 repo: task.repo.clone(),
                 backend: task.backend.clone(),

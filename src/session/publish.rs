@@ -6,6 +6,7 @@
 
 use super::Task;
 use crate::config::{BackendConfig, Config};
+use crate::guard::Guard;
 use crate::ids::RepoName;
 use crate::queue::outbox::{self, NewRow, CODE_HOST_LANE};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,7 @@ pub fn enabled(config: &Config) -> bool {
 /// and did not report a pull request of its own. Idempotent per task.
 pub async fn queue_for_turn(
     conn: &mut AnyConnection,
+    guard: &Guard,
     config: &Config,
     task: &Task,
     thread_link: Option<String>,
@@ -83,7 +85,14 @@ pub async fn queue_for_turn(
             repo: repo.clone(),
             branches,
         };
-        return queue(conn, task, &op, &format!("push-attempts:{}", task.id)).await;
+        return queue(
+            conn,
+            guard,
+            task,
+            &op,
+            &format!("push-attempts:{}", task.id),
+        )
+        .await;
     }
     let changed = outcome
         .diff_stat
@@ -110,13 +119,14 @@ pub async fn queue_for_turn(
         draft: config.github.draft,
     }));
     let key = format!("publish:{}", task.id);
-    queue(conn, task, &op, &key).await
+    queue(conn, guard, task, &op, &key).await
 }
 
 /// Someone chose attempt `n` of best-of-N `task`: its pull request is opened (with a token) and
 /// the other attempts' branches are deleted, here and where they were pushed.
 pub async fn queue_choice(
     conn: &mut AnyConnection,
+    guard: &Guard,
     config: &Config,
     task: &Task,
     n: u32,
@@ -146,7 +156,7 @@ pub async fn queue_choice(
             thread_link,
             draft: config.github.draft,
         }));
-        queue(conn, task, &op, &format!("publish:{}", task.id)).await?;
+        queue(conn, guard, task, &op, &format!("publish:{}", task.id)).await?;
     }
     let others: Vec<String> = outcome
         .attempts
@@ -159,7 +169,14 @@ pub async fn queue_choice(
             repo: repo.clone(),
             branches: others,
         };
-        queue(conn, task, &op, &format!("drop-attempts:{}", task.id)).await?;
+        queue(
+            conn,
+            guard,
+            task,
+            &op,
+            &format!("drop-attempts:{}", task.id),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -167,6 +184,7 @@ pub async fn queue_choice(
 /// Queues a code-host step about `task`'s thread under `key` (a second one is a no-op).
 pub async fn queue(
     conn: &mut AnyConnection,
+    guard: &Guard,
     task: &Task,
     op: &CodeHostOp,
     key: &str,
@@ -179,5 +197,5 @@ pub async fn queue(
         ref_key: None,
         last: false,
     };
-    outbox::enqueue_in(conn, CODE_HOST_LANE, row).await
+    outbox::enqueue_in(conn, guard, CODE_HOST_LANE, row).await
 }

@@ -73,6 +73,8 @@ pub struct SlackApi {
     /// Every call is abandoned after this long: a stalled Slack must not hold a task, an event or
     /// a thread's outbox queue forever.
     timeout: Duration,
+    /// Why no call may be made: the API's host is outside `[network]` allow_hosts.
+    refused: Option<crate::egress::Refused>,
 }
 
 /// What users.info says about a person, reduced to what trust decisions need.
@@ -207,6 +209,7 @@ impl SlackApi {
         token: &SecretString,
         limits: &RateLimits,
         timeout: Duration,
+        egress: &crate::egress::Egress,
     ) -> anyhow::Result<Self> {
         let per_sec = NonZeroU32::new(limits.post_message_per_channel_per_sec.max(1))
             .unwrap_or(NonZeroU32::MIN);
@@ -220,6 +223,7 @@ impl SlackApi {
             members: Mutex::new(HashMap::new()),
             channel_names: Mutex::new(HashMap::new()),
             timeout,
+            refused: egress.check(api_url).err(),
         })
     }
 
@@ -237,11 +241,23 @@ impl SlackApi {
         method: &str,
         body: &RQ,
     ) -> Result<RS, SendError> {
+        self.allowed(method)?;
         let session = self.client.open_session(&self.token);
         let call = session.http_session_api.http_post(method, body, None);
         match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r.map_err(classify),
             Err(_) => Err(self.timed_out(method)),
+        }
+    }
+
+    /// Refuses every call when the API's host is outside the network allowlist.
+    fn allowed(&self, method: &str) -> Result<(), SendError> {
+        match &self.refused {
+            Some(refused) => {
+                tracing::warn!(method, host = %refused.host, "refused a Slack call outside the network allowlist");
+                Err(SendError::Permanent(format!("{method}: {refused}")))
+            }
+            None => Ok(()),
         }
     }
 
@@ -259,6 +275,7 @@ impl SlackApi {
         method: &str,
         params: Vec<(&str, Option<String>)>,
     ) -> Result<RS, SendError> {
+        self.allowed(method)?;
         let session = self.client.open_session(&self.token);
         let call = session.http_session_api.http_get(method, &params, None);
         match tokio::time::timeout(self.timeout, call).await {

@@ -43,6 +43,7 @@ impl SlackConnector {
         config: &Arc<Config>,
         inbox: InboxWriter,
         cards: Arc<BlockKit>,
+        guard: Arc<crate::guard::Guard>,
     ) -> anyhow::Result<Option<Self>> {
         let Some(token) = &config.secrets.slack_bot_token else {
             return Ok(None);
@@ -52,6 +53,7 @@ impl SlackConnector {
             token,
             &config.slack.rate_limits,
             Duration::from_secs(config.slack.http_timeout_secs),
+            &crate::egress::Egress::from_config(config),
         )?);
         let mut bot_user_id =
             (!config.slack.bot_user_id.is_empty()).then(|| config.slack.bot_user_id.clone());
@@ -87,6 +89,7 @@ impl SlackConnector {
             ingress,
             reporter: Arc::new(ThreadReporter {
                 cards: cards.clone(),
+                guard,
                 ack_reaction: config.slack.ack_reaction.clone(),
             }),
             cards,

@@ -10,6 +10,7 @@ use super::cards::{
 use crate::binding::Binding;
 use crate::connector::Reporter;
 use crate::db::Db;
+use crate::guard::Guard;
 use crate::ids::{RepoName, TaskId, UserId};
 use crate::policy::live::{Offer, OfferAnswer};
 use crate::queue::outbox::{self, NewRow, OutboxRow};
@@ -78,6 +79,8 @@ pub fn thread_of(b: &Binding) -> (String, String) {
 /// Block Kit cards in a thread.
 pub struct ThreadReporter {
     pub cards: Arc<BlockKit>,
+    /// Scans every row this reporter writes (the output guard's outbox choke point).
+    pub guard: Arc<Guard>,
     /// The reaction that acknowledges a request.
     pub ack_reaction: String,
 }
@@ -100,7 +103,7 @@ impl ThreadReporter {
             ref_key,
             last,
         };
-        outbox::enqueue(conn, row).await
+        outbox::enqueue(conn, &self.guard, row).await
     }
 
     async fn post_card(

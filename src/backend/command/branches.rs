@@ -6,6 +6,7 @@
 //! ran the turn, or on one sharing its workdir.
 
 use super::git::{git, git_env, redact_credentials};
+use crate::egress::Egress;
 use crate::ids::RepoName;
 use anyhow::{anyhow, Context};
 use secrecy::{ExposeSecret, SecretString};
@@ -73,6 +74,15 @@ async fn origin(mirror: &Path) -> anyhow::Result<String> {
         .to_string())
 }
 
+/// A remote on the network must be allowed by `[network]`; a local path is not on it.
+fn allowed(egress: &Egress, url: &str) -> anyhow::Result<()> {
+    if crate::egress::host_of(url).is_some() {
+        // The refusal names only the host, never the URL's credentials.
+        egress.check(url)?;
+    }
+    Ok(())
+}
+
 fn check_branch(branch: &str) -> anyhow::Result<()> {
     let ok = branch.starts_with("chime/")
         && (7..=200).contains(&branch.len())
@@ -90,12 +100,14 @@ pub async fn push_branch(
     branch: &str,
     api_url: &str,
     token: Option<&SecretString>,
+    egress: &Egress,
 ) -> anyhow::Result<()> {
     check_branch(branch)?;
     let mirror = mirror_path(workdir, repo);
     let url = origin(&mirror)
         .await
         .with_context(|| format!("no mirror of {repo} here to push {branch} from"))?;
+    allowed(egress, &url)?;
     let spec = format!("refs/heads/{branch}:refs/heads/{branch}");
     git_env(
         &mirror,
@@ -115,6 +127,7 @@ pub async fn delete_branches(
     branches: &[String],
     api_url: &str,
     token: Option<&SecretString>,
+    egress: &Egress,
 ) -> anyhow::Result<()> {
     for b in branches {
         check_branch(b)?;
@@ -123,6 +136,7 @@ pub async fn delete_branches(
     let url = origin(&mirror)
         .await
         .with_context(|| format!("no mirror of {repo} here to delete branches in"))?;
+    allowed(egress, &url)?;
     let env = auth_env(&url, api_url, token);
     let redact = |e: anyhow::Error| anyhow!(redact_credentials(&format!("{e:#}"), &url));
     let mut listing = vec!["ls-remote".to_string(), "--heads".into(), "origin".into()];

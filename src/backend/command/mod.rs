@@ -131,6 +131,7 @@ pub struct CommandBackend {
     workdir: PathBuf,
     repos: BTreeMap<String, RepoConfig>,
     sandbox: Sandbox,
+    egress: crate::egress::Egress,
     /// One lock per repository, held while its mirror is cloned or fetched and a worktree added,
     /// so two sessions starting at once never run git on the same mirror concurrently.
     mirror_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -166,12 +167,19 @@ impl CommandBackend {
             workdir,
             repos,
             sandbox: Sandbox::default(),
+            egress: crate::egress::Egress::default(),
             mirror_locks: std::sync::Mutex::default(),
         }
     }
 
     pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
         self.sandbox = sandbox;
+        self
+    }
+
+    /// Where Chime's own git may fetch from (`[network]`); open unless set.
+    pub fn with_egress(mut self, egress: crate::egress::Egress) -> Self {
+        self.egress = egress;
         self
     }
 
@@ -272,6 +280,11 @@ impl CommandBackend {
             // left the branch.
             reset_worktree(&worktree).await?;
             return Ok(worktree);
+        }
+        if crate::egress::host_of(&config.url).is_some() {
+            self.egress
+                .check(&config.url)
+                .map_err(|e| anyhow!("cannot fetch {repo}: {e}"))?;
         }
         let lock = self.mirror_lock(repo);
         let _guard = lock.lock().await;

@@ -39,6 +39,7 @@ pub struct OpenaiBackend {
     timeout: Duration,
     instructions: Option<String>,
     max_output_tokens: Option<u32>,
+    egress: crate::egress::Egress,
 }
 
 impl OpenaiBackend {
@@ -52,12 +53,16 @@ impl OpenaiBackend {
         instructions: Option<String>,
         max_output_tokens: Option<u32>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
+        let egress = crate::egress::Egress::from_config(config);
+        // The turn's own timeout bounds a streamed answer; this only keeps a client from hanging.
+        let http = egress.http_client(
+            Duration::from_secs(10),
+            Duration::from_secs(timeout_secs.saturating_add(60)),
+        )?;
         Ok(Self {
             name: name.to_string(),
             http,
+            egress,
             base: config.endpoints.openai().to_string(),
             key: config.secrets.openai_api_key.clone(),
             model: model.to_string(),
@@ -112,6 +117,9 @@ impl OpenaiBackend {
 
     /// Sends the request, retrying what is worth retrying; returns the streaming response.
     async fn send(&self, url: &str, body: &Value) -> Result<reqwest::Response, BackendError> {
+        self.egress
+            .check(url)
+            .map_err(|e| BackendError::Failed(format!("the model server: {e}")))?;
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
             let mut req = self

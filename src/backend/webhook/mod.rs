@@ -29,6 +29,7 @@ pub const VERSION: u64 = 1;
 
 pub struct WebhookBackend {
     http: reqwest::Client,
+    egress: crate::egress::Egress,
     url: String,
     secret: Option<SecretString>,
     callback_url: String,
@@ -43,6 +44,7 @@ impl WebhookBackend {
         timeout_secs: u64,
         poll_ms: u64,
     ) -> anyhow::Result<Self> {
+        let egress = crate::egress::Egress::from_config(config);
         let public = config
             .server
             .public_url
@@ -50,10 +52,8 @@ impl WebhookBackend {
             .unwrap_or("")
             .trim_end_matches('/');
         Ok(Self {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            http: egress.http_client(Duration::from_secs(10), Duration::from_secs(30))?,
+            egress,
             url: url.to_string(),
             secret: config.secrets.webhook_backend_secret.clone(),
             callback_url: format!("{public}/backends/webhook/callback"),
@@ -82,6 +82,9 @@ impl WebhookBackend {
     /// One POST; the error says whether it is worth another try.
     async fn post_once(&self, task: &str, body: &Value) -> Result<(), (bool, BackendError)> {
         let fail = |retry: bool, text: String| (retry, BackendError::Failed(text));
+        self.egress
+            .check(&self.url)
+            .map_err(|e| fail(false, format!("the agent service: {e}")))?;
         let secret = self
             .secret
             .as_ref()
