@@ -90,6 +90,15 @@ impl Egress {
         }
     }
 
+    /// Whether `url`'s host is allowed (without logging: for listing endpoints).
+    pub fn allows_url(&self, url: &str) -> bool {
+        self.is_open() || host_of(url).is_some_and(|h| self.allows_host(&h))
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        self.mode.as_str()
+    }
+
     /// Checks the host of `url`; the refusal is logged here, once per call.
     pub fn check(&self, url: &str) -> Result<(), Refused> {
         if self.is_open() {

@@ -150,11 +150,11 @@ fn make_non_dumpable() -> std::io::Result<()> {
 fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
     let config = Config::load(path.as_deref())?;
     let report = config.check();
-    for e in &report.endpoints {
-        println!("endpoint: {e}");
-    }
     for w in &report.warnings {
         tracing::warn!("{w}");
+    }
+    for o in &report.outside {
+        tracing::warn!("{o}: every call to it will be refused");
     }
     if !report.errors.is_empty() {
         anyhow::bail!(
@@ -174,13 +174,16 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
     };
     let report = config.check();
+    for e in &report.endpoints {
+        println!("endpoint: {e}");
+    }
     for w in &report.warnings {
         println!("warning: {w}");
     }
-    for e in &report.errors {
+    for e in report.errors.iter().chain(&report.outside) {
         println!("error: {e}");
     }
-    if report.errors.is_empty() {
+    if report.errors.is_empty() && report.outside.is_empty() {
         println!(
             "ok: listen {}, database {}, Slack {}, default backend {}",
             config.server.listen,

@@ -41,6 +41,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Every endpoint the config would reach (what reaches it, and where).
     pub endpoints: Vec<String>,
+    /// Endpoints outside `[network]`'s allowlist: `check-config` fails on them; `serve` warns
+    /// and refuses each call to them at run time.
+    pub outside: Vec<String>,
 }
 
 impl Config {
@@ -267,8 +270,12 @@ impl Config {
         for (what, url) in crate::egress::endpoints(self) {
             let shown = super::redact_url(&url);
             r.endpoints.push(format!("{what}: {shown}"));
-            if let Err(refused) = egress.check(&url) {
-                r.errors.push(format!("{what} ({shown}): {refused}"));
+            if !egress.allows_url(&url) {
+                let host = crate::egress::host_of(&url).unwrap_or(url.clone());
+                r.outside.push(format!(
+                    "{what} ({shown}): {host} is not in [network] allow_hosts (network.mode = \"{}\")",
+                    egress.mode_name()
+                ));
             }
         }
         for p in &self.guard.patterns {
