@@ -290,16 +290,39 @@ async fn progress_follow_up_and_stop(db: TestDb) {
     let slack = FakeSlack::start().await;
     let (app, fake, _server) = with_fake_service(&db, &slack, 60).await;
     let root = "1700001200.000100";
+    // A secret in the request, or pasted into the thread, never reaches the service.
+    let token = "ghp_Zq8vN3xK5pR2mW7tY4bJzq8vN3xK5pR2mW7t";
+    let pasted = "AKIAZ7Q3X5V2N8M4K6J2";
+    slack.add_user_message(
+        "C1",
+        root,
+        "1700001200.000050",
+        "U2",
+        &format!("creds: {pasted}"),
+    );
     app.post_event(&mention(
         "EvWs1",
         "C1",
         "U1",
         root,
         None,
-        "summarise the notes",
+        &format!("summarise the notes (token {token})"),
     ))
     .await;
     let first = nth_task(&fake, 1).await;
+    assert!(!first.to_string().contains(token), "{first}");
+    assert!(!first.to_string().contains(pasted), "{first}");
+    assert!(
+        first["input"]
+            .as_str()
+            .unwrap()
+            .contains("creds: [redacted]"),
+        "{first}"
+    );
+    assert!(first["prompt"]
+        .as_str()
+        .unwrap()
+        .contains("[redacted: github_token]"));
     assert_eq!(first["previous"], serde_json::Value::Null);
     assert_eq!(
         first["callback_url"],

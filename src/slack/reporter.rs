@@ -106,6 +106,25 @@ impl ThreadReporter {
         outbox::enqueue(conn, &self.guard, row).await
     }
 
+    /// The task with the agent's text scanned before the card cuts it to Block Kit's sizes, so a
+    /// secret is never cut in half past the guard's notice (the row is scanned again as written).
+    fn uncut(&self, task: &Task) -> Task {
+        let mut task = task.clone();
+        let clean = |s: &str| self.guard.redact(s, "result").into_owned();
+        task.error = task.error.as_deref().map(clean);
+        if let Some(o) = &mut task.outcome {
+            o.summary = clean(&o.summary);
+            o.diff_stat = o.diff_stat.as_deref().map(clean);
+            for a in &mut o.attempts {
+                a.summary = clean(&a.summary);
+                a.checks = a.checks.as_deref().map(clean);
+                a.error = a.error.as_deref().map(clean);
+                a.diff_stat = a.diff_stat.as_deref().map(clean);
+            }
+        }
+        task
+    }
+
     async fn post_card(
         &self,
         conn: &mut AnyConnection,
@@ -223,7 +242,8 @@ impl Reporter for ThreadReporter {
         task: &Task,
         progress: &str,
     ) -> anyhow::Result<()> {
-        let card = status_card(&self.cards, task, Some(progress))?;
+        let progress = self.guard.redact(progress, "progress");
+        let card = status_card(&self.cards, task, Some(&progress))?;
         let key = format!(
             "task:{}:progress:{}",
             task.id,
@@ -233,7 +253,7 @@ impl Reporter for ThreadReporter {
     }
 
     async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
-        let card = result_card(&self.cards, task)?;
+        let card = result_card(&self.cards, &self.uncut(task))?;
         self.edit_card(conn, task, &final_key(task), card, true)
             .await
     }
