@@ -109,7 +109,7 @@ fn config_for(db: &TestDb, slack: &FakeSlack, tmp: &Path, github: &MockServer) -
         tmp,
         r#"cat >/dev/null
 echo "turn $CHIME_TURN" > "turn$CHIME_TURN.txt"
-echo '{"type":"result","text":"Added turn'"$CHIME_TURN"'.txt for @acme/security; token=['"${GITHUB_TOKEN:-}"'] aws AKIAZ7Q3X5V2N8M4K6J2"}'"#,
+echo '{"type":"result","text":"Added turn'"$CHIME_TURN"'.txt for @acme/security; token=['"${GITHUB_TOKEN:-}"'] key sk_live_Zq8vN3xK5pR2mW7tY4bJzq8v"}'"#,
     );
     let mut config = test_config(db, slack);
     command_backend(&mut config, "agent", vec![agent], 60);
@@ -189,11 +189,12 @@ async fn a_changed_turn_opens_one_pull_request(db: TestDb) {
     // The agent never held the token, and what it printed is guarded on its way out.
     assert!(!body.contains(TOKEN) && body.contains("token=[]"), "{body}");
     assert!(
-        !body.contains("AKIAZ7Q3X5V2N8M4K6J2") && body.contains("[redacted: aws_access_key_id]"),
+        !body.contains("sk_live_Zq8vN3xK5pR2mW7tY4bJzq8v")
+            && body.contains("[redacted: stripe_key]"),
         "{body}"
     );
     let card = slack.card("C9", root, "Added turn1.txt").await.to_string();
-    assert!(!card.contains("AKIAZ7Q3X5V2N8M4K6J2"), "{card}");
+    assert!(!card.contains("sk_live_Zq8vN3xK5pR2mW7tY4bJzq8v"), "{card}");
     assert_eq!(
         app.text("SELECT branch FROM pull_requests").await,
         branch.as_str()

@@ -154,21 +154,35 @@ impl Publisher {
             .await?
             .ok_or_else(|| anyhow::anyhow!("task {} is gone", p.task_id))?;
         pulls::track(&mut tx, &task, url, Some(&p.branch)).await?;
-        if let Ok(connector) = self.ctx.connectors.for_binding(&task.binding) {
-            let text = format!(
-                "Opened a pull request with this thread's work: {url} (branch `{}`).",
-                p.branch
-            );
-            let key = format!("pr-opened:{}", p.task_id);
-            let to = UserId::new(&task.requester);
-            connector
-                .reporter()
-                .tell(&mut tx, &task.binding, &key, &to, &text)
-                .await?;
-        }
+        let text = format!(
+            "Opened a pull request with this thread's work: {url} (branch `{}`).",
+            p.branch
+        );
+        self.tell_requester(&mut tx, &task, &format!("pr-opened:{}", p.task_id), &text)
+            .await?;
         tx.commit().await?;
         self.ctx.wake();
         Ok(())
+    }
+
+    /// One short reply to the task's requester in its thread; false when the thread's surface is
+    /// not running here (what it was about is recorded all the same).
+    async fn tell_requester(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        task: &session::Task,
+        key: &str,
+        text: &str,
+    ) -> anyhow::Result<bool> {
+        let Ok(connector) = self.ctx.connectors.for_binding(&task.binding) else {
+            return Ok(false);
+        };
+        let to = UserId::new(&task.requester);
+        connector
+            .reporter()
+            .tell(tx, &task.binding, key, &to, text)
+            .await?;
+        Ok(true)
     }
 
     async fn push(&self, row: &OutboxRow, repo: &RepoName, names: &[String]) -> Delivery {
@@ -303,9 +317,6 @@ impl Deliver for Publisher {
         let Some(task) = session::get_task(&mut tx, &TaskId::new(&p.task_id)).await? else {
             return Ok(false);
         };
-        let Ok(connector) = self.ctx.connectors.for_binding(&task.binding) else {
-            return Ok(false);
-        };
         let text = format!(
             "I could not open a pull request for turn {}: {}. The work stays on branch `{}` in Chime's mirror of {}.",
             p.turn_no,
@@ -314,13 +325,9 @@ impl Deliver for Publisher {
             p.repo
         );
         let key = format!("pr-refused:{}", p.task_id);
-        let to = UserId::new(&task.requester);
-        connector
-            .reporter()
-            .tell(&mut tx, &task.binding, &key, &to, &text)
-            .await?;
+        let told = self.tell_requester(&mut tx, &task, &key, &text).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(told)
     }
 }
 

@@ -101,23 +101,15 @@ pub async fn queue_for_turn(
     let (Some(branch), true) = (&outcome.branch, changed) else {
         return Ok(false);
     };
-    let op = CodeHostOp::Publish(Box::new(Publish {
-        task_id: task.id.to_string(),
-        turn_no: task.turn_no,
-        repo: repo.clone(),
-        branch: branch.clone(),
-        base: config
-            .repos
-            .get(repo.as_str())
-            .and_then(|r| r.default_branch.clone()),
-        prompt: task.prompt.clone(),
-        summary: outcome.summary.clone(),
-        diff_stat: outcome.diff_stat.clone().unwrap_or_default(),
-        requester: task.requester.clone(),
-        surface: task.binding.surface().as_str().to_string(),
+    let op = publish_op(
+        config,
+        task,
+        repo,
+        branch,
+        &outcome.summary,
+        outcome.diff_stat.as_deref(),
         thread_link,
-        draft: config.github.draft,
-    }));
+    );
     let key = format!("publish:{}", task.id);
     queue(conn, guard, task, &op, &key).await
 }
@@ -139,23 +131,15 @@ pub async fn queue_choice(
         return Ok(());
     };
     if let (Some(branch), true) = (&chosen.branch, enabled(config)) {
-        let op = CodeHostOp::Publish(Box::new(Publish {
-            task_id: task.id.to_string(),
-            turn_no: task.turn_no,
-            repo: repo.clone(),
-            branch: branch.clone(),
-            base: config
-                .repos
-                .get(repo.as_str())
-                .and_then(|r| r.default_branch.clone()),
-            prompt: task.prompt.clone(),
-            summary: chosen.summary.clone(),
-            diff_stat: chosen.diff_stat.clone().unwrap_or_default(),
-            requester: task.requester.clone(),
-            surface: task.binding.surface().as_str().to_string(),
+        let op = publish_op(
+            config,
+            task,
+            repo,
+            branch,
+            &chosen.summary,
+            chosen.diff_stat.as_deref(),
             thread_link,
-            draft: config.github.draft,
-        }));
+        );
         queue(conn, guard, task, &op, &format!("publish:{}", task.id)).await?;
     }
     let others: Vec<String> = outcome
@@ -179,6 +163,35 @@ pub async fn queue_choice(
         .await?;
     }
     Ok(())
+}
+
+/// The step that pushes `branch` of `task` and opens its pull request with `summary`.
+fn publish_op(
+    config: &Config,
+    task: &Task,
+    repo: &RepoName,
+    branch: &str,
+    summary: &str,
+    diff_stat: Option<&str>,
+    thread_link: Option<String>,
+) -> CodeHostOp {
+    CodeHostOp::Publish(Box::new(Publish {
+        task_id: task.id.to_string(),
+        turn_no: task.turn_no,
+        repo: repo.clone(),
+        branch: branch.to_string(),
+        base: config
+            .repos
+            .get(repo.as_str())
+            .and_then(|r| r.default_branch.clone()),
+        prompt: task.prompt.clone(),
+        summary: summary.to_string(),
+        diff_stat: diff_stat.unwrap_or_default().to_string(),
+        requester: task.requester.clone(),
+        surface: task.binding.surface().as_str().to_string(),
+        thread_link,
+        draft: config.github.draft,
+    }))
 }
 
 /// Queues a code-host step about `task`'s thread under `key` (a second one is a no-op).

@@ -181,6 +181,33 @@ pub async fn retry_turn(
     }
     // Named by the turn it retries, not by the click: a second press finds the first one's task.
     let retry_of = format!("retry:{}", task.id);
+    let message = task.message.as_deref();
+    ask_again(
+        tx,
+        config,
+        reporter,
+        task,
+        by,
+        &retry_of,
+        message,
+        task.variants,
+    )
+    .await
+}
+
+/// A new turn of `task`'s session asking its request again, in the name of `by`, made once per
+/// `source`; shown like any new turn. None when `source` already made its turn.
+#[allow(clippy::too_many_arguments)]
+async fn ask_again(
+    tx: &mut AnyConnection,
+    config: &Config,
+    reporter: &dyn Reporter,
+    task: &Task,
+    by: &UserId,
+    source: &str,
+    message: Option<&str>,
+    variants: u32,
+) -> anyhow::Result<Option<Task>> {
     let known = config.known_repos();
     let session = Session {
         id: task.session_id.clone(),
@@ -190,20 +217,20 @@ pub async fn retry_turn(
     };
     let new = NewTask {
         session: &session,
-        source_event: &retry_of,
+        source_event: source,
         prompt: &task.prompt,
         requester: by.as_str(),
         repo: task.repo.as_ref(),
         binding: &task.binding,
-        message: task.message.as_deref(),
+        message,
         state: initial_state(task.repo.as_ref(), &known),
-        variants: task.variants,
+        variants,
     };
-    let Some(retry) = insert(tx, new).await? else {
+    let Some(turn) = insert(tx, new).await? else {
         return Ok(None);
     };
-    show(tx, reporter, &retry, &known).await?;
-    Ok(Some(retry))
+    show(tx, reporter, &turn, &known).await?;
+    Ok(Some(turn))
 }
 
 /// Why `n` attempts cannot run on `backend`, if they cannot: best-of-N runs each attempt in a
@@ -242,29 +269,10 @@ pub async fn try_ways(
         return Ok(Err(why));
     }
     let source = format!("ways:{}", task.id);
-    let known = config.known_repos();
-    let session = Session {
-        id: task.session_id.clone(),
-        entry: task.binding.surface(),
-        repo: task.repo.clone(),
-        backend: task.backend.clone(),
-    };
-    let new = NewTask {
-        session: &session,
-        source_event: &source,
-        prompt: &task.prompt,
-        requester: by.as_str(),
-        repo: task.repo.as_ref(),
-        binding: &task.binding,
-        message: None,
-        state: initial_state(task.repo.as_ref(), &known),
-        variants: n,
-    };
-    let Some(turn) = insert(tx, new).await? else {
-        return Ok(Ok(None));
-    };
-    show(tx, reporter, &turn, &known).await?;
-    Ok(Ok(Some(turn)))
+    Ok(Ok(ask_again(
+        tx, config, reporter, task, by, &source, None, n,
+    )
+    .await?))
 }
 
 /// Asks a task to stop: a task no worker holds yet stops here (and shows so); a running one
