@@ -24,6 +24,7 @@ pub mod ids;
 pub mod janitor;
 pub mod jobs;
 pub mod lease;
+pub mod linear;
 pub mod local;
 pub mod policy;
 pub mod queue;

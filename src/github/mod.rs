@@ -13,10 +13,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
-use sha2::Sha256;
 use std::sync::Arc;
 
 pub struct GithubIngress {
@@ -33,24 +31,14 @@ pub fn routes(state: Arc<GithubIngress>) -> Router {
 /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`; compared
 /// in constant time.
 pub fn verify(secret: &SecretString, signature: Option<&str>, body: &[u8]) -> bool {
-    let Some(expected) = signature
+    signature
         .and_then(|s| s.trim().strip_prefix("sha256="))
-        .and_then(|h| hex::decode(h).ok())
-    else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
+        .is_some_and(|hex| crate::signing::body_hmac_matches(secret, hex, body))
 }
 
 /// `X-Hub-Signature-256` for a body: for tests and local tools.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha256={}", crate::signing::body_hmac(secret, body))
 }
 
 /// Why a signed delivery is refused.

@@ -5,15 +5,15 @@
 //! a cloud backend. A hit becomes `[redacted: KIND]`, and is counted and logged without the secret.
 //!
 //! The rules (`rules.rs`, versioned) find the usual credential shapes; on top, every secret Chime
-//! itself holds is redacted by exact value, and teams add patterns in `[guard]`. A literal
-//! prefilter (aho-corasick) keeps ordinary text, which contains none of the rules' literals, to
-//! one pass. A replacement is never longer than what it replaces (a short hit gets `[redacted]`,
+//! itself holds is redacted by exact value (aho-corasick), and teams add patterns in `[guard]`.
+//! One `RegexSet` pass over all rules says which match at all, so ordinary text, which matches
+//! none, costs one pass. A replacement is never longer than what it replaces (a short hit gets `[redacted]`,
 //! or asterisks), so a card measured against Block Kit's limits before the guard still fits after.
 
 pub mod rules;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -37,11 +37,9 @@ struct Compiled {
 
 pub struct Guard {
     rules: Vec<Compiled>,
-    /// Every built-in rule's literals; `literal_rule[i]` is the rule of literal `i`.
-    prefilter: AhoCorasick,
-    literal_rule: Vec<usize>,
-    /// Rules from the config run on every text (they have no literals to prefilter on).
-    custom_from: usize,
+    /// Every rule at once: one pass says which rules match at all, and text that matches none
+    /// (nearly all chat) is done after it.
+    prefilter: RegexSet,
     /// Chime's own secrets, by exact value.
     own: Option<AhoCorasick>,
     aws_bare: Regex,
@@ -65,21 +63,14 @@ impl Guard {
     /// The built-in rules, `extra` patterns, and `own` secrets redacted by value.
     pub fn new(extra: &[CustomPattern], own: Vec<String>) -> anyhow::Result<Self> {
         let mut compiled = Vec::new();
-        let mut literals = Vec::new();
-        let mut literal_rule = Vec::new();
-        for (i, r) in rules::RULES.iter().enumerate() {
+        for r in rules::RULES {
             compiled.push(Compiled {
                 kind: r.kind.to_string(),
                 regex: Regex::new(r.pattern)?,
                 group: r.group,
                 check: r.check,
             });
-            for l in r.literals {
-                literals.push(*l);
-                literal_rule.push(i);
-            }
         }
-        let custom_from = compiled.len();
         let aws_id_rule = rules::RULES
             .iter()
             .position(|r| r.kind == "aws_access_key_id")
@@ -93,9 +84,7 @@ impl Guard {
                 check: None,
             });
         }
-        let prefilter = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .build(&literals)?;
+        let prefilter = RegexSet::new(compiled.iter().map(|c| c.regex.as_str()))?;
         let mut own: Vec<String> = own
             .into_iter()
             .filter(|s| s.chars().count() >= OWN_MIN_CHARS)
@@ -115,8 +104,6 @@ impl Guard {
         Ok(Self {
             rules: compiled,
             prefilter,
-            literal_rule,
-            custom_from,
             own,
             aws_bare: Regex::new(rules::AWS_SECRET_BARE)?,
             aws_id,
@@ -163,19 +150,11 @@ impl Guard {
                 out = Cow::Owned(dst);
             }
         }
-        let mut candidates = vec![false; self.rules.len()];
-        let mut any = false;
-        for m in self.prefilter.find_overlapping_iter(out.as_ref()) {
-            candidates[self.literal_rule[m.pattern().as_usize()]] = true;
-            any = true;
-        }
-        for c in candidates.iter_mut().skip(self.custom_from) {
-            *c = true;
-            any = true;
-        }
-        if !any {
+        let matched = self.prefilter.matches(out.as_ref());
+        if !matched.matched_any() {
             return (out, hits);
         }
+        let candidates: Vec<bool> = (0..self.rules.len()).map(|i| matched.matched(i)).collect();
         if candidates[self.aws_id_rule] {
             if let Some(paired) = self.pair_aws_secrets(out.as_ref(), &mut hits) {
                 out = Cow::Owned(paired);

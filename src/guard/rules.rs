@@ -1,8 +1,7 @@
-//! The output guard's rule set, version [`RULES_VERSION`]. Each rule is a regex, the literals one
-//! of which any match must contain (the prefilter), and an optional check on what it matched. The
-//! order matters: a more specific rule (`sk-ant-`) runs before a broader one (`sk-`), and what an
-//! earlier rule redacted is no longer there for a later one. Documented in the README ("Output
-//! guard"); a change to any rule bumps the version.
+//! The output guard's rule set, version [`RULES_VERSION`]. Each rule is a regex and an optional
+//! check on what it matched. The order matters: a more specific rule (`sk-ant-`) runs before a
+//! broader one (`sk-`), and what an earlier rule redacted is no longer there for a later one.
+//! Documented in the README ("Output guard"); a change to any rule bumps the version.
 
 /// Bumped whenever a rule is added, removed or changed.
 pub const RULES_VERSION: u32 = 1;
@@ -12,8 +11,6 @@ pub struct Rule {
     /// The kind, as shown in `[redacted: KIND]`.
     pub kind: &'static str,
     pub pattern: &'static str,
-    /// Text a match always contains (case-insensitive), to skip the regex on text without any.
-    pub literals: &'static [&'static str],
     /// The capture group that is the secret (0: the whole match).
     pub group: usize,
     /// A check on the secret itself, for rules whose pattern alone would catch ordinary words.
@@ -67,56 +64,48 @@ pub const RULES: &[Rule] = &[
         kind: "private_key",
         // A PEM block; or, cut before its end, the base64 lines (and headers) that follow it.
         pattern: r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:(?s:.*?)-----END [A-Z0-9 ]*PRIVATE KEY-----|(?:\r?\n[A-Za-z0-9+/=:, -]+)+)",
-        literals: &["-----begin "],
         group: 0,
         check: None,
     },
     Rule {
         kind: "slack_token",
         pattern: r"\bxox[abposre]-[0-9A-Za-z-]{10,}",
-        literals: &["xox"],
         group: 0,
         check: None,
     },
     Rule {
         kind: "slack_app_token",
         pattern: r"\bxapp-[0-9]+-[0-9A-Za-z-]{10,}",
-        literals: &["xapp-"],
         group: 0,
         check: None,
     },
     Rule {
         kind: "github_token",
         pattern: r"\b(?:gh[pousr]_[0-9A-Za-z]{20,}|github_pat_[0-9A-Za-z_]{20,})",
-        literals: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
         group: 0,
         check: None,
     },
     Rule {
         kind: "anthropic_key",
         pattern: r"\bsk-ant-[0-9A-Za-z_-]{20,}",
-        literals: &["sk-ant-"],
         group: 0,
         check: None,
     },
     Rule {
         kind: "openai_key",
         pattern: r"\bsk-(?:proj-|svcacct-|admin-)?([0-9A-Za-z_-]{20,})",
-        literals: &["sk-"],
         group: 0,
         check: Some(|m| looks_random(m.trim_start_matches("sk-"))),
     },
     Rule {
         kind: "stripe_key",
         pattern: r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}|\bwhsec_[0-9A-Za-z]{20,}",
-        literals: &["sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"],
         group: 0,
         check: None,
     },
     Rule {
         kind: "aws_access_key_id",
         pattern: r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",
-        literals: &["akia", "asia", "abia", "acca"],
         group: 0,
         check: None,
     },
@@ -124,42 +113,36 @@ pub const RULES: &[Rule] = &[
         kind: "aws_secret_key",
         // Named as one, or (see `Guard::redact`) a 40-character key next to an access key id.
         pattern: r"(?i)(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\s\x22']*[:=][\s\x22']*([0-9A-Za-z/+=]{40})",
-        literals: &["secret"],
         group: 1,
         check: None,
     },
     Rule {
         kind: "google_api_key",
         pattern: r"\bAIza[0-9A-Za-z_-]{35}",
-        literals: &["aiza"],
         group: 0,
         check: None,
     },
     Rule {
         kind: "jwt",
         pattern: r"\beyJ[0-9A-Za-z_-]{8,}\.eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}",
-        literals: &["eyj"],
         group: 0,
         check: None,
     },
     Rule {
         kind: "authorization",
         pattern: r"(?i)(?:authorization[\x22']?\s*[:=]\s*[\x22']?(?:bearer|basic|token|bot)?\s*|\bbearer\s+)([0-9A-Za-z._~+/=-]{12,})",
-        literals: &["authorization", "bearer"],
         group: 1,
         check: Some(credential_like),
     },
     Rule {
         kind: "url_password",
         pattern: r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@<>|]*:([^\s/@<>|]+)@",
-        literals: &["://"],
         group: 1,
         check: None,
     },
     Rule {
         kind: "assigned_secret",
         pattern: r"(?i)\b[A-Z0-9_]*(?:_TOKEN|_SECRET|_KEY|PASSWORD|PASSWD)[\x22']?\s*[:=]\s*([\x22']?[^\s\x22'<>|,;]{8,}[\x22']?)",
-        literals: &["token", "secret", "key", "passw"],
         group: 1,
         check: Some(assigned_value),
     },
