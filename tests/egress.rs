@@ -165,3 +165,55 @@ async fn a_refused_call_is_never_made(db: TestDb) {
     app.stop().await;
 }
 dual_db!(allowlist_test, a_refused_call_is_never_made);
+
+/// A server on an allowed host that redirects elsewhere does not take a call there: the redirect
+/// is checked like a first call, and the refusal is the turn's error.
+async fn a_redirect_outside_the_list_is_refused(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let model = MockServer::start().await;
+    let port = model.address().port();
+    // 127.0.0.1 is allowed; the redirect names localhost, which is not.
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(307).insert_header(
+            "location",
+            format!("http://localhost:{port}/elsewhere").as_str(),
+        ))
+        .mount(&model)
+        .await;
+    let mut config = test_config(&db, &slack);
+    config.network = chime::egress::NetworkConfig {
+        mode: chime::egress::Mode::Allowlist,
+        allow_hosts: vec!["127.0.0.1".into()],
+    };
+    config.backends.insert(
+        "gpt".into(),
+        chime::config::BackendConfig::Openai {
+            model: "gpt-test".into(),
+            api: chime::config::OpenaiApi::Chat,
+            timeout_secs: 30,
+            instructions: None,
+            max_output_tokens: None,
+        },
+    );
+    config.agent.default_backend = "gpt".into();
+    config.endpoints.openai = Some(format!("http://127.0.0.1:{port}/v1"));
+    let app = TestApp::spawn(config).await;
+    let root = "1700003200.000100";
+    app.post_event(&mention("EvNet3", "C4", "U1", root, None, "hello"))
+        .await;
+    let card = slack.card("C4", root, "Failed").await.to_string();
+    assert!(
+        card.contains("localhost is not in [network] allow_hosts"),
+        "{card}"
+    );
+    let paths: Vec<String> = model
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert!(!paths.iter().any(|p| p == "/elsewhere"), "{paths:?}");
+    app.stop().await;
+}
+dual_db!(redirect_test, a_redirect_outside_the_list_is_refused);

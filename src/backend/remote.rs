@@ -55,7 +55,7 @@ impl Api {
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
-        req.send().await.map_err(|e| e.to_string())
+        req.send().await.map_err(|e| crate::egress::why(&e))
     }
 
     /// One call; a refusal is an error naming the status and the service's reason.
@@ -78,7 +78,8 @@ impl Api {
             req = req.json(&b);
         }
         let r = req.send().await.map_err(|e| {
-            BackendError::Failed(format!("cannot reach {service} at {}: {e}", self.base))
+            let why = crate::egress::why(&e);
+            BackendError::Failed(format!("cannot reach {service} at {}: {why}", self.base))
         })?;
         let status = r.status();
         let text = r.text().await.unwrap_or_default();

@@ -92,6 +92,15 @@ pub const FRAGMENTS: &[&str] = &[
     "{{requester}}",
     "Vec<Option<Box<T>>>",
     "https://github.com/acme/api/pull/1",
+    // Secret shapes, short and long, for the output guard (its markers must never grow a card).
+    "ghp_Zq8vN3xK5pR2mW7tY4bJzq8vN3xK5pR2mW7t",
+    "xoxb-1234567890-abcdefghij",
+    "AKIAZ7Q3X5V2N8M4K6J2",
+    "sk-proj-Zq8vN3xK5pR2mW7tY4bJzq8v",
+    "Authorization: Bearer a1b2c3d4e5f6g7",
+    "redis://:p@h",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n",
+    "DB_PASSWORD=Xk9#mP2$vL7@qR4!",
 ];
 pub const RUNS: &[&str] = &[
     "&",

@@ -147,7 +147,11 @@ impl OpenaiBackend {
                     retry_after
                 }
                 Err(e) => {
-                    last = format!("cannot reach the model server at {}: {e}", self.base);
+                    last = format!(
+                        "cannot reach the model server at {}: {}",
+                        self.base,
+                        crate::egress::why(&e)
+                    );
                     None
                 }
             };

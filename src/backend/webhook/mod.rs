@@ -104,7 +104,10 @@ impl WebhookBackend {
             .body(body)
             .send()
             .await
-            .map_err(|e| fail(true, format!("cannot reach the agent service: {e}")))?;
+            .map_err(|e| {
+                let why = crate::egress::why(&e);
+                fail(true, format!("cannot reach the agent service: {why}"))
+            })?;
         if !r.status().is_success() {
             let status = r.status();
             let text: String = r
