@@ -139,6 +139,7 @@ async fn run_turn(backend: &CommandBackend, turn_no: i64) -> anyhow::Result<()> 
         history: vec![],
         thread_context: vec![],
         rendered: "Benchmark turn\n".into(),
+        rendered_turn: String::new(),
         variants: 1,
         remote: None,
         checkpoint: Default::default(),

@@ -161,6 +161,7 @@ fn input(session: &str, turn_no: i64, prompt: &str, repo: Option<&str>) -> Agent
         history: vec![],
         thread_context: vec![],
         rendered: format!("# Request\n\n{prompt}\n"),
+        rendered_turn: String::new(),
         variants: 1,
         remote: None,
         checkpoint: Default::default(),

@@ -308,6 +308,14 @@ async fn responses_answer_and_follow_up(db: TestDb) {
         .contains("why do retries pile up?"));
     assert!(seen.bodies[0].get("previous_response_id").is_none());
     assert_eq!(seen.bodies[1]["previous_response_id"], "resp_1");
+    // The remote conversation holds turn 1: the follow-up sends only its own turn.
+    let second = seen.bodies[1]["input"].as_str().unwrap();
+    assert!(second.contains("and how do we fix it?"), "{second}");
+    assert!(
+        !second.contains("Earlier turns of this session"),
+        "{second}"
+    );
+    assert!(second.contains("in this conversation already"), "{second}");
     assert!(seen
         .auth
         .iter()
@@ -352,13 +360,14 @@ dual_db!(chat_test, chat_api_local_model);
 async fn stop_and_timeout(db: TestDb) {
     let slack = FakeSlack::start().await;
     let (server, _fake) = fake_model(Duration::from_secs(30), None).await;
+    // Stop first, with a timeout far longer than a loaded machine needs to press it.
     let app = TestApp::spawn(with_model(
         &db,
         &slack,
         &server,
         OpenaiApi::Responses,
         true,
-        2,
+        60,
     ))
     .await;
     let root = "1700000300.000100";
@@ -389,7 +398,17 @@ async fn stop_and_timeout(db: TestDb) {
     })
     .await;
     slack.card("C3", root, "Stopped").await;
+    app.stop().await;
 
+    let app = TestApp::spawn(with_model(
+        &db,
+        &slack,
+        &server,
+        OpenaiApi::Responses,
+        true,
+        2,
+    ))
+    .await;
     let root = "1700000300.000300";
     app.post_event(&mention(
         "EvS2",

@@ -37,6 +37,10 @@ pub struct AgentInput {
     pub thread_context: Vec<QuotedMessage>,
     /// The full text handed to the agent: all of the above rendered by `templates/agent/input.md.hbs`.
     pub rendered: String,
+    /// The same without the earlier turns, for a backend whose remote conversation already holds
+    /// them (the Responses API with `previous_response_id`): sending them again costs them again.
+    #[serde(skip)]
+    pub rendered_turn: String,
     /// Attempts to run side by side, each on its own branch (best-of-N); 1 for an ordinary turn.
     pub variants: u32,
     /// The remote run an earlier claim of this same turn started (a cloud agent's run or

@@ -83,6 +83,15 @@ pub fn build_input(
             "prompt": prompt,
         }))?;
         if rendered.chars().count() <= max_chars || kept.is_empty() {
+            let rendered_turn = templates.agent_input(&json!({
+                "requester": requester,
+                "repo": task.repo,
+                "turn_no": task.turn_no,
+                "session_id": task.session_id,
+                "continues": !history.is_empty(),
+                "thread_context": context,
+                "prompt": prompt,
+            }))?;
             return Ok(AgentInput {
                 session_id: task.session_id.clone(),
                 task_id: task.id.clone(),
@@ -94,6 +103,7 @@ pub fn build_input(
                 history: kept,
                 thread_context: context,
                 rendered,
+                rendered_turn,
                 variants: task.variants,
                 remote: None,
                 checkpoint: Default::default(),

@@ -1,7 +1,7 @@
 //! The `openai` backend: a turn is one streamed call to an OpenAI-compatible model, for
 //! questions, plans and reviews. It speaks the Responses API (a follow-up continues the remote
-//! conversation with `previous_response_id`) or, for servers without it, Chat Completions (a
-//! follow-up sends the whole history again, which Chime's input already carries). The base URL
+//! conversation with `previous_response_id`, sending only the new turn) or, for servers without
+//! it, Chat Completions (a follow-up sends the whole history again, which Chime's input carries). The base URL
 //! is `OPENAI_BASE_URL`, so a model server on the team's own network (vLLM, Ollama, llama.cpp)
 //! works where there is no outside network.
 //!
@@ -77,9 +77,15 @@ impl OpenaiBackend {
     fn body(&self, input: &AgentInput) -> (String, Value) {
         match self.api {
             OpenaiApi::Responses => {
+                // The remote conversation holds the earlier turns: a follow-up sends only its own.
+                let previous = previous_response(input);
+                let text = match previous {
+                    Some(_) => &input.rendered_turn,
+                    None => &input.rendered,
+                };
                 let mut body = json!({
                     "model": self.model,
-                    "input": input.rendered,
+                    "input": text,
                     "stream": true,
                     // Stored remotely, so that the next turn can continue from it.
                     "store": true,
@@ -90,7 +96,7 @@ impl OpenaiBackend {
                 if let Some(n) = self.max_output_tokens {
                     body["max_output_tokens"] = json!(n);
                 }
-                if let Some(id) = previous_response(input) {
+                if let Some(id) = previous {
                     body["previous_response_id"] = json!(id);
                 }
                 (format!("{}/responses", self.base), body)
