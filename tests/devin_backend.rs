@@ -299,7 +299,8 @@ async fn stop_and_timeout(db: TestDb) {
     let slack = FakeSlack::start().await;
     let (server, fake) = fake_devin().await;
     fake.hold.store(true, Ordering::SeqCst);
-    let app = TestApp::spawn(with_devin(&db, &slack, &server, 3)).await;
+    // Stop under a timeout far longer than a loaded machine needs to press it.
+    let app = TestApp::spawn(with_devin(&db, &slack, &server, 60)).await;
     let root = "1700000600.000100";
     app.post_event(&mention(
         "EvD3",
@@ -333,7 +334,9 @@ async fn stop_and_timeout(db: TestDb) {
         1,
         "Stop ends the Devin session"
     );
+    app.stop().await;
 
+    let app = TestApp::spawn(with_devin(&db, &slack, &server, 3)).await;
     let root = "1700000600.000300";
     app.post_event(&mention("EvD4", "C6", "U1", root, None, "a very long job"))
         .await;
