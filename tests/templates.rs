@@ -298,7 +298,14 @@ fn check(r: &Rendered, mentions: &[&str], what: &str) -> Result<(), TestCaseErro
     let mut redacted = serde_json::to_value(r).unwrap();
     GUARD.with(|g| g.redact_json(&mut redacted, "test"));
     let redacted: Rendered = serde_json::from_value(redacted).unwrap();
-    block_kit::check_card(&redacted, mentions)
+    // A mention whose id looks like a secret is redacted too (it then pings nobody).
+    let also: Vec<String> = mentions
+        .iter()
+        .map(|m| GUARD.with(|g| g.scan(m).0.into_owned()))
+        .collect();
+    let mut allowed: Vec<&str> = mentions.to_vec();
+    allowed.extend(also.iter().map(String::as_str));
+    block_kit::check_card(&redacted, &allowed)
         .map_err(|e| TestCaseError::fail(format!("{what}, once redacted: {e}")))
 }
 
