@@ -120,16 +120,9 @@ async fn a_backend_outside_the_list_is_refused(db: TestDb) {
 }
 dual_db!(air_gapped_test, a_backend_outside_the_list_is_refused);
 
-/// An allowlist that names the fake Slack's address but not `localhost`: a model server reached
-/// as `localhost` is never called, though it is up and would answer.
-async fn a_refused_call_is_never_made(db: TestDb) {
-    let slack = FakeSlack::start().await;
-    let model = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&model)
-        .await;
-    let mut config = test_config(&db, &slack);
+/// A config whose allowlist names only `127.0.0.1` (the fake Slack), with an `openai` backend.
+fn allowlisted_model(db: &TestDb, slack: &FakeSlack) -> chime::config::Config {
+    let mut config = test_config(db, slack);
     config.network = chime::egress::NetworkConfig {
         mode: chime::egress::Mode::Allowlist,
         allow_hosts: vec!["127.0.0.1".into()],
@@ -145,6 +138,19 @@ async fn a_refused_call_is_never_made(db: TestDb) {
         },
     );
     config.agent.default_backend = "gpt".into();
+    config
+}
+
+/// An allowlist that names the fake Slack's address but not `localhost`: a model server reached
+/// as `localhost` is never called, though it is up and would answer.
+async fn a_refused_call_is_never_made(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let model = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&model)
+        .await;
+    let mut config = allowlisted_model(&db, &slack);
     let port = model.address().port();
     config.endpoints.openai = Some(format!("http://localhost:{port}/v1"));
     let app = TestApp::spawn(config).await;
@@ -180,22 +186,7 @@ async fn a_redirect_outside_the_list_is_refused(db: TestDb) {
         ))
         .mount(&model)
         .await;
-    let mut config = test_config(&db, &slack);
-    config.network = chime::egress::NetworkConfig {
-        mode: chime::egress::Mode::Allowlist,
-        allow_hosts: vec!["127.0.0.1".into()],
-    };
-    config.backends.insert(
-        "gpt".into(),
-        chime::config::BackendConfig::Openai {
-            model: "gpt-test".into(),
-            api: chime::config::OpenaiApi::Chat,
-            timeout_secs: 30,
-            instructions: None,
-            max_output_tokens: None,
-        },
-    );
-    config.agent.default_backend = "gpt".into();
+    let mut config = allowlisted_model(&db, &slack);
     config.endpoints.openai = Some(format!("http://127.0.0.1:{port}/v1"));
     let app = TestApp::spawn(config).await;
     let root = "1700003200.000100";
