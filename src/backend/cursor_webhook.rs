@@ -11,10 +11,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
-use sha2::Sha256;
 use std::sync::Arc;
 
 pub struct CursorWebhook {
@@ -30,17 +28,9 @@ pub fn routes(state: Arc<CursorWebhook>) -> Router {
 
 /// Whether `signature` is `sha256=` and the HMAC-SHA256 of `body`; compared in constant time.
 pub fn verify(secret: &SecretString, signature: Option<&str>, body: &[u8]) -> bool {
-    let Some(expected) = signature
+    signature
         .and_then(|s| s.trim().strip_prefix("sha256="))
-        .and_then(|h| hex::decode(h).ok())
-    else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
+        .is_some_and(|hex| crate::signing::body_hmac_matches(secret, hex, body))
 }
 
 /// A `statusChange` body as Chime's event; Ok(None) for statuses that end nothing.
@@ -155,6 +145,8 @@ async fn webhook(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
 
     #[test]
     fn status_changes_parse_and_hostile_ones_are_refused() {

@@ -246,11 +246,7 @@ fn replace(rule: &Compiled, text: &str, hits: &mut Vec<String>) -> Option<String
         let Some(secret) = c.get(rule.group) else {
             continue;
         };
-        let whole = c.get(0).map_or(secret.as_str(), |m| m.as_str());
-        if rule
-            .check
-            .is_some_and(|check| !check(whole_or(secret.as_str(), whole, rule.group)))
-        {
+        if rule.check.is_some_and(|check| !check(secret.as_str())) {
             continue;
         }
         if secret.start() < done {
@@ -265,15 +261,6 @@ fn replace(rule: &Compiled, text: &str, hits: &mut Vec<String>) -> Option<String
         out.push_str(&text[done..]);
         out
     })
-}
-
-/// What a rule's check looks at: the secret group, or the whole match for group 0.
-fn whole_or<'a>(secret: &'a str, whole: &'a str, group: usize) -> &'a str {
-    if group == 0 {
-        whole
-    } else {
-        secret
-    }
 }
 
 /// `[redacted: KIND]`, or, when that is longer than the `len` bytes it replaces, `[redacted]`,
