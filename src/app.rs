@@ -13,6 +13,7 @@ use crate::connector::Connectors;
 use crate::context::Ctx;
 use crate::db::Db;
 use crate::guard::Guard;
+use crate::linear::LinearConnector;
 use crate::local::LocalConnector;
 use crate::policy::Policy;
 use crate::queue::inbox::InboxWriter;
@@ -147,6 +148,9 @@ async fn build_connectors(
         SlackConnector::new(config, inbox.clone(), cards.clone(), guard.clone()).await?
     {
         connectors.add(Arc::new(slack));
+    }
+    if let Some(linear) = LinearConnector::new(config, db.clone(), inbox.clone(), guard.clone())? {
+        connectors.add(Arc::new(linear));
     }
     if let Some(local) = LocalConnector::new(
         config,

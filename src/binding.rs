@@ -5,7 +5,7 @@
 //! `local:CGENERAL/1700000000.000100`. It is parsed in exactly one place ([`FromStr`]); a stored
 //! value that does not parse is an error, never a guess.
 
-use crate::ids::{ChannelId, TeamId, ThreadTs};
+use crate::ids::{ChannelId, OrgId, TeamId, ThreadTs};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -16,15 +16,17 @@ use std::str::FromStr;
 pub enum Surface {
     Slack,
     Local,
+    Linear,
 }
 
 impl Surface {
-    pub const ALL: [Surface; 2] = [Surface::Slack, Surface::Local];
+    pub const ALL: [Surface; 3] = [Surface::Slack, Surface::Local, Surface::Linear];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Surface::Slack => "slack",
             Surface::Local => "local",
+            Surface::Linear => "linear",
         }
     }
 }
@@ -63,7 +65,7 @@ impl BadValue {
     }
 }
 
-/// One place a session is bound to. Linear agent sessions and IDE connections join later.
+/// One place a session is bound to. IDE connections join later.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Binding {
     /// A Slack thread: its workspace, channel and root message.
@@ -77,6 +79,18 @@ pub enum Binding {
         channel: ChannelId,
         thread: ThreadTs,
     },
+    /// A Linear agent session (`linear:ORG/SESSION`), or an issue answered with comments where
+    /// agent sessions are not used (`linear:ORG/issue/ISSUE`).
+    Linear { org: OrgId, thread: LinearThread },
+}
+
+/// What a Linear binding answers in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LinearThread {
+    /// An agent session: activities.
+    Session(String),
+    /// An issue, for plain assignment and comment mentions: comments.
+    Issue(String),
 }
 
 /// A place on a surface where threads start: a channel. A request asked outside any thread
@@ -84,8 +98,17 @@ pub enum Binding {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "surface", rename_all = "snake_case")]
 pub enum Place {
-    Slack { team: TeamId, channel: ChannelId },
-    Local { channel: ChannelId },
+    Slack {
+        team: TeamId,
+        channel: ChannelId,
+    },
+    Local {
+        channel: ChannelId,
+    },
+    /// A Linear workspace (organization): its agent sessions and issues.
+    Linear {
+        org: OrgId,
+    },
 }
 
 impl Place {
@@ -93,6 +116,7 @@ impl Place {
         match self {
             Place::Slack { .. } => Surface::Slack,
             Place::Local { .. } => Surface::Local,
+            Place::Linear { .. } => Surface::Linear,
         }
     }
 }
@@ -108,6 +132,7 @@ impl Binding {
             Binding::LocalThread { channel, .. } => Place::Local {
                 channel: channel.clone(),
             },
+            Binding::Linear { org, .. } => Place::Linear { org: org.clone() },
         }
     }
 
@@ -116,15 +141,18 @@ impl Binding {
         match self {
             Binding::SlackThread { .. } => Surface::Slack,
             Binding::LocalThread { .. } => Surface::Local,
+            Binding::Linear { .. } => Surface::Linear,
         }
     }
 
-    /// The place inside the surface that routing and access rules are written for (a channel).
+    /// The place inside the surface that routing and access rules are written for (a channel;
+    /// for Linear, the workspace).
     pub fn place(&self) -> &str {
         match self {
             Binding::SlackThread { channel, .. } | Binding::LocalThread { channel, .. } => {
                 channel.as_str()
             }
+            Binding::Linear { org, .. } => org.as_str(),
         }
     }
 }
@@ -138,6 +166,14 @@ impl fmt::Display for Binding {
                 thread,
             } => write!(f, "slack:{team}/{channel}/{thread}"),
             Binding::LocalThread { channel, thread } => write!(f, "local:{channel}/{thread}"),
+            Binding::Linear {
+                org,
+                thread: LinearThread::Session(s),
+            } => write!(f, "linear:{org}/{s}"),
+            Binding::Linear {
+                org,
+                thread: LinearThread::Issue(i),
+            } => write!(f, "linear:{org}/issue/{i}"),
         }
     }
 }
@@ -164,6 +200,14 @@ impl FromStr for Binding {
             (Surface::Local, &[channel, thread]) => Ok(Binding::LocalThread {
                 channel: ChannelId::new(part(channel).ok_or_else(bad)?),
                 thread: ThreadTs::new(part(thread).ok_or_else(bad)?),
+            }),
+            (Surface::Linear, &[org, session]) if session != "issue" => Ok(Binding::Linear {
+                org: OrgId::new(part(org).ok_or_else(bad)?),
+                thread: LinearThread::Session(part(session).ok_or_else(bad)?.to_string()),
+            }),
+            (Surface::Linear, &[org, "issue", issue]) => Ok(Binding::Linear {
+                org: OrgId::new(part(org).ok_or_else(bad)?),
+                thread: LinearThread::Issue(part(issue).ok_or_else(bad)?.to_string()),
             }),
             _ => Err(bad()),
         }
@@ -212,6 +256,9 @@ impl<'de> Deserialize<'de> for Binding {
                 channel,
                 thread: thread_ts,
             }),
+            Stored::Thread { surface, .. } => Err(serde::de::Error::custom(format!(
+                "a {surface} binding stored as a thread object"
+            ))),
         }
     }
 }
@@ -222,7 +269,12 @@ mod tests {
 
     #[test]
     fn text_form_round_trips() {
-        for s in ["slack:T1/C1/1700000000.000100", "local:CGENERAL/1.000001"] {
+        for s in [
+            "slack:T1/C1/1700000000.000100",
+            "local:CGENERAL/1.000001",
+            "linear:org-1/0b5c7a3e-session",
+            "linear:org-1/issue/ISSUE-UUID",
+        ] {
             let b: Binding = s.parse().unwrap();
             assert_eq!(b.to_string(), s);
             let json = serde_json::to_string(&b).unwrap();
@@ -243,6 +295,10 @@ mod tests {
             "slack:T1//ts",
             "local:T1/C1/ts",
             "linear:abc",
+            "linear:org/issue",
+            "linear:org/issue/",
+            "linear:org/issue/a/b",
+            "linear:/s",
             "SLACK:T1/C1/1",
             "slack:T1/C1/1\n",
             "slack:T1/C:1/1",

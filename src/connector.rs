@@ -123,6 +123,11 @@ pub trait Connector: Send + Sync {
     async fn place_name(&self, _binding: &Binding) -> Option<String> {
         None
     }
+    /// The repository a new session at `binding` works on, when the platform tells (a Linear
+    /// issue's `repo:` line, team, project or labels); None leaves it to Chime's routing.
+    async fn suggest_repo(&self, _binding: &Binding) -> Option<RepoName> {
+        None
+    }
     /// How a person is named in the agent's input.
     fn name_person(&self, user: &str) -> String;
     /// Whether this person may press Stop, Retry and the repository picker on anyone's task.

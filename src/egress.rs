@@ -197,6 +197,9 @@ pub fn endpoints(config: &Config) -> Vec<(String, String)> {
             ));
         }
     }
+    if config.linear_enabled() {
+        out.push(("Linear API".into(), config.endpoints.linear().to_string()));
+    }
     for (name, b) in &config.backends {
         let url = match b {
             BackendConfig::Openai { .. } => config.endpoints.openai().to_string(),

@@ -35,6 +35,15 @@ pub enum Event {
     PullRequest(PullRequestEvent),
     /// Someone turned suggestions to them off for a while, or on again (`/chime mute`).
     MuteSuggestions(MuteSuggestions),
+    /// Someone asked, on the surface itself, to stop the turn running at a binding (Linear's
+    /// `stop` signal): the same as pressing its Stop.
+    StopRequested(StopRequested),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRequested {
+    pub binding: Binding,
+    pub author: Author,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,6 +32,10 @@ string_id!(
     TeamId
 );
 string_id!(
+    /// A Linear workspace (organization id).
+    OrgId
+);
+string_id!(
     /// A Slack conversation: channel, DM or group (`C…`, `D…`, `G…`).
     ChannelId
 );

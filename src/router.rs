@@ -2,7 +2,9 @@
 
 use crate::context::Ctx;
 use crate::event::Event;
-use crate::handlers::{backend_update, buttons, mention, message, mute, pull_request, request};
+use crate::handlers::{
+    backend_update, buttons, mention, message, mute, pull_request, request, stop,
+};
 use crate::queue::inbox::InboxRow;
 
 #[tracing::instrument(skip_all, fields(inbox_id = row.id, source = %row.source, delivery_id = %row.delivery_id))]
@@ -22,5 +24,6 @@ pub async fn dispatch(ctx: &Ctx, row: &InboxRow) -> anyhow::Result<()> {
         Event::PullRequest(p) => pull_request::handle_pull_request(ctx, row.id, p).await,
         Event::Request(r) => request::handle_request(ctx, row.id, &source_event, r).await,
         Event::MuteSuggestions(m) => mute::handle_mute(ctx, row.id, m).await,
+        Event::StopRequested(s) => stop::handle_stop(ctx, row.id, &source_event, s).await,
     }
 }

@@ -8,9 +8,9 @@ mod sections;
 
 pub use check::Report;
 pub use sections::{
-    AgentConfig, BackendConfig, DatabaseConfig, GithubConfig, GuardConfig, OpenaiApi,
-    PlaygroundConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode, ServerConfig,
-    SlackConfig, SuggestionsConfig, WorkerConfig,
+    AgentConfig, BackendConfig, DatabaseConfig, GithubConfig, GuardConfig, LinearConfig,
+    LinearRoute, OpenaiApi, PlaygroundConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
+    ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
 };
 
 use crate::ids::RepoName;
@@ -27,6 +27,7 @@ pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_DEVIN_API_URL: &str = "https://api.devin.ai";
 pub const DEFAULT_CURSOR_API_URL: &str = "https://api.cursor.com";
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+pub const DEFAULT_LINEAR_API_URL: &str = "https://api.linear.app/graphql";
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +43,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub backends: BTreeMap<String, BackendConfig>,
     pub github: GithubConfig,
+    pub linear: LinearConfig,
     pub guard: GuardConfig,
     pub network: crate::egress::NetworkConfig,
     /// Secrets, filled from the environment only (never from the file).
@@ -63,6 +65,8 @@ pub struct Endpoints {
     pub cursor: Option<String>,
     /// `GITHUB_API_URL`: GitHub's REST API (GitHub Enterprise: `https://HOST/api/v3`).
     pub github: Option<String>,
+    /// `LINEAR_API_URL`: Linear's GraphQL endpoint (OAuth's token endpoint is beside it).
+    pub linear: Option<String>,
 }
 
 impl Endpoints {
@@ -77,6 +81,13 @@ impl Endpoints {
         self.github
             .as_deref()
             .unwrap_or(DEFAULT_GITHUB_API_URL)
+            .trim_end_matches('/')
+    }
+
+    pub fn linear(&self) -> &str {
+        self.linear
+            .as_deref()
+            .unwrap_or(DEFAULT_LINEAR_API_URL)
             .trim_end_matches('/')
     }
 
@@ -116,6 +127,12 @@ pub struct Secrets {
     pub github_webhook_secret: Option<SecretString>,
     /// `GITHUB_TOKEN`: pushes `command` runs' branches and opens their pull requests.
     pub github_token: Option<SecretString>,
+    /// `LINEAR_WEBHOOK_SECRET`: verifies `POST /linear/webhook`; Linear is on when it is set.
+    pub linear_webhook_secret: Option<SecretString>,
+    /// `LINEAR_ACCESS_TOKEN`: one workspace's token, instead of installing with OAuth.
+    pub linear_access_token: Option<SecretString>,
+    /// `LINEAR_CLIENT_SECRET`: the OAuth app's secret, for `GET /linear/oauth/callback`.
+    pub linear_client_secret: Option<SecretString>,
 }
 
 impl Config {
@@ -167,6 +184,13 @@ impl Config {
         self.secrets.github_webhook_secret = non_empty("GITHUB_WEBHOOK_SECRET").map(Into::into);
         self.secrets.github_token = non_empty("GITHUB_TOKEN").map(Into::into);
         self.endpoints.github = non_empty("GITHUB_API_URL");
+        self.secrets.linear_webhook_secret = non_empty("LINEAR_WEBHOOK_SECRET").map(Into::into);
+        self.secrets.linear_access_token = non_empty("LINEAR_ACCESS_TOKEN").map(Into::into);
+        self.secrets.linear_client_secret = non_empty("LINEAR_CLIENT_SECRET").map(Into::into);
+        if let Some(v) = non_empty("LINEAR_CLIENT_ID") {
+            self.linear.client_id = v;
+        }
+        self.endpoints.linear = non_empty("LINEAR_API_URL");
         self.secrets.webhook_backend_secret =
             non_empty("CHIME_WEBHOOK_BACKEND_SECRET").map(Into::into);
     }
@@ -178,6 +202,11 @@ impl Config {
                 self.server.listen
             )
         })
+    }
+
+    /// Linear runs when its webhook can be verified.
+    pub fn linear_enabled(&self) -> bool {
+        self.secrets.linear_webhook_secret.is_some()
     }
 
     pub fn slack_enabled(&self) -> bool {

@@ -238,6 +238,54 @@ pub struct GuardConfig {
     pub patterns: Vec<crate::guard::CustomPattern>,
 }
 
+/// Linear: agent sessions, delegation and mentions. On when `LINEAR_WEBHOOK_SECRET` is set; the
+/// token is `LINEAR_ACCESS_TOKEN` (one workspace) or each workspace's own from OAuth.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinearConfig {
+    /// Which repository an issue's work goes to, after a `repo: owner/name` line in the issue:
+    /// the first rule whose every given field matches (team key, project name, label name).
+    pub routes: Vec<LinearRoute>,
+    /// The OAuth app's client id (`LINEAR_CLIENT_ID` wins); its secret is `LINEAR_CLIENT_SECRET`.
+    pub client_id: String,
+    /// Where Linear sends people back after they install Chime: this server's
+    /// `/linear/oauth/callback`, as Linear's app settings list it.
+    pub redirect_url: String,
+    /// Linear user ids who may stop anyone's session.
+    pub admins: Vec<String>,
+    /// A running session with no activity for this long gets a `thought` (Linear marks a session
+    /// stale after 30 minutes without one).
+    pub heartbeat_secs: u64,
+    /// Every GraphQL call is abandoned (and retried) after this many seconds.
+    pub http_timeout_secs: u64,
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        Self {
+            routes: vec![],
+            client_id: String::new(),
+            redirect_url: String::new(),
+            admins: vec![],
+            heartbeat_secs: 20 * 60,
+            http_timeout_secs: 10,
+        }
+    }
+}
+
+/// One `[[linear.routes]]` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearRoute {
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub repo: String,
+}
+
 /// What Chime does on GitHub with a `command` run's work (needs `GITHUB_TOKEN`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

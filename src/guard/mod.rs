@@ -127,6 +127,9 @@ impl Guard {
             &s.webhook_backend_secret,
             &s.github_webhook_secret,
             &s.github_token,
+            &s.linear_webhook_secret,
+            &s.linear_access_token,
+            &s.linear_client_secret,
         ]
         .into_iter()
         .flatten()

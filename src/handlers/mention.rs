@@ -1,10 +1,14 @@
 //! A mention or DM: start a session, or continue the one bound to this thread.
 
 use crate::connector::Membership;
+use crate::connector::Reporter;
 use crate::context::Ctx;
 use crate::event::Mention;
+use crate::ids::RepoName;
 use crate::queue::inbox;
 use crate::session::turns::{self, Started, TurnOptions, TurnRequest};
+use crate::session::{self, TaskState};
+use sqlx::AnyConnection;
 
 pub async fn handle_mention(
     ctx: &Ctx,
@@ -17,14 +21,27 @@ pub async fn handle_mention(
     let membership = connector
         .check_member(&m.binding.location(), &m.author)
         .await;
+    // Where the surface itself says which repository a new session works on (a Linear issue's
+    // `repo:` line or team), asked before the transaction: it may be a network call.
+    let mut conn = ctx.db.pool.acquire().await?;
+    let is_new = session::find_by_binding(&mut conn, &m.binding)
+        .await?
+        .is_none();
+    drop(conn);
+    let suggested = match (&membership, is_new) {
+        (Membership::Allowed, true) => connector.suggest_repo(&m.binding).await,
+        _ => None,
+    };
     let mut tx = ctx.db.begin().await?;
     let refusal = match membership {
         Membership::Denied(why) => {
             tracing::info!(user = %m.author.user, reason = %why, "refused a request");
             Some(("refusal", format!("Sorry, {why}.")))
         }
+        Membership::Allowed if answers_repo_question(ctx, &mut tx, reporter, &m).await? => None,
         Membership::Allowed => {
-            let (prompt, options) = TurnOptions::extract(&m.text);
+            let (prompt, mut options) = TurnOptions::extract(&m.text);
+            options.repo = options.repo.or(suggested);
             let request = TurnRequest {
                 source_event,
                 binding: &m.binding,
@@ -57,4 +74,28 @@ pub async fn handle_mention(
     tx.commit().await?;
     ctx.wake();
     Ok(())
+}
+
+/// A reply that names a repository answers the question of the turn here that waits for one
+/// (Linear's `select` elicitation answers with the option's value). Only its requester may.
+async fn answers_repo_question(
+    ctx: &Ctx,
+    tx: &mut AnyConnection,
+    reporter: &dyn Reporter,
+    m: &Mention,
+) -> anyhow::Result<bool> {
+    let Some(repo) = RepoName::parse(m.text.trim()) else {
+        return Ok(false);
+    };
+    let Some(task) = session::latest_task_at(tx, &m.binding).await? else {
+        return Ok(false);
+    };
+    if task.state != TaskState::AwaitingRepo || task.requester != m.author.user.as_str() {
+        return Ok(false);
+    }
+    let picked = turns::pick_repo(tx, &ctx.config, reporter, &task, &repo).await?;
+    if picked {
+        tracing::info!(task_id = %task.id, repo = %repo, "repository chosen by reply");
+    }
+    Ok(picked)
 }

@@ -8,4 +8,5 @@ pub mod message;
 pub mod mute;
 pub mod pull_request;
 pub mod request;
+pub mod stop;
 pub mod suggestions;

@@ -315,6 +315,21 @@ pub async fn get_task(conn: &mut AnyConnection, id: &TaskId) -> anyhow::Result<O
     row.as_ref().map(task_from_row).transpose()
 }
 
+/// The latest turn asked at `binding`, if any.
+pub async fn latest_task_at(
+    conn: &mut AnyConnection,
+    binding: &Binding,
+) -> anyhow::Result<Option<Task>> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.binding = $1 ORDER BY t.created_at DESC, t.turn_no DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(binding.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(task_from_row).transpose()
+}
+
 /// The task an inbox event made, if it made one.
 pub async fn task_for_event(db: &Db, source_event: &str) -> anyhow::Result<Option<TaskId>> {
     let id: Option<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE source_event = $1")

@@ -2,6 +2,7 @@
 //! set), a stateful fake of the Slack Web API behind wiremock, and Chime started on port 0.
 #![allow(dead_code)]
 
+pub mod fake_linear;
 pub mod fake_slack;
 pub mod fake_socket;
 pub mod process;

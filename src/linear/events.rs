@@ -1,0 +1,305 @@
+//! Linear's webhook payloads turned into Chime's events. Only this module reads Linear's JSON;
+//! everything it returns is Chime's own types (and, for a new agent session, the issue it is on,
+//! which the connector keeps: `store::ThreadInfo`).
+
+use super::store::ThreadInfo;
+use crate::binding::{Binding, LinearThread};
+use crate::event::{Author, Event, Mention, StopRequested};
+use crate::ids::{OrgId, RepoName, UserId};
+use serde_json::Value;
+
+/// How much of a comment or prompt is kept: a request, not a document.
+const TEXT_CHARS: usize = 20_000;
+/// How much of Linear's `promptContext` is kept for the agent.
+const CONTEXT_CHARS: usize = 40_000;
+
+/// Why a signed delivery is refused.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("missing or invalid field {0}")]
+    Shape(&'static str),
+}
+
+/// What a delivery means for Chime.
+#[derive(Debug, PartialEq)]
+pub struct Inbound {
+    pub event: Event,
+    /// The issue behind a new agent session.
+    pub thread: Option<ThreadInfo>,
+}
+
+/// A Linear id as it goes into a binding: Linear's are UUIDs; anything else is refused.
+fn id(v: &Value, what: &'static str) -> Result<String, Refusal> {
+    v.as_str()
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .map(str::to_string)
+        .ok_or(Refusal::Shape(what))
+}
+
+fn text(v: &Value, max: usize) -> Option<String> {
+    let s = v.as_str()?;
+    Some(match s.char_indices().nth(max) {
+        Some((cut, _)) => s[..cut].to_string(),
+        None => s.to_string(),
+    })
+}
+
+/// A `repo: owner/name` line (any case, optional backticks) in an issue's description.
+pub fn repo_line(description: &str) -> Option<RepoName> {
+    description.lines().find_map(|line| {
+        let line = line.trim().trim_start_matches(['-', '*', ' ']);
+        let (key, value) = line.split_once(':')?;
+        if !key.trim().eq_ignore_ascii_case("repo") {
+            return None;
+        }
+        RepoName::parse(value.trim().trim_matches('`').trim())
+    })
+}
+
+/// Ok(None) for deliveries Chime does not act on (other types and actions).
+pub fn parse(v: &Value) -> Result<Option<Inbound>, Refusal> {
+    match (v["type"].as_str(), v["action"].as_str()) {
+        (Some("AgentSessionEvent"), Some("created")) => created(v).map(Some),
+        (Some("AgentSessionEvent"), Some("prompted")) => prompted(v).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn session_binding(v: &Value) -> Result<(OrgId, Binding), Refusal> {
+    let org = OrgId::new(id(&v["organizationId"], "organizationId")?);
+    let session = id(&v["agentSession"]["id"], "agentSession.id")?;
+    let binding = Binding::Linear {
+        org: org.clone(),
+        thread: LinearThread::Session(session),
+    };
+    Ok((org, binding))
+}
+
+fn created(v: &Value) -> Result<Inbound, Refusal> {
+    let (org, binding) = session_binding(v)?;
+    let s = &v["agentSession"];
+    let issue = &s["issue"];
+    let creator = id(
+        if s["creatorId"].is_string() {
+            &s["creatorId"]
+        } else {
+            &s["creator"]["id"]
+        },
+        "agentSession.creatorId",
+    )?;
+    let identifier = issue["identifier"]
+        .as_str()
+        .filter(|k| k.len() <= 32 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .ok_or(Refusal::Shape("agentSession.issue.identifier"))?
+        .to_string();
+    let title = text(&issue["title"], 500).ok_or(Refusal::Shape("agentSession.issue.title"))?;
+    let url = issue["url"]
+        .as_str()
+        .filter(|u| u.starts_with("https://") && u.len() <= 500 && !u.contains(char::is_whitespace))
+        .unwrap_or_default()
+        .to_string();
+    let description = issue["description"].as_str().unwrap_or_default();
+    // A mention comes with the comment that asked; a delegation has none.
+    let comment = text(&s["comment"]["body"], TEXT_CHARS);
+    let delegated = comment.is_none();
+    let request = match &comment {
+        Some(body) if !body.trim().is_empty() => body.clone(),
+        _ => format!("Work on {identifier}: {title}"),
+    };
+    let thread = ThreadInfo {
+        binding: binding.clone(),
+        org,
+        issue_id: id(&issue["id"], "agentSession.issue.id")?,
+        identifier,
+        title,
+        url,
+        team_key: issue["team"]["key"]
+            .as_str()
+            .filter(|k| k.len() <= 32)
+            .unwrap_or_default()
+            .to_string(),
+        prompt_context: text(&v["promptContext"], CONTEXT_CHARS),
+        delegated,
+        repo_hint: repo_line(description),
+    };
+    let mention = Mention {
+        message: format!("{}:created", thread_key(&binding)),
+        binding,
+        author: Author {
+            user: UserId::new(creator),
+            external: false,
+        },
+        text: request,
+    };
+    Ok(Inbound {
+        event: Event::Mention(mention),
+        thread: Some(thread),
+    })
+}
+
+fn prompted(v: &Value) -> Result<Inbound, Refusal> {
+    let (_, binding) = session_binding(v)?;
+    let a = &v["agentActivity"];
+    let user = id(
+        if a["userId"].is_string() {
+            &a["userId"]
+        } else {
+            &a["user"]["id"]
+        },
+        "agentActivity.userId",
+    )?;
+    let author = Author {
+        user: UserId::new(user),
+        external: false,
+    };
+    if a["signal"].as_str() == Some("stop") {
+        return Ok(Inbound {
+            event: Event::StopRequested(StopRequested { binding, author }),
+            thread: None,
+        });
+    }
+    let body = text(&a["content"]["body"], TEXT_CHARS)
+        .ok_or(Refusal::Shape("agentActivity.content.body"))?;
+    let message = id(&a["id"], "agentActivity.id")?;
+    Ok(Inbound {
+        event: Event::Mention(Mention {
+            binding,
+            message,
+            author,
+            text: body,
+        }),
+        thread: None,
+    })
+}
+
+/// The part of a binding that names its thread, for message names.
+fn thread_key(b: &Binding) -> String {
+    match b {
+        Binding::Linear {
+            thread: LinearThread::Session(s) | LinearThread::Issue(s),
+            ..
+        } => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub fn created_payload() -> Value {
+        json!({
+            "type": "AgentSessionEvent", "action": "created", "organizationId": "org-1",
+            "appUserId": "app-1", "oauthClientId": "c", "webhookId": "w", "webhookTimestamp": 1,
+            "createdAt": "2026-11-30T00:00:00.000Z",
+            "promptContext": "<issue identifier=\"ENG-123\">…</issue>",
+            "agentSession": {
+                "id": "sess-1", "creatorId": "user-1", "status": "pending", "type": "commentThread",
+                "appUserId": "app-1", "organizationId": "org-1", "createdAt": "", "updatedAt": "",
+                "comment": {"id": "c1", "body": "@chime please fix the flaky retry test"},
+                "issue": {"id": "iss-1", "identifier": "ENG-123", "title": "Retry test flakes",
+                    "url": "https://linear.app/acme/issue/ENG-123", "teamId": "t1",
+                    "team": {"id": "t1", "key": "ENG", "name": "Engineering"},
+                    "description": "Flaky since Monday.\n\nrepo: `acme/api`\n"}
+            }
+        })
+    }
+
+    #[test]
+    fn created_mention_and_delegation() {
+        let v = created_payload();
+        let got = parse(&v).unwrap().unwrap();
+        let Event::Mention(m) = &got.event else {
+            panic!("{got:?}")
+        };
+        assert_eq!(m.binding.to_string(), "linear:org-1/sess-1");
+        assert_eq!(m.author.user.as_str(), "user-1");
+        assert_eq!(m.text, "@chime please fix the flaky retry test");
+        let t = got.thread.unwrap();
+        assert_eq!(
+            (t.identifier.as_str(), t.team_key.as_str()),
+            ("ENG-123", "ENG")
+        );
+        assert_eq!(t.repo_hint.unwrap().as_str(), "acme/api");
+        assert!(!t.delegated);
+
+        let mut d = created_payload();
+        d["agentSession"].as_object_mut().unwrap().remove("comment");
+        let got = parse(&d).unwrap().unwrap();
+        let Event::Mention(m) = &got.event else {
+            panic!()
+        };
+        assert_eq!(m.text, "Work on ENG-123: Retry test flakes");
+        assert!(got.thread.unwrap().delegated);
+    }
+
+    #[test]
+    fn prompted_and_stop() {
+        let mut v = json!({"type": "AgentSessionEvent", "action": "prompted", "organizationId": "org-1",
+            "agentSession": {"id": "sess-1"},
+            "agentActivity": {"id": "act-2", "userId": "user-1", "content": {"type": "prompt", "body": "also the docs"}}});
+        let Event::Mention(m) = parse(&v).unwrap().unwrap().event else {
+            panic!()
+        };
+        assert_eq!(
+            (m.text.as_str(), m.message.as_str()),
+            ("also the docs", "act-2")
+        );
+        v["agentActivity"]["signal"] = json!("stop");
+        assert!(matches!(
+            parse(&v).unwrap().unwrap().event,
+            Event::StopRequested(_)
+        ));
+    }
+
+    #[test]
+    fn other_types_are_ignored_and_hostile_shapes_refused() {
+        for v in [
+            json!({"type": "Issue", "action": "create"}),
+            json!({"type": "AgentSessionEvent", "action": "updated"}),
+            json!({}),
+            json!([1, 2]),
+        ] {
+            assert_eq!(parse(&v).unwrap(), None, "{v}");
+        }
+        let hostile = [
+            ("/organizationId", json!("org/../x")),
+            ("/organizationId", json!(7)),
+            ("/agentSession/id", json!("a:b")),
+            ("/agentSession/id", json!("x".repeat(65))),
+            ("/agentSession/creatorId", json!("")),
+            ("/agentSession/issue/identifier", json!("ENG 1\n")),
+            ("/agentSession/issue/title", json!(null)),
+            ("/agentSession/issue/id", json!({"x": 1})),
+        ];
+        for (pointer, bad) in hostile {
+            let mut v = created_payload();
+            *v.pointer_mut(pointer).unwrap() = bad;
+            assert!(parse(&v).is_err(), "{pointer}: {v}");
+        }
+        let mut v = created_payload();
+        v["agentSession"]["issue"]["url"] = json!("javascript:alert(1)");
+        assert_eq!(parse(&v).unwrap().unwrap().thread.unwrap().url, "");
+        v["agentSession"]["comment"]["body"] = json!("x".repeat(50_000));
+        let Event::Mention(m) = parse(&v).unwrap().unwrap().event else {
+            panic!()
+        };
+        assert_eq!(m.text.chars().count(), TEXT_CHARS);
+    }
+
+    #[test]
+    fn repo_lines() {
+        assert_eq!(repo_line("Repo: acme/web").unwrap().as_str(), "acme/web");
+        assert_eq!(
+            repo_line("- repo: `acme/web`").unwrap().as_str(),
+            "acme/web"
+        );
+        assert!(repo_line("repo: ../etc").is_none());
+        assert!(repo_line("the repo is acme/web").is_none());
+    }
+}

@@ -1,0 +1,543 @@
+//! Linear end to end: signed webhooks in (`POST /linear/webhook`), GraphQL calls out to a fake
+//! Linear, through the same pipeline as Slack (inbox, sessions, a real `command` agent, outbox).
+
+mod common;
+
+use common::fake_linear::FakeLinear;
+use common::{command_backend, eventually, test_config, write_agent, FakeSlack, TestApp, TestDb};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const WEBHOOK_SECRET: &str = "lin_wh_test_secret";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An `AgentSessionEvent` `created` for session `session` on ENG-123: a mention when `comment`
+/// is given, a delegation otherwise.
+fn created(session: &str, comment: Option<&str>, description: &str) -> Value {
+    let mut v = json!({
+        "type": "AgentSessionEvent", "action": "created", "organizationId": "org-1",
+        "appUserId": "app-user", "oauthClientId": "client", "webhookId": "wh-1",
+        "webhookTimestamp": now_ms(), "createdAt": "2026-11-30T09:00:00.000Z",
+        "promptContext": "<issue identifier=\"ENG-123\"><title>Retry test flakes</title></issue>",
+        "agentSession": {
+            "id": session, "creatorId": "lin-user-1", "status": "pending", "type": "commentThread",
+            "appUserId": "app-user", "organizationId": "org-1", "createdAt": "", "updatedAt": "",
+            "issue": {"id": "iss-1", "identifier": "ENG-123", "title": "Retry test flakes",
+                "url": "https://linear.app/acme/issue/ENG-123", "teamId": "t1",
+                "team": {"id": "t1", "key": "ENG", "name": "Engineering"},
+                "description": description}
+        }
+    });
+    if let Some(c) = comment {
+        v["agentSession"]["comment"] = json!({"id": "cm-0", "body": c});
+    }
+    v
+}
+
+fn prompted(session: &str, activity: &str, user: &str, body: &str, signal: Option<&str>) -> Value {
+    let mut v = json!({
+        "type": "AgentSessionEvent", "action": "prompted", "organizationId": "org-1",
+        "appUserId": "app-user", "oauthClientId": "client", "webhookId": "wh-1",
+        "webhookTimestamp": now_ms(), "createdAt": "2026-11-30T09:05:00.000Z",
+        "agentSession": {"id": session, "organizationId": "org-1", "status": "active"},
+        "agentActivity": {"id": activity, "agentSessionId": session, "userId": user,
+            "content": {"type": "prompt", "body": body}}
+    });
+    if let Some(s) = signal {
+        v["agentActivity"]["signal"] = json!(s);
+    }
+    v
+}
+
+async fn deliver(app: &TestApp, body: &Value, delivery: &str) -> reqwest::Response {
+    deliver_signed(app, serde_json::to_vec(body).unwrap(), delivery, None).await
+}
+
+async fn deliver_signed(
+    app: &TestApp,
+    body: Vec<u8>,
+    delivery: &str,
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let sig = signature
+        .map(str::to_string)
+        .unwrap_or_else(|| chime::linear::verify::sign(WEBHOOK_SECRET, &body));
+    app.http
+        .post(app.url("/linear/webhook"))
+        .header("content-type", "application/json")
+        .header("linear-signature", sig)
+        .header("linear-delivery", delivery)
+        .header("linear-event", "AgentSessionEvent")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn linear_config(db: &TestDb, slack: &FakeSlack, linear: &FakeLinear) -> chime::config::Config {
+    let mut c = test_config(db, slack);
+    c.secrets.linear_webhook_secret = Some(WEBHOOK_SECRET.into());
+    c.secrets.linear_access_token = Some("lin_api_single_workspace".into());
+    c.endpoints.linear = Some(linear.api_url());
+    c
+}
+
+/// Waits until an activity of `kind` has been sent; returns every activity so far.
+async fn until_activity(
+    linear: &FakeLinear,
+    kind: &str,
+    limit: Duration,
+) -> Vec<(String, String, Option<String>)> {
+    eventually(limit, &format!("a Linear {kind} activity"), || async {
+        let all = linear.activities();
+        all.iter().any(|a| a.0 == kind).then_some(all)
+    })
+    .await
+}
+
+/// The signing acceptance: a mention's `created` gets a `thought` within 10 s of receipt, then
+/// milestones as `action`s, then a `response` with the pull request (also set as the session's
+/// link), all from a real agent run. A forged, stale or duplicate delivery produces nothing.
+async fn mention_runs_and_answers(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        dir.path(),
+        r#"cat > /dev/null
+echo '{"type":"progress","text":"Reading the retry client"}'
+sleep 0.5
+echo '{"type":"progress","text":"Running the tests"}'
+sleep 0.5
+echo '{"type":"pr","url":"https://github.com/acme/api/pull/42"}'
+echo '{"type":"result","text":"Fixed the flaky retry test: the timeout now covers the last chunk."}'"#,
+    );
+    let mut config = linear_config(&db, &slack, &linear);
+    command_backend(&mut config, "agent", vec![agent], 60);
+    config.agent.workdir = dir.path().join("work");
+    let app = TestApp::spawn(config).await;
+
+    let body = created(
+        "sess-1",
+        Some("@chime fix the flaky retry test"),
+        "No repo line.",
+    );
+    let sent = Instant::now();
+    let r = deliver(&app, &body, "d-1").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "the webhook must be acked at once"
+    );
+
+    let first = eventually(Duration::from_secs(10), "the first activity", || async {
+        linear.ops("AgentActivityCreate").first().cloned()
+    })
+    .await;
+    let took = first.at.duration_since(sent);
+    assert!(
+        took < Duration::from_secs(10),
+        "first activity after {took:?}"
+    );
+    assert_eq!(first.variables["input"]["content"]["type"], "thought");
+    assert_eq!(first.variables["input"]["agentSessionId"], "sess-1");
+    assert_eq!(first.authorization, "lin_api_single_workspace");
+
+    let all = until_activity(&linear, "response", Duration::from_secs(30)).await;
+    let kinds: Vec<&str> = all.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"thought"), "{all:?}");
+    assert_eq!(kinds.last(), Some(&"response"), "{all:?}");
+    assert!(kinds.contains(&"action"), "{all:?}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| ["thought", "action", "response"].contains(k)),
+        "{all:?}"
+    );
+    let response = &all.last().unwrap().1;
+    assert!(
+        response.contains("Fixed the flaky retry test"),
+        "{response}"
+    );
+    assert!(
+        response.contains("https://github.com/acme/api/pull/42"),
+        "{response}"
+    );
+    let urls = linear.ops("AgentSessionUpdate");
+    assert_eq!(urls.len(), 1);
+    assert_eq!(
+        urls[0].variables["input"]["externalUrls"][0]["url"],
+        "https://github.com/acme/api/pull/42"
+    );
+    // Activities carry Chime's own ids (so a retried send lands once).
+    let ids: std::collections::HashSet<String> = linear
+        .ops("AgentActivityCreate")
+        .iter()
+        .map(|o| o.variables["input"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), all.len());
+    // The agent was given the issue as quoted data, with its comment attributed.
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
+
+    // A replay of the same delivery, a forged signature, and a stale timestamp: nothing new.
+    let before = linear.ops("AgentActivityCreate").len();
+    assert_eq!(deliver(&app, &body, "d-1").await.status(), 200);
+    let forged = serde_json::to_vec(&created("sess-2", Some("@chime x"), "")).unwrap();
+    let r = deliver_signed(&app, forged.clone(), "d-2", Some(&"0".repeat(64))).await;
+    assert_eq!(r.status(), 401);
+    let mut stale = created("sess-3", Some("@chime x"), "");
+    stale["webhookTimestamp"] = json!(now_ms() - 120_000);
+    let r = deliver(&app, &stale, "d-3").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("60 s"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(linear.ops("AgentActivityCreate").len(), before);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM inbox WHERE source = 'linear'")
+            .await,
+        1
+    );
+    app.stop().await;
+}
+dual_db!(mention_runs_and_answers_on, mention_runs_and_answers);
+
+/// `prompted` continues the session (turn 2's input holds turn 1), and a `stop` signal cancels
+/// the running agent and ends with a `response` saying so.
+async fn follow_up_and_stop(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir(&inputs).unwrap();
+    let agent = write_agent(
+        dir.path(),
+        &format!(
+            r#"n=$(ls {d} | wc -l); cat > {d}/input-$n.txt
+if grep -q "take your time" {d}/input-$n.txt; then echo '{{"type":"progress","text":"Thinking hard"}}'; sleep 60; fi
+echo '{{"type":"result","text":"Done with turn '$n'"}}'"#,
+            d = inputs.display()
+        ),
+    );
+    let mut config = linear_config(&db, &slack, &linear);
+    command_backend(&mut config, "agent", vec![agent], 120);
+    config.agent.workdir = dir.path().join("work");
+    let app = TestApp::spawn(config).await;
+
+    deliver(
+        &app,
+        &created("sess-f", Some("@chime summarise the flaky test"), ""),
+        "f-1",
+    )
+    .await;
+    until_activity(&linear, "response", Duration::from_secs(30)).await;
+    let r = deliver(
+        &app,
+        &prompted(
+            "sess-f",
+            "act-2",
+            "lin-user-1",
+            "now also check the docs",
+            None,
+        ),
+        "f-2",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(30), "two responses", || async {
+        (linear
+            .activities()
+            .iter()
+            .filter(|a| a.0 == "response")
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    let turn2 = std::fs::read_to_string(inputs.join("input-1.txt")).unwrap();
+    assert!(
+        turn2.contains("summarise the flaky test"),
+        "turn 2 must carry turn 1:\n{turn2}"
+    );
+    assert!(turn2.contains("now also check the docs"));
+    // The issue's comments and Linear's context are quoted data, attributed.
+    assert!(turn2.contains("Seen on CI twice today."), "{turn2}");
+    assert!(turn2.contains("Grace"), "{turn2}");
+    assert_eq!(
+        app.count("SELECT COUNT(DISTINCT session_id) FROM tasks")
+            .await,
+        1
+    );
+
+    // A long turn, stopped from Linear.
+    deliver(
+        &app,
+        &prompted(
+            "sess-f",
+            "act-3",
+            "lin-user-1",
+            "take your time on the retry code",
+            None,
+        ),
+        "f-3",
+    )
+    .await;
+    eventually(Duration::from_secs(20), "the long turn running", || async {
+        (app.count("SELECT COUNT(*) FROM tasks WHERE state = 'running'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let r = deliver(
+        &app,
+        &prompted("sess-f", "act-4", "lin-user-1", "", Some("stop")),
+        "f-4",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let all = eventually(Duration::from_secs(20), "the stop's response", || async {
+        let all = linear.activities();
+        (all.iter().filter(|a| a.0 == "response").count() == 3).then_some(all)
+    })
+    .await;
+    let last = all.last().unwrap();
+    assert_eq!(last.0, "response");
+    assert!(last.1.starts_with("Stopped"), "{last:?}");
+    assert_eq!(
+        app.text("SELECT state FROM tasks ORDER BY turn_no DESC LIMIT 1")
+            .await,
+        "cancelled"
+    );
+    app.stop().await;
+}
+dual_db!(follow_up_and_stop_on, follow_up_and_stop);
+
+/// Delegation moves the unstarted issue to the team's first started state (by position) and makes
+/// Chime its delegate; an unknown repository is asked for with a `select` elicitation, and the
+/// answer starts the run in the chosen repository.
+async fn delegation_and_unknown_repo(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["api", "web"] {
+        common::init_repo(&dir.path().join(name), "README.md", name);
+    }
+    let agent = write_agent(
+        dir.path(),
+        r#"cat > /dev/null; echo "{\"type\":\"result\",\"text\":\"worked in $(cat README.md)\"}""#,
+    );
+    let mut config = linear_config(&db, &slack, &linear);
+    command_backend(&mut config, "agent", vec![agent], 60);
+    config.agent.workdir = dir.path().join("work");
+    for name in ["api", "web"] {
+        config.repos.insert(
+            format!("acme/{name}"),
+            chime::config::RepoConfig {
+                url: dir.path().join(name).display().to_string(),
+                default_branch: None,
+            },
+        );
+    }
+    config.github.pull_requests = false;
+    let app = TestApp::spawn(config).await;
+
+    deliver(
+        &app,
+        &created("sess-d", None, "No repository named here."),
+        "g-1",
+    )
+    .await;
+    let update = eventually(Duration::from_secs(10), "the issue update", || async {
+        linear.ops("IssueUpdate").first().cloned()
+    })
+    .await;
+    assert_eq!(update.variables["id"], "iss-1");
+    assert_eq!(update.variables["input"]["stateId"], "st-progress");
+    assert_eq!(update.variables["input"]["delegateId"], "app-user");
+
+    let all = until_activity(&linear, "elicitation", Duration::from_secs(10)).await;
+    let ask = linear
+        .ops("AgentActivityCreate")
+        .into_iter()
+        .find(|o| o.variables["input"]["content"]["type"] == "elicitation")
+        .unwrap();
+    assert_eq!(ask.variables["input"]["signal"], "select", "{all:?}");
+    let options: Vec<&str> = ask.variables["input"]["signalMetadata"]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(options, ["acme/api", "acme/web"]);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks WHERE state = 'awaiting_repo'")
+            .await,
+        1
+    );
+
+    // The requester answers with the option's value.
+    deliver(
+        &app,
+        &prompted("sess-d", "act-9", "lin-user-1", "acme/web", None),
+        "g-2",
+    )
+    .await;
+    let all = until_activity(&linear, "response", Duration::from_secs(30)).await;
+    assert!(all.last().unwrap().1.contains("worked in web"), "{all:?}");
+    assert_eq!(app.text("SELECT repo FROM sessions").await, "acme/web");
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
+    app.stop().await;
+}
+dual_db!(delegation_and_unknown_repo_on, delegation_and_unknown_repo);
+
+/// The output guard covers Linear: a secret in the agent's answer leaves redacted.
+async fn secrets_never_reach_linear(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let leaked = format!("ghp_{}", "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8");
+    let agent = write_agent(
+        dir.path(),
+        &format!(
+            r#"cat > /dev/null; echo '{{"type":"progress","text":"using token {leaked}"}}'; echo '{{"type":"result","text":"The token is {leaked} and the webhook secret is {WEBHOOK_SECRET}"}}'"#
+        ),
+    );
+    let mut config = linear_config(&db, &slack, &linear);
+    command_backend(&mut config, "agent", vec![agent], 60);
+    config.agent.workdir = dir.path().join("work");
+    let app = TestApp::spawn(config).await;
+    deliver(
+        &app,
+        &created("sess-s", Some("@chime what is the token"), ""),
+        "s-1",
+    )
+    .await;
+    let all = until_activity(&linear, "response", Duration::from_secs(30)).await;
+    let sent = serde_json::to_string(
+        &linear
+            .ops("AgentActivityCreate")
+            .iter()
+            .map(|o| o.variables.clone())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(!sent.contains(&leaked), "{sent}");
+    assert!(!sent.contains(WEBHOOK_SECRET), "{sent}");
+    assert!(all.last().unwrap().1.contains("[redacted:"), "{all:?}");
+    app.stop().await;
+}
+dual_db!(secrets_never_reach_linear_on, secrets_never_reach_linear);
+
+/// OAuth with `actor=app`: the install link carries a state Chime made; the callback trades the
+/// code for the workspace's token, stores it, and later calls there use it. A forged state, a
+/// refused code and a callback without a state install nothing.
+async fn oauth_install(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let mut config = linear_config(&db, &slack, &linear);
+    config.secrets.linear_access_token = None;
+    config.secrets.linear_client_secret = Some("lin_client_secret".into());
+    config.linear.client_id = "client-1".into();
+    config.linear.redirect_url = "https://chime.example.com/linear/oauth/callback".into();
+    let app = TestApp::spawn(config).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(app.url("/linear/install")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to.starts_with("https://linear.app/oauth/authorize?"),
+        "{to}"
+    );
+    assert!(
+        to.contains("actor=app") && to.contains("client_id=client-1"),
+        "{to}"
+    );
+    let url = reqwest::Url::parse(&to).unwrap();
+    let state = url
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
+
+    let callback = |code: &str, state: &str| {
+        let u = format!(
+            "{}?{}",
+            app.url("/linear/oauth/callback"),
+            serde_urlencoded::to_string([("code", code), ("state", state)]).unwrap()
+        );
+        http.get(u).send()
+    };
+    assert_eq!(
+        callback("good-code", "1.2.forged").await.unwrap().status(),
+        400
+    );
+    assert_eq!(callback("bad-code", &state).await.unwrap().status(), 502);
+    assert_eq!(app.count("SELECT COUNT(*) FROM linear_orgs").await, 0);
+    let r = callback("good-code", &state).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Acme"));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM linear_orgs WHERE org_id = 'org-1'")
+            .await,
+        1
+    );
+    let form = linear
+        .state
+        .lock()
+        .unwrap()
+        .token_requests
+        .last()
+        .cloned()
+        .unwrap();
+    assert!(
+        form.contains("grant_type=authorization_code")
+            && form.contains("client_secret=lin_client_secret")
+    );
+
+    deliver(&app, &created("sess-o", Some("@chime hello"), ""), "o-1").await;
+    let first = eventually(Duration::from_secs(10), "an activity", || async {
+        linear.ops("AgentActivityCreate").first().cloned()
+    })
+    .await;
+    assert_eq!(first.authorization, "Bearer lin_oauth_installed");
+    app.stop().await;
+}
+dual_db!(oauth_install_on, oauth_install);
+
+/// A malformed but signed delivery is refused with a reason; an unknown type is acknowledged and
+/// ignored; a missing delivery id is refused.
+async fn hostile_deliveries(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let app = TestApp::spawn(linear_config(&db, &slack, &linear)).await;
+    let unknown = json!({"type": "Reaction", "action": "create", "webhookTimestamp": now_ms()});
+    let r = deliver(&app, &unknown, "h-1").await;
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap().as_str()),
+        (200, "ignored")
+    );
+    let mut bad = created("sess/../x", Some("@chime"), "");
+    bad["webhookTimestamp"] = json!(now_ms());
+    let r = deliver(&app, &bad, "h-2").await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("agentSession.id"));
+    let r = deliver(
+        &app,
+        &created("sess-h", Some("@chime"), ""),
+        "bad delivery id",
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = deliver_signed(&app, b"not json".to_vec(), "h-4", None).await;
+    assert_eq!(r.status(), 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM inbox").await, 0);
+    assert!(linear.ops("AgentActivityCreate").is_empty());
+    app.stop().await;
+}
+dual_db!(hostile_deliveries_on, hostile_deliveries);
