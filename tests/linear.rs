@@ -226,6 +226,7 @@ echo '{{"type":"result","text":"Done with turn '$n'"}}'"#,
     let mut config = linear_config(&db, &slack, &linear);
     command_backend(&mut config, "agent", vec![agent], 120);
     config.agent.workdir = dir.path().join("work");
+    config.linear.heartbeat_secs = 2;
     let app = TestApp::spawn(config).await;
 
     deliver(
@@ -290,6 +291,14 @@ echo '{{"type":"result","text":"Done with turn '$n'"}}'"#,
         (app.count("SELECT COUNT(*) FROM tasks WHERE state = 'running'")
             .await
             == 1)
+            .then_some(())
+    })
+    .await;
+    // A quiet run gets a heartbeat thought before Linear would call the session stale.
+    eventually(Duration::from_secs(20), "a heartbeat", || async {
+        let all = linear.activities();
+        all.iter()
+            .any(|a| a.0 == "thought" && a.1.starts_with("Still working"))
             .then_some(())
     })
     .await;
