@@ -31,6 +31,17 @@ impl Surface {
     }
 }
 
+impl Surface {
+    /// How people call it ("Slack", "Linear", "the playground").
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Surface::Slack => "Slack",
+            Surface::Local => "the playground",
+            Surface::Linear => "Linear",
+        }
+    }
+}
+
 impl FromStr for Surface {
     type Err = BadValue;
 

@@ -77,6 +77,17 @@ pub trait Reporter: Send + Sync {
     ) -> anyhow::Result<()> {
         self.tell(conn, binding, key, to, text).await
     }
+    /// Shows, at `at`, the end of a turn asked at another place of the same session (one
+    /// session across tools): its result when `result`, else only its pull request when
+    /// `pr_link`. `origin` names where it was asked ("Linear ENG-123", "Slack").
+    async fn show_mirrored(
+        &self,
+        conn: &mut AnyConnection,
+        at: &Binding,
+        task: &Task,
+        origin: &str,
+        result: bool,
+    ) -> anyhow::Result<()>;
     /// Offers one suggestion where it applies, with Do it, Not now and Don't suggest this here.
     async fn offer(&self, conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()>;
     /// Shows how the suggestion was answered, in place of its buttons.
@@ -127,6 +138,16 @@ pub trait Connector: Send + Sync {
     /// issue's `repo:` line, team, project or labels); None leaves it to Chime's routing.
     async fn suggest_repo(&self, _binding: &Binding) -> Option<RepoName> {
         None
+    }
+    /// The work items `binding` is about (a Linear issue's key), as `session::links` refs.
+    async fn work_items(&self, _binding: &Binding) -> Vec<String> {
+        vec![]
+    }
+    /// Whether what is said at `binding` is private (a direct message, a private channel):
+    /// nothing said there is mirrored to the session's other places, or shown to agents
+    /// working for them.
+    async fn is_private(&self, _binding: &Binding) -> bool {
+        false
     }
     /// How a person is named in the agent's input.
     fn name_person(&self, user: &str) -> String;

@@ -140,8 +140,14 @@ async fn try_run_task(
         let msg = format!("backend {:?} is not configured on this Chime", task.backend);
         return end(TaskState::Failed, None, Some(msg)).await;
     };
+    // A turn for a public place does not see what was said in the session's private places.
+    let hidden = crate::db::retry("finding the session's places", || {
+        session::links::places(&ctx.db, &ctx.connectors, task)
+    })
+    .await?
+    .hidden();
     let history = crate::db::retry("loading the session's history", || {
-        session::history(&ctx.db, &task.session_id, task.turn_no)
+        session::history(&ctx.db, &task.session_id, task.turn_no, &hidden)
     })
     .await?;
     let context = tokio::select! {
@@ -289,6 +295,19 @@ async fn finish_once(
     let task = &claim.task;
     // Without its connector (see `try_run_task`) the task still ends; only its card is not shown.
     let connector = ctx.connectors.for_binding(&task.binding).ok();
+    // One session across tools: the end shows in the session's other places too (asked before
+    // the transaction: whether a place is private may take a platform call).
+    let mirror = &ctx.config.mirror;
+    let mirror_to = if mirror.result || mirror.pr_link {
+        session::links::places(&ctx.db, &ctx.connectors, task)
+            .await?
+            .mirror_to()
+            .into_iter()
+            .cloned()
+            .collect()
+    } else {
+        vec![]
+    };
     let mut tx = ctx.db.begin().await?;
     if !session::finish_task(
         &mut tx,
@@ -317,6 +336,15 @@ async fn finish_once(
     }
     if let Some(connector) = connector {
         connector.reporter().show_result(&mut tx, &done).await?;
+    }
+    for at in &mirror_to {
+        if let Ok(there) = ctx.connectors.for_binding(at) {
+            let origin = task.binding.surface().display_name();
+            there
+                .reporter()
+                .show_mirrored(&mut tx, at, &done, origin, mirror.result)
+                .await?;
+        }
     }
     tx.commit().await?;
     tracing::info!(state = state.as_str(), "task finished");

@@ -550,3 +550,131 @@ async fn hostile_deliveries(db: TestDb) {
     app.stop().await;
 }
 dual_db!(hostile_deliveries_on, hostile_deliveries);
+
+/// One session across tools: a Slack thread naming ENG-123 and ENG-123's Linear agent session
+/// share one session. Each turn's final result shows in both places; its progress only where it
+/// was asked. A direct message that names the issue joins too, but nothing said there crosses to
+/// Linear: neither its result nor, through the history, into a later Linear turn's agent input.
+async fn one_session_across_slack_and_linear(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir(&inputs).unwrap();
+    let agent = write_agent(
+        dir.path(),
+        &format!(
+            r#"n=$(ls {d} | wc -l); n=$((n+1)); cat > {d}/input-$n.txt
+echo '{{"type":"progress","text":"progress marker '$n'"}}'
+sleep 2.5
+echo '{{"type":"result","text":"result marker '$n'"}}'"#,
+            d = inputs.display()
+        ),
+    );
+    let mut config = linear_config(&db, &slack, &linear);
+    command_backend(&mut config, "agent", vec![agent], 60);
+    config.agent.workdir = dir.path().join("work");
+    let app = TestApp::spawn(config).await;
+    let (ch, root) = ("CENG", "1700000000.000100");
+
+    // Turn 1, in Slack, names the issue.
+    app.post_event(&common::mention(
+        "Ev1",
+        ch,
+        "U1",
+        root,
+        None,
+        "what is going on with ENG-123?",
+    ))
+    .await;
+    slack.card(ch, root, "result marker 1").await;
+
+    // Turn 2, from Linear, joins the Slack thread's session.
+    deliver(&app, &created("sess-x", Some("@chime fix it"), ""), "x-1").await;
+    let all = until_activity(&linear, "response", Duration::from_secs(30)).await;
+    assert!(all.last().unwrap().1.contains("result marker 2"), "{all:?}");
+    assert!(
+        all.iter().any(|a| a.1.contains("progress marker 2")),
+        "{all:?}"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM session_bindings").await, 2);
+    let turn2 = std::fs::read_to_string(inputs.join("input-2.txt")).unwrap();
+    assert!(turn2.contains("what is going on with ENG-123"), "{turn2}");
+    // Its result is mirrored into the Slack thread; its progress is not.
+    slack.card(ch, root, "result marker 2").await;
+    let slack_text = serde_json::to_string(&slack.thread(ch, root)).unwrap();
+    assert!(!slack_text.contains("progress marker 2"), "{slack_text}");
+    // And nothing of Slack's turn 1 went to Linear (it ended before Linear joined).
+    assert!(!linear.activities().iter().any(|a| a.1.contains("marker 1")));
+
+    // Turn 3, in Slack again: its result is mirrored into Linear, its progress is not.
+    app.post_event(&common::mention(
+        "Ev3",
+        ch,
+        "U1",
+        "1700000000.000300",
+        Some(root),
+        "and the docs?",
+    ))
+    .await;
+    slack.card(ch, root, "result marker 3").await;
+    let all = eventually(
+        Duration::from_secs(20),
+        "turn 3 mirrored to Linear",
+        || async {
+            let all = linear.activities();
+            all.iter()
+                .any(|a| a.1.contains("result marker 3"))
+                .then_some(all)
+        },
+    )
+    .await;
+    let mirrored = all
+        .iter()
+        .find(|a| a.1.contains("result marker 3"))
+        .unwrap();
+    assert_eq!(mirrored.0, "response");
+    assert!(mirrored.1.contains("From Slack"), "{mirrored:?}");
+    assert!(
+        !all.iter().any(|a| a.1.contains("progress marker 3")),
+        "{all:?}"
+    );
+
+    // Turn 4, in a direct message naming the issue: it joins, and stays private.
+    let dm = json!({ "type": "message", "channel_type": "im", "channel": "DPRIV", "user": "U1",
+        "text": "ENG-123: the secret plan is to rewrite it", "ts": "1700000000.000400" });
+    app.post_event(&common::envelope("Ev4", dm, None)).await;
+    slack
+        .card("DPRIV", "1700000000.000400", "result marker 4")
+        .await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM session_bindings").await, 3);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!linear.activities().iter().any(|a| a.1.contains("marker 4")));
+    // A later Linear turn's agent does not see the private turn.
+    deliver(
+        &app,
+        &prompted("sess-x", "act-5", "lin-user-1", "go on", None),
+        "x-5",
+    )
+    .await;
+    eventually(Duration::from_secs(30), "turn 5's answer", || async {
+        linear
+            .activities()
+            .iter()
+            .any(|a| a.1.contains("result marker 5"))
+            .then_some(())
+    })
+    .await;
+    let turn5 = std::fs::read_to_string(inputs.join("input-5.txt")).unwrap();
+    assert!(turn5.contains("and the docs?"), "{turn5}");
+    assert!(!turn5.contains("secret plan"), "{turn5}");
+    // The public places' results still reach the DM (public to private is fine).
+    slack
+        .card("DPRIV", "1700000000.000400", "result marker 5")
+        .await;
+    app.stop().await;
+}
+dual_db!(
+    one_session_across_slack_and_linear_on,
+    one_session_across_slack_and_linear
+);

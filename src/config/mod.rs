@@ -9,8 +9,8 @@ mod sections;
 pub use check::Report;
 pub use sections::{
     AgentConfig, BackendConfig, DatabaseConfig, GithubConfig, GuardConfig, LinearConfig,
-    LinearRoute, OpenaiApi, PlaygroundConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
-    ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
+    LinearRoute, MirrorConfig, OpenaiApi, PlaygroundConfig, RateLimits, RepoConfig, RoutingConfig,
+    SandboxMode, ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
 };
 
 use crate::ids::RepoName;
@@ -44,6 +44,7 @@ pub struct Config {
     pub backends: BTreeMap<String, BackendConfig>,
     pub github: GithubConfig,
     pub linear: LinearConfig,
+    pub mirror: MirrorConfig,
     pub guard: GuardConfig,
     pub network: crate::egress::NetworkConfig,
     /// Secrets, filled from the environment only (never from the file).

@@ -273,6 +273,27 @@ impl Default for LinearConfig {
     }
 }
 
+/// One session across tools (a Slack thread and a Linear issue's session about the same issue):
+/// what of a turn asked in one place is shown in the others. Progress never crosses over, and
+/// nothing asked in a private place (a DM, a private channel) is shown anywhere else.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorConfig {
+    /// The turn's final result (with its pull request).
+    pub result: bool,
+    /// Only its pull request, when `result` is off.
+    pub pr_link: bool,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        Self {
+            result: true,
+            pr_link: true,
+        }
+    }
+}
+
 /// One `[[linear.routes]]` rule.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -28,9 +28,12 @@ pub async fn handle_mention(
         .await?
         .is_none();
     drop(conn);
-    let suggested = match (&membership, is_new) {
-        (Membership::Allowed, true) => connector.suggest_repo(&m.binding).await,
-        _ => None,
+    let (suggested, refs) = match (&membership, is_new) {
+        (Membership::Allowed, true) => (
+            connector.suggest_repo(&m.binding).await,
+            connector.work_items(&m.binding).await,
+        ),
+        _ => (None, vec![]),
     };
     let mut tx = ctx.db.begin().await?;
     let refusal = match membership {
@@ -49,6 +52,7 @@ pub async fn handle_mention(
                 message: Some(&m.message),
                 prompt: &prompt,
                 options,
+                refs,
             };
             match turns::start_turn(&mut tx, &ctx.config, reporter, request).await? {
                 Started::Turn(task) => {

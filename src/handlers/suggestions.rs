@@ -57,6 +57,7 @@ pub async fn handle(
                 message: None,
                 prompt: &prompt,
                 options: TurnOptions::default(),
+                refs: vec![],
             };
             match turns::start_turn(tx, &ctx.config, reporter, request).await? {
                 Started::Turn(task) => {

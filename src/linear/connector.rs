@@ -267,6 +267,16 @@ impl Connector for LinearConnector {
             .and_then(|r| RepoName::parse(&r.repo))
     }
 
+    async fn work_items(&self, binding: &Binding) -> Vec<String> {
+        let Ok(mut conn) = self.db.pool.acquire().await else {
+            return vec![];
+        };
+        match store::thread(&mut conn, binding).await {
+            Ok(Some(t)) => vec![crate::session::links::issue_ref(&t.identifier)],
+            _ => vec![],
+        }
+    }
+
     fn name_person(&self, user: &str) -> String {
         format!("Linear user {user}")
     }

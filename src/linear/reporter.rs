@@ -411,6 +411,27 @@ impl Reporter for LinearReporter {
             .await
     }
 
+    async fn show_mirrored(
+        &self,
+        conn: &mut AnyConnection,
+        at: &Binding,
+        task: &Task,
+        origin: &str,
+        result: bool,
+    ) -> anyhow::Result<()> {
+        let mut task = task.clone();
+        if let Some(o) = &mut task.outcome {
+            o.summary = self.guard.redact(&o.summary, "result").into_owned();
+        }
+        let Some(text) = crate::session::links::mirrored_text(&task, origin, result) else {
+            return Ok(());
+        };
+        let body = self.render("notice", &json!({ "text": md(&text, BODY_CHARS) }))?;
+        let content = json!({"type": "response", "body": body});
+        let key = format!("task:{}:mirror:{at}", task.id);
+        self.say(conn, at, &key, content, None, None, false).await
+    }
+
     /// Linear gets no suggestions: Chime speaks there only when someone hands it work.
     async fn offer(&self, _conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()> {
         tracing::debug!(binding = %offer.binding, "no suggestions in Linear");

@@ -101,6 +101,11 @@ impl Connector for LocalConnector {
         }
     }
 
+    /// The playground's direct messages (`D…`) are private; its channels are not.
+    async fn is_private(&self, binding: &Binding) -> bool {
+        !matches!(binding, Binding::LocalThread { channel, .. } if !channel.as_str().starts_with('D'))
+    }
+
     fn name_person(&self, user: &str) -> String {
         format!("<@{user}>")
     }

@@ -4,6 +4,7 @@
 
 pub mod claim;
 pub mod input;
+pub mod links;
 pub mod publish;
 pub mod pulls;
 pub mod turns;
@@ -149,6 +150,26 @@ pub async fn find_by_binding(
     .bind(binding.to_string())
     .fetch_optional(conn)
     .await?;
+    row.map(|r| {
+        Ok(Session {
+            id: SessionId(r.get("id")),
+            entry: r.get::<String, _>("surface").parse()?,
+            repo: r.get::<Option<String>, _>("repo").map(RepoName),
+            backend: r.get("backend"),
+        })
+    })
+    .transpose()
+}
+
+/// A session by id.
+pub async fn get_session(
+    conn: &mut AnyConnection,
+    id: &SessionId,
+) -> anyhow::Result<Option<Session>> {
+    let row = sqlx::query("SELECT id, surface, repo, backend FROM sessions WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?;
     row.map(|r| {
         Ok(Session {
             id: SessionId(r.get("id")),
@@ -339,11 +360,13 @@ pub async fn task_for_event(db: &Db, source_event: &str) -> anyhow::Result<Optio
     Ok(id.map(TaskId::new))
 }
 
-/// Every turn of a session before `turn_no`, oldest first.
+/// Every turn of a session before `turn_no`, oldest first, but those asked at `hidden` (private
+/// places, when the turn is for a public one).
 pub async fn history(
     db: &Db,
     session: &SessionId,
     before_turn: i64,
+    hidden: &[Binding],
 ) -> anyhow::Result<Vec<TurnRecord>> {
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.session_id = $1 AND t.turn_no < $2 ORDER BY t.turn_no"
@@ -353,9 +376,14 @@ pub async fn history(
         .bind(before_turn)
         .fetch_all(&db.pool)
         .await?;
-    rows.iter()
-        .map(|r| {
-            let t = task_from_row(r)?;
+    let turns: Vec<Task> = rows
+        .iter()
+        .map(task_from_row)
+        .collect::<anyhow::Result<_>>()?;
+    turns
+        .into_iter()
+        .filter(|t| !hidden.contains(&t.binding))
+        .map(|t| {
             Ok(TurnRecord {
                 turn_no: t.turn_no,
                 requester: t.requester,

@@ -69,6 +69,9 @@ pub struct TurnRequest<'a> {
     /// The request, without inline options. Untrusted text.
     pub prompt: &'a str,
     pub options: TurnOptions,
+    /// The work items the surface says this place is about (a Linear issue's key), as
+    /// [`super::links`] refs: a new session joins the one already about any of them.
+    pub refs: Vec<String>,
 }
 
 /// What became of a request for a turn.
@@ -124,15 +127,34 @@ pub async fn start_turn(
     let session = match existing {
         Some(s) => s,
         None => {
-            // A session keeps the backend it started with; `backend=` picks it for a new one.
-            let backend = req
-                .options
-                .backend
-                .as_deref()
-                .unwrap_or(&config.agent.default_backend);
-            super::create(tx, req.binding, req.requester.as_str(), None, backend)
-                .await
-                .context("creating a session")?
+            // One session across tools: a place that names a work item another session is about
+            // (a Slack thread naming ENG-123, ENG-123's Linear agent session) joins that session.
+            let mut refs = req.refs.clone();
+            refs.extend(super::links::refs_in(req.prompt));
+            let joined = match super::links::find(tx, &refs).await? {
+                Some(id) => super::get_session(tx, &id).await?,
+                None => None,
+            };
+            let session = match joined {
+                Some(s) => {
+                    super::bind(tx, &s.id, req.binding).await?;
+                    tracing::info!(session_id = %s.id, binding = %req.binding, "joined the session already about this work item");
+                    s
+                }
+                None => {
+                    // A session keeps the backend it started with; `backend=` picks it for a new one.
+                    let backend = req
+                        .options
+                        .backend
+                        .as_deref()
+                        .unwrap_or(&config.agent.default_backend);
+                    super::create(tx, req.binding, req.requester.as_str(), None, backend)
+                        .await
+                        .context("creating a session")?
+                }
+            };
+            super::links::add(tx, &session.id, &refs).await?;
+            session
         }
     };
     let known = config.known_repos();

@@ -69,7 +69,8 @@ pub struct SlackApi {
     tier4: DefaultKeyedRateLimiter<String>,
     members: Mutex<HashMap<String, (Member, Instant)>>,
     /// channel id → its name (conversations.info); renames show after an hour.
-    channel_names: Mutex<HashMap<String, (String, Instant)>>,
+    /// conversations.info answers: the channel's name and whether it is private.
+    channel_names: Mutex<HashMap<String, (String, bool, Instant)>>,
     /// Every call is abandoned after this long: a stalled Slack must not hold a task, an event or
     /// a thread's outbox queue forever.
     timeout: Duration,
@@ -144,6 +145,12 @@ struct OpenedChannel {
 struct ChannelInfo {
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    is_private: bool,
+    #[serde(default)]
+    is_im: bool,
+    #[serde(default)]
+    is_mpim: bool,
 }
 
 #[derive(Deserialize)]
@@ -479,14 +486,24 @@ impl SlackApi {
     /// A channel's name (conversations.info), cached for an hour.
     #[tracing::instrument(skip(self))]
     pub async fn channel_name(&self, team: &str, channel: &str) -> Result<String, SendError> {
-        if let Some((name, at)) = self
+        self.channel_info(team, channel).await.map(|(name, _)| name)
+    }
+
+    /// A channel's name and whether it is private (a private channel, a DM or a group DM),
+    /// cached for an hour.
+    pub async fn channel_info(
+        &self,
+        team: &str,
+        channel: &str,
+    ) -> Result<(String, bool), SendError> {
+        if let Some((name, private, at)) = self
             .channel_names
             .lock()
             .ok()
             .and_then(|c| c.get(channel).cloned())
         {
             if at.elapsed() < Duration::from_secs(3600) {
-                return Ok(name);
+                return Ok((name, private));
             }
         }
         self.throttle(team, "conversations.info", Tier::T3).await;
@@ -496,14 +513,17 @@ impl SlackApi {
                 vec![("channel", Some(channel.to_string()))],
             )
             .await?;
-        let name = r
+        let info = r
             .channel
-            .and_then(|c| c.name)
+            .ok_or_else(|| SendError::Permanent("conversations.info returned no channel".into()))?;
+        let private = info.is_private || info.is_im || info.is_mpim;
+        let name = info
+            .name
             .ok_or_else(|| SendError::Permanent("conversations.info returned no name".into()))?;
         if let Ok(mut c) = self.channel_names.lock() {
-            c.insert(channel.to_string(), (name.clone(), Instant::now()));
+            c.insert(channel.to_string(), (name.clone(), private, Instant::now()));
         }
-        Ok(name)
+        Ok((name, private))
     }
 
     pub async fn auth_test(&self) -> Result<AuthTest, SendError> {

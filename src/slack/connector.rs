@@ -216,6 +216,24 @@ impl Connector for SlackConnector {
         }
     }
 
+    /// Direct messages and group DMs by their id; channels by `conversations.info` (a channel
+    /// Chime cannot ask about counts as private).
+    async fn is_private(&self, binding: &Binding) -> bool {
+        let Binding::SlackThread { team, channel, .. } = binding else {
+            return true;
+        };
+        if channel.as_str().starts_with(['D', 'G']) {
+            return true;
+        }
+        match self.api.channel_info(team.as_str(), channel.as_str()).await {
+            Ok((_, private)) => private,
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "conversations.info failed; treating the channel as private");
+                true
+            }
+        }
+    }
+
     fn name_person(&self, user: &str) -> String {
         format!("<@{user}>")
     }

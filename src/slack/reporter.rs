@@ -312,6 +312,31 @@ impl Reporter for ThreadReporter {
         Ok(())
     }
 
+    async fn show_mirrored(
+        &self,
+        conn: &mut AnyConnection,
+        at: &Binding,
+        task: &Task,
+        origin: &str,
+        result: bool,
+    ) -> anyhow::Result<()> {
+        let task = self.uncut(task);
+        let Some(text) = session::links::mirrored_text(&task, origin, result) else {
+            return Ok(());
+        };
+        let card = notice_card(&self.cards, None, &text)?;
+        let (channel, thread) = thread_of(at);
+        let op = SlackOp::Post {
+            channel,
+            thread_ts: Some(thread),
+            text: card.text,
+            blocks: card.blocks,
+        };
+        let key = format!("task:{}:mirror:{at}", task.id);
+        self.write(conn, at, &key, None, op, false).await?;
+        Ok(())
+    }
+
     async fn offer(&self, conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()> {
         let card = suggestion_card(&self.cards, offer)?;
         let (channel, thread) = thread_of(&offer.binding);
