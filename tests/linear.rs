@@ -678,3 +678,153 @@ dual_db!(
     one_session_across_slack_and_linear_on,
     one_session_across_slack_and_linear
 );
+
+fn issue_assigned(assignee: &str) -> Value {
+    json!({
+        "type": "Issue", "action": "update", "organizationId": "org-1", "webhookId": "wh-1",
+        "webhookTimestamp": now_ms(), "createdAt": "2026-11-30T09:00:00.000Z",
+        "actor": {"id": "lin-user-1", "name": "Ada", "type": "user"},
+        "data": {"id": "iss-1", "identifier": "ENG-123", "title": "Retry test flakes",
+            "url": "https://linear.app/acme/issue/ENG-123", "teamId": "t1",
+            "description": "No repo here.", "assigneeId": assignee, "updatedAt": "2026-11-30T09:00:00.000Z"},
+        "updatedFrom": {"assigneeId": null, "updatedAt": "2026-11-29T09:00:00.000Z"}
+    })
+}
+
+fn comment(id: &str, user: &str, body: &str) -> Value {
+    json!({
+        "type": "Comment", "action": "create", "organizationId": "org-1", "webhookId": "wh-1",
+        "webhookTimestamp": now_ms(), "createdAt": "2026-11-30T09:00:00.000Z",
+        "data": {"id": id, "body": body, "userId": user, "issueId": "iss-1",
+            "issue": {"id": "iss-1", "identifier": "ENG-123", "title": "Retry test flakes",
+                "url": "https://linear.app/acme/issue/ENG-123", "teamId": "t1"}}
+    })
+}
+
+/// Workspaces without agent sessions: an issue assigned to Chime's app user, and a comment that
+/// @-mentions it, go through the same pipeline and are answered with comments. Chime's own
+/// comments, comments that do not mention it, and assignments to others are ignored; once the
+/// workspace sends agent-session events, plain mentions are left to the session.
+async fn plain_assignment_and_comments(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        dir.path(),
+        r#"cat > /dev/null; n=$(ls "$0.d" 2>/dev/null | wc -l); mkdir -p "$0.d"; touch "$0.d/$n"
+echo '{"type":"progress","text":"working"}'
+echo "{\"type\":\"result\",\"text\":\"result marker $n\"}""#,
+    );
+    let mut config = linear_config(&db, &slack, &linear);
+    command_backend(&mut config, "agent", vec![agent], 60);
+    config.agent.workdir = dir.path().join("work");
+    let app = TestApp::spawn(config).await;
+    let comments = || {
+        linear
+            .ops("CommentCreate")
+            .iter()
+            .map(|o| {
+                o.variables["input"]["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Assigned to someone else: nothing.
+    assert_eq!(
+        deliver(&app, &issue_assigned("lin-user-2"), "p-0")
+            .await
+            .status(),
+        200
+    );
+    // Assigned to Chime: the issue moves to its first started state, and the answer is a comment.
+    deliver(&app, &issue_assigned("app-user"), "p-1").await;
+    let first = eventually(Duration::from_secs(30), "the answer comment", || async {
+        linear.ops("CommentCreate").first().cloned()
+    })
+    .await;
+    assert_eq!(first.variables["input"]["issueId"], "iss-1");
+    assert!(
+        comments()[0].contains("result marker 0"),
+        "{:?}",
+        comments()
+    );
+    let update = linear.ops("IssueUpdate");
+    assert_eq!(update.len(), 1);
+    assert_eq!(update[0].variables["input"]["stateId"], "st-progress");
+    assert!(update[0].variables["input"].get("delegateId").is_none());
+    // No activity and no comment per milestone.
+    assert!(linear.ops("AgentActivityCreate").is_empty());
+    assert_eq!(comments().len(), 1);
+
+    // A comment that mentions Chime is a follow-up in the same session.
+    deliver(
+        &app,
+        &comment("cm-2", "lin-user-1", "@chime now the docs too"),
+        "p-2",
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the second answer", || async {
+        (comments().len() == 2).then_some(())
+    })
+    .await;
+    assert!(comments()[1].contains("result marker 1"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
+
+    // Ignored: Chime's own comment, a comment without a mention.
+    deliver(
+        &app,
+        &comment("cm-3", "app-user", "@chime result marker 1"),
+        "p-3",
+    )
+    .await;
+    deliver(
+        &app,
+        &comment("cm-4", "lin-user-1", "thanks, looks good"),
+        "p-4",
+    )
+    .await;
+    // Once the workspace uses agent sessions, a plain mention is left to its session.
+    deliver(&app, &created("sess-p", Some("@chime hi"), ""), "p-5").await;
+    until_activity(&linear, "response", Duration::from_secs(30)).await;
+    deliver(
+        &app,
+        &comment("cm-6", "lin-user-1", "@chime one more"),
+        "p-6",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(comments().len(), 2, "{:?}", comments());
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 3);
+    app.stop().await;
+}
+dual_db!(
+    plain_assignment_and_comments_on,
+    plain_assignment_and_comments
+);
+
+/// Linear's `RATELIMITED` answer is waited out, not counted as a failure: the activity still
+/// lands, once.
+async fn rate_limits_are_waited_out(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let mut config = linear_config(&db, &slack, &linear);
+    config.agent.default_backend = "dry-run".into();
+    let app = TestApp::spawn(config).await;
+    linear.state.lock().unwrap().rate_limit_next = 2;
+    deliver(&app, &created("sess-r", Some("@chime hi"), ""), "r-1").await;
+    let all = until_activity(&linear, "response", Duration::from_secs(40)).await;
+    assert_eq!(
+        all.iter().filter(|a| a.0 == "thought").count(),
+        1,
+        "{all:?}"
+    );
+    assert_eq!(linear.state.lock().unwrap().rate_limit_next, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM outbox WHERE state = 'failed'")
+            .await,
+        0
+    );
+    app.stop().await;
+}
+dual_db!(rate_limits_are_waited_out_on, rate_limits_are_waited_out);

@@ -26,3 +26,10 @@ CREATE TABLE linear_threads (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX linear_threads_issue ON linear_threads (issue_identifier);
+
+-- Workspaces that have sent an agent-session event: there, a mention or an assignment arrives as
+-- an agent session, so the plain Issue and Comment webhooks about the same thing are ignored.
+CREATE TABLE linear_agent_orgs (
+    org_id TEXT PRIMARY KEY,
+    first_at BIGINT NOT NULL
+);

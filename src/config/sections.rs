@@ -253,6 +253,9 @@ pub struct LinearConfig {
     pub redirect_url: String,
     /// Linear user ids who may stop anyone's session.
     pub admins: Vec<String>,
+    /// Where agent sessions are not used: a comment that says `@<mention_name>` (or links
+    /// Chime's profile) is a request to Chime.
+    pub mention_name: String,
     /// A running session with no activity for this long gets a `thought` (Linear marks a session
     /// stale after 30 minutes without one).
     pub heartbeat_secs: u64,
@@ -267,6 +270,7 @@ impl Default for LinearConfig {
             client_id: String::new(),
             redirect_url: String::new(),
             admins: vec![],
+            mention_name: "chime".into(),
             heartbeat_secs: 20 * 60,
             http_timeout_secs: 10,
         }

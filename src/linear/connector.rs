@@ -60,6 +60,9 @@ impl LinearConnector {
             client_id: config.linear.client_id.clone(),
             client_secret: config.secrets.linear_client_secret.clone(),
             redirect_url: config.linear.redirect_url.clone(),
+            fallback_token: config.secrets.linear_access_token.clone(),
+            mention_name: config.linear.mention_name.clone(),
+            app_users: Default::default(),
         });
         Ok(Some(Self {
             config: config.clone(),

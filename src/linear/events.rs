@@ -60,13 +60,183 @@ pub fn repo_line(description: &str) -> Option<RepoName> {
     })
 }
 
+/// What a delivery is: an agent-session event, or (for workspaces without agent sessions) an
+/// issue assignment or a comment, which is Chime's only once it is known whom Chime acts as.
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
+    Session(Inbound),
+    Plain(Plain),
+}
+
+/// An issue assigned to someone, or a comment on an issue.
+#[derive(Debug, PartialEq)]
+pub struct Plain {
+    pub org: OrgId,
+    /// The issue, as a thread answered with comments.
+    pub thread: ThreadInfo,
+    /// Who did it.
+    pub actor: String,
+    pub kind: PlainKind,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum PlainKind {
+    /// The issue's assignee changed to `assignee`.
+    Assigned { assignee: String, at: String },
+    /// A new comment. Untrusted text.
+    Comment { id: String, body: String },
+}
+
+impl Plain {
+    /// The event this is for Chime, acting as `app_user` (and mentioned as `@mention_name`):
+    /// an assignment to it, or a comment that mentions it (never one of its own).
+    pub fn for_chime(self, app_user: &str, mention_name: &str) -> Option<Inbound> {
+        let author = |user: &str| Author {
+            user: UserId::new(user),
+            external: false,
+        };
+        let binding = self.thread.binding.clone();
+        let (message, text, author) = match self.kind {
+            PlainKind::Assigned { assignee, at } if assignee == app_user => (
+                format!("assigned:{at}"),
+                format!("Work on {}: {}", self.thread.identifier, self.thread.title),
+                author(&self.actor),
+            ),
+            PlainKind::Comment { id, body } if self.actor != app_user => {
+                let text = without_mention(&body, app_user, mention_name)?;
+                (id, text, author(&self.actor))
+            }
+            _ => return None,
+        };
+        Some(Inbound {
+            event: Event::Mention(Mention {
+                binding,
+                message,
+                author,
+                text,
+            }),
+            thread: Some(self.thread),
+        })
+    }
+}
+
+/// A comment's text without Chime's mention, when it mentions Chime: `@name` (any case), or a
+/// link to Chime's profile or user id (how Linear's editor writes a mention).
+fn without_mention(body: &str, app_user: &str, name: &str) -> Option<String> {
+    let lower = body.to_lowercase();
+    let at = format!("@{}", name.to_lowercase());
+    let profile = format!("/profiles/{}", name.to_lowercase());
+    let mentioned = lower
+        .split(|c: char| c.is_whitespace() || c == '[' || c == '(')
+        .any(|w| w.trim_end_matches([',', '.', ':', ']', ')']) == at)
+        || lower.contains(&profile)
+        || (!app_user.is_empty() && body.contains(app_user));
+    if !mentioned {
+        return None;
+    }
+    let text: Vec<&str> = body
+        .split(' ')
+        .filter(|w| !w.to_lowercase().trim_end_matches([',', ':']).eq(&at))
+        .collect();
+    Some(text.join(" ").trim().to_string())
+}
+
 /// Ok(None) for deliveries Chime does not act on (other types and actions).
-pub fn parse(v: &Value) -> Result<Option<Inbound>, Refusal> {
+pub fn parse(v: &Value) -> Result<Option<Parsed>, Refusal> {
     match (v["type"].as_str(), v["action"].as_str()) {
-        (Some("AgentSessionEvent"), Some("created")) => created(v).map(Some),
-        (Some("AgentSessionEvent"), Some("prompted")) => prompted(v).map(Some),
+        (Some("AgentSessionEvent"), Some("created")) => {
+            created(v).map(|i| Some(Parsed::Session(i)))
+        }
+        (Some("AgentSessionEvent"), Some("prompted")) => {
+            prompted(v).map(|i| Some(Parsed::Session(i)))
+        }
+        (Some("Issue"), Some("update")) => assigned(v).map(|p| p.map(Parsed::Plain)),
+        (Some("Comment"), Some("create")) => comment(v).map(|p| p.map(Parsed::Plain)),
         _ => Ok(None),
     }
+}
+
+/// The issue of a plain event as a thread answered with comments.
+fn issue_thread(org: &OrgId, issue: &Value, description: &str) -> Result<ThreadInfo, Refusal> {
+    let issue_id = id(&issue["id"], "issue id")?;
+    let identifier = issue["identifier"]
+        .as_str()
+        .filter(|k| k.len() <= 32 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .ok_or(Refusal::Shape("issue identifier"))?
+        .to_string();
+    let team_key = issue["team"]["key"]
+        .as_str()
+        .or_else(|| identifier.split_once('-').map(|(k, _)| k))
+        .filter(|k| k.len() <= 32)
+        .unwrap_or_default()
+        .to_string();
+    Ok(ThreadInfo {
+        binding: Binding::Linear {
+            org: org.clone(),
+            thread: LinearThread::Issue(issue_id.clone()),
+        },
+        org: org.clone(),
+        issue_id,
+        identifier,
+        title: text(&issue["title"], 500).ok_or(Refusal::Shape("issue title"))?,
+        url: issue["url"]
+            .as_str()
+            .filter(|u| {
+                u.starts_with("https://") && u.len() <= 500 && !u.contains(char::is_whitespace)
+            })
+            .unwrap_or_default()
+            .to_string(),
+        team_key,
+        prompt_context: None,
+        delegated: false,
+        repo_hint: repo_line(description),
+    })
+}
+
+/// An `Issue` update whose assignee changed.
+fn assigned(v: &Value) -> Result<Option<Plain>, Refusal> {
+    let changed = v["updatedFrom"]
+        .as_object()
+        .is_some_and(|f| f.contains_key("assigneeId"));
+    let Some(assignee) = v["data"]["assigneeId"].as_str().filter(|_| changed) else {
+        return Ok(None);
+    };
+    let org = OrgId::new(id(&v["organizationId"], "organizationId")?);
+    let data = &v["data"];
+    let mut thread = issue_thread(&org, data, data["description"].as_str().unwrap_or_default())?;
+    thread.delegated = true;
+    Ok(Some(Plain {
+        org,
+        thread,
+        actor: id(&v["actor"]["id"], "actor.id").unwrap_or_default(),
+        kind: PlainKind::Assigned {
+            assignee: assignee.to_string(),
+            at: data["updatedAt"]
+                .as_str()
+                .filter(|a| a.len() <= 40)
+                .unwrap_or_default()
+                .to_string(),
+        },
+    }))
+}
+
+/// A new comment on an issue.
+fn comment(v: &Value) -> Result<Option<Plain>, Refusal> {
+    let data = &v["data"];
+    if !data["issue"].is_object() {
+        return Ok(None); // A comment on a project update or a document.
+    }
+    let org = OrgId::new(id(&v["organizationId"], "organizationId")?);
+    let thread = issue_thread(&org, &data["issue"], "")?;
+    Ok(Some(Plain {
+        org,
+        thread,
+        actor: id(&data["userId"], "data.userId").unwrap_or_default(),
+        kind: PlainKind::Comment {
+            id: id(&data["id"], "data.id")?,
+            body: text(&data["body"], TEXT_CHARS).ok_or(Refusal::Shape("data.body"))?,
+        },
+    }))
 }
 
 fn session_binding(v: &Value) -> Result<(OrgId, Binding), Refusal> {
@@ -210,10 +380,86 @@ mod tests {
         })
     }
 
+    fn session(v: &Value) -> Inbound {
+        match parse(v).unwrap().unwrap() {
+            Parsed::Session(i) => i,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn plain(v: &Value) -> Plain {
+        match parse(v).unwrap().unwrap() {
+            Parsed::Plain(p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn assignments_and_comment_mentions() {
+        let issue = json!({"id": "iss-1", "identifier": "ENG-9", "title": "Fix it", "url": "https://linear.app/a/issue/ENG-9",
+            "teamId": "t1", "description": "repo: acme/web", "assigneeId": "app-user", "updatedAt": "2026-11-30T10:00:00Z"});
+        let mut v = json!({"type": "Issue", "action": "update", "organizationId": "org-1", "actor": {"id": "u1"},
+            "data": issue, "updatedFrom": {"assigneeId": null}});
+        let p = plain(&v);
+        assert_eq!(p.thread.binding.to_string(), "linear:org-1/issue/iss-1");
+        assert_eq!(
+            (
+                p.thread.team_key.as_str(),
+                p.thread.repo_hint.as_ref().unwrap().as_str()
+            ),
+            ("ENG", "acme/web")
+        );
+        let Event::Mention(m) = plain(&v).for_chime("app-user", "chime").unwrap().event else {
+            panic!()
+        };
+        assert_eq!(
+            (m.text.as_str(), m.author.user.as_str()),
+            ("Work on ENG-9: Fix it", "u1")
+        );
+        assert!(plain(&v).for_chime("someone-else", "chime").is_none());
+        v["updatedFrom"] = json!({"title": "old"});
+        assert_eq!(
+            parse(&v).unwrap(),
+            None,
+            "an update that did not change the assignee"
+        );
+
+        let c = |body: &str, user: &str| {
+            json!({"type": "Comment", "action": "create", "organizationId": "org-1",
+            "data": {"id": "cm-1", "body": body, "userId": user, "issueId": "iss-1",
+                "issue": {"id": "iss-1", "identifier": "ENG-9", "title": "Fix it", "url": "https://linear.app/a/issue/ENG-9", "teamId": "t1"}}})
+        };
+        let Event::Mention(m) = plain(&c("@Chime please fix the retry", "u1"))
+            .for_chime("app-user", "chime")
+            .unwrap()
+            .event
+        else {
+            panic!()
+        };
+        assert_eq!(m.text, "please fix the retry");
+        assert!(
+            plain(&c("[@Chime](https://linear.app/a/profiles/chime) go", "u1"))
+                .for_chime("app-user", "chime")
+                .is_some()
+        );
+        assert!(plain(&c("no mention here, chime", "u1"))
+            .for_chime("app-user", "chime")
+            .is_none());
+        assert!(plain(&c("emails like x@chime.dev are not mentions", "u1"))
+            .for_chime("app-user", "chime")
+            .is_none());
+        assert!(plain(&c("@chime my own comment", "app-user"))
+            .for_chime("app-user", "chime")
+            .is_none());
+        let mut doc = c("@chime", "u1");
+        doc["data"].as_object_mut().unwrap().remove("issue");
+        assert_eq!(parse(&doc).unwrap(), None);
+    }
+
     #[test]
     fn created_mention_and_delegation() {
         let v = created_payload();
-        let got = parse(&v).unwrap().unwrap();
+        let got = session(&v);
         let Event::Mention(m) = &got.event else {
             panic!("{got:?}")
         };
@@ -230,7 +476,7 @@ mod tests {
 
         let mut d = created_payload();
         d["agentSession"].as_object_mut().unwrap().remove("comment");
-        let got = parse(&d).unwrap().unwrap();
+        let got = session(&d);
         let Event::Mention(m) = &got.event else {
             panic!()
         };
@@ -284,9 +530,9 @@ mod tests {
         }
         let mut v = created_payload();
         v["agentSession"]["issue"]["url"] = json!("javascript:alert(1)");
-        assert_eq!(parse(&v).unwrap().unwrap().thread.unwrap().url, "");
+        assert_eq!(session(&v).thread.unwrap().url, "");
         v["agentSession"]["comment"]["body"] = json!("x".repeat(50_000));
-        let Event::Mention(m) = parse(&v).unwrap().unwrap().event else {
+        let Event::Mention(m) = session(&v).event else {
             panic!()
         };
         assert_eq!(m.text.chars().count(), TEXT_CHARS);

@@ -5,7 +5,9 @@
 
 use super::api::LinearApi;
 use super::{events, graphql, store, verify};
+use crate::binding::Binding;
 use crate::db::Db;
+use crate::event::{Event, Mention, StopRequested};
 use crate::ids::{now_ms, OrgId};
 use crate::queue::inbox::{Accepted, InboxWriter};
 use axum::body::Bytes;
@@ -31,6 +33,66 @@ pub struct LinearIngress {
     pub client_id: String,
     pub client_secret: Option<SecretString>,
     pub redirect_url: String,
+    /// `LINEAR_ACCESS_TOKEN`, for workspaces without an OAuth install.
+    pub fallback_token: Option<SecretString>,
+    /// How people @-mention Chime in a comment (`linear.mention_name`).
+    pub mention_name: String,
+    /// The app user Chime acts as, per workspace, once known.
+    pub app_users: std::sync::Mutex<std::collections::HashMap<OrgId, String>>,
+}
+
+impl LinearIngress {
+    /// The app user Chime acts as in `org`: from its OAuth install, else asked of Linear once.
+    async fn app_user(&self, org: &OrgId) -> anyhow::Result<Option<String>> {
+        if let Some(u) = self.app_users.lock().ok().and_then(|m| m.get(org).cloned()) {
+            return Ok(Some(u));
+        }
+        let mut user = store::app_user(&self.db, org).await?;
+        if user.is_none() {
+            if let Some(token) = store::token(&self.db, org, self.fallback_token.as_ref()).await? {
+                let v = self
+                    .api
+                    .call(&token, graphql::VIEWER, serde_json::json!({}))
+                    .await?;
+                user = v["viewer"]["id"].as_str().map(str::to_string);
+            }
+        }
+        if let (Some(u), Ok(mut m)) = (&user, self.app_users.lock()) {
+            m.insert(org.clone(), u.clone());
+        }
+        Ok(user)
+    }
+
+    /// What a delivery is for Chime; None when it is not Chime's to act on.
+    async fn relevant(&self, parsed: events::Parsed) -> anyhow::Result<Option<events::Inbound>> {
+        match parsed {
+            events::Parsed::Session(inbound) => {
+                if let Event::Mention(Mention {
+                    binding: Binding::Linear { org, .. },
+                    ..
+                })
+                | Event::StopRequested(StopRequested {
+                    binding: Binding::Linear { org, .. },
+                    ..
+                }) = &inbound.event
+                {
+                    store::mark_agent_org(&self.db, org).await?;
+                }
+                Ok(Some(inbound))
+            }
+            events::Parsed::Plain(plain) => {
+                // With agent sessions, the same mention or assignment also comes as a session.
+                if store::is_agent_org(&self.db, &plain.org).await? {
+                    return Ok(None);
+                }
+                let Some(me) = self.app_user(&plain.org).await? else {
+                    tracing::warn!(org = %plain.org, "cannot tell which Linear user Chime is here (no token); ignoring an issue event");
+                    return Ok(None);
+                };
+                Ok(plain.for_chime(&me, &self.mention_name))
+            }
+        }
+    }
 }
 
 pub fn routes(state: Arc<LinearIngress>) -> Router {
@@ -66,8 +128,8 @@ async fn webhook(
             "missing or invalid Linear-Delivery",
         );
     };
-    let inbound = match events::parse(&v) {
-        Ok(Some(i)) => i,
+    let parsed = match events::parse(&v) {
+        Ok(Some(p)) => p,
         Ok(None) => {
             tracing::debug!(
                 kind = v["type"].as_str().unwrap_or("?"),
@@ -78,6 +140,17 @@ async fn webhook(
         Err(e) => {
             tracing::warn!(delivery, reason = %e, "refused a signed but malformed Linear webhook");
             return reply(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    let inbound = match state.relevant(parsed).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return reply(StatusCode::OK, "ignored"),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "could not judge a Linear webhook");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not handle it now; redeliver later",
+            );
         }
     };
     if let Some(thread) = &inbound.thread {

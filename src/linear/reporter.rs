@@ -40,8 +40,12 @@ pub enum LinearOp {
     /// `commentCreate` on an issue.
     Comment { issue: String, body: String },
     /// On delegation: move the issue to its team's first started state when it is not started,
-    /// and make Chime its delegate when it has none.
-    Delegate { issue: String },
+    /// and (for an agent session) make Chime its delegate when it has none.
+    Delegate {
+        issue: String,
+        #[serde(default)]
+        set_delegate: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -262,7 +266,18 @@ impl Reporter for LinearReporter {
         self.say(conn, binding, &key, content, None, None, false)
             .await?;
         if let Some(t) = thread.filter(|t| t.delegated) {
-            let op = LinearOp::Delegate { issue: t.issue_id };
+            // A plain assignment already names Chime as the assignee: no delegate then.
+            let set_delegate = matches!(
+                binding,
+                Binding::Linear {
+                    thread: LinearThread::Session(_),
+                    ..
+                }
+            );
+            let op = LinearOp::Delegate {
+                issue: t.issue_id,
+                set_delegate,
+            };
             self.write(
                 conn,
                 binding,
@@ -419,6 +434,17 @@ impl Reporter for LinearReporter {
         origin: &str,
         result: bool,
     ) -> anyhow::Result<()> {
+        // Both places on one issue (its agent session and its comments): Linear already shows
+        // the session's answers on the issue.
+        if task.binding.surface() == at.surface() {
+            let here = store::thread(conn, at).await?.map(|t| t.issue_id);
+            let there = store::thread(conn, &task.binding)
+                .await?
+                .map(|t| t.issue_id);
+            if here.is_some() && here == there {
+                return Ok(());
+            }
+        }
         let mut task = task.clone();
         if let Some(o) = &mut task.outcome {
             o.summary = self.guard.redact(&o.summary, "result").into_owned();

@@ -113,7 +113,10 @@ impl Deliver for LinearSender {
                 )
                 .await
                 .map(|_| None),
-            LinearOp::Delegate { issue } => self.delegate(&token, issue).await,
+            LinearOp::Delegate {
+                issue,
+                set_delegate,
+            } => self.delegate(&token, issue, *set_delegate).await,
         };
         match result {
             Ok(r) => Delivery::Sent(r),
@@ -156,6 +159,7 @@ impl LinearSender {
         &self,
         token: &SecretString,
         issue: &str,
+        set_delegate: bool,
     ) -> Result<Option<String>, CallError> {
         let data = self
             .api
@@ -178,7 +182,7 @@ impl LinearSender {
                 input.insert("stateId".into(), json!(id));
             }
         }
-        if issue_v["delegate"].is_null() {
+        if set_delegate && issue_v["delegate"].is_null() {
             let viewer = self.api.call(token, graphql::VIEWER, json!({})).await?;
             if let Some(me) = viewer["viewer"]["id"].as_str() {
                 input.insert("delegateId".into(), json!(me));

@@ -113,3 +113,35 @@ pub async fn token(
             .context("reading a Linear workspace's token")?;
     Ok(stored.map(SecretString::from).or_else(|| fallback.cloned()))
 }
+
+/// Remembers that `org` uses agent sessions.
+pub async fn mark_agent_org(db: &Db, org: &OrgId) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO linear_agent_orgs (org_id, first_at) VALUES ($1, $2) ON CONFLICT (org_id) DO NOTHING",
+    )
+    .bind(org.as_str())
+    .bind(now_ms())
+    .execute(&db.pool)
+    .await
+    .context("recording a workspace that uses agent sessions")?;
+    Ok(())
+}
+
+pub async fn is_agent_org(db: &Db, org: &OrgId) -> anyhow::Result<bool> {
+    let n: Option<i64> =
+        sqlx::query_scalar("SELECT first_at FROM linear_agent_orgs WHERE org_id = $1")
+            .bind(org.as_str())
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(n.is_some())
+}
+
+/// The app user Chime acts as in `org`, as its OAuth install recorded it.
+pub async fn app_user(db: &Db, org: &OrgId) -> anyhow::Result<Option<String>> {
+    let u: Option<Option<String>> =
+        sqlx::query_scalar("SELECT app_user_id FROM linear_orgs WHERE org_id = $1")
+            .bind(org.as_str())
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(u.flatten())
+}
