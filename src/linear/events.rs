@@ -489,7 +489,7 @@ mod tests {
         let mut v = json!({"type": "AgentSessionEvent", "action": "prompted", "organizationId": "org-1",
             "agentSession": {"id": "sess-1"},
             "agentActivity": {"id": "act-2", "userId": "user-1", "content": {"type": "prompt", "body": "also the docs"}}});
-        let Event::Mention(m) = parse(&v).unwrap().unwrap().event else {
+        let Event::Mention(m) = session(&v).event else {
             panic!()
         };
         assert_eq!(
@@ -497,10 +497,7 @@ mod tests {
             ("also the docs", "act-2")
         );
         v["agentActivity"]["signal"] = json!("stop");
-        assert!(matches!(
-            parse(&v).unwrap().unwrap().event,
-            Event::StopRequested(_)
-        ));
+        assert!(matches!(session(&v).event, Event::StopRequested(_)));
     }
 
     #[test]
