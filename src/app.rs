@@ -201,6 +201,10 @@ pub async fn start(
 
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/link/{code}",
+            get(crate::identity::link_page).with_state(db.clone()),
+        )
         .route("/readyz", get(readyz))
         .with_state(db.clone());
     for c in connectors.iter() {

@@ -88,6 +88,19 @@ pub trait Reporter: Send + Sync {
         origin: &str,
         result: bool,
     ) -> anyhow::Result<()>;
+    /// Asks `to` to link their account before Chime runs anything for them, with the page that
+    /// says how (`url`).
+    async fn ask_to_link(
+        &self,
+        conn: &mut AnyConnection,
+        binding: &Binding,
+        key: &str,
+        to: &UserId,
+        url: &str,
+    ) -> anyhow::Result<()> {
+        let text = format!("Before I can work for you here, link your account: {url}");
+        self.tell(conn, binding, key, to, &text).await
+    }
     /// Offers one suggestion where it applies, with Do it, Not now and Don't suggest this here.
     async fn offer(&self, conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()>;
     /// Shows how the suggestion was answered, in place of its buttons.
@@ -148,6 +161,14 @@ pub trait Connector: Send + Sync {
     /// working for them.
     async fn is_private(&self, _binding: &Binding) -> bool {
         false
+    }
+    /// A person's verified email, when the platform tells (to link their accounts).
+    async fn email_of(&self, _user: &str) -> Option<String> {
+        None
+    }
+    /// The account with this verified email, when there is one.
+    async fn user_by_email(&self, _email: &str) -> Option<String> {
+        None
     }
     /// How a person is named in the agent's input.
     fn name_person(&self, user: &str) -> String;

@@ -38,6 +38,16 @@ pub enum Event {
     /// Someone asked, on the surface itself, to stop the turn running at a binding (Linear's
     /// `stop` signal): the same as pressing its Stop.
     StopRequested(StopRequested),
+    /// Someone redeemed a link code (`/chime link CODE`): their account here and the one the code
+    /// was made for are one person.
+    LinkAccount(LinkAccount),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkAccount {
+    pub surface: crate::binding::Surface,
+    pub author: Author,
+    pub code: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

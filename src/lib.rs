@@ -20,6 +20,7 @@ pub mod failure;
 pub mod github;
 pub mod guard;
 pub mod handlers;
+pub mod identity;
 pub mod ids;
 pub mod janitor;
 pub mod jobs;

@@ -27,6 +27,8 @@ fn created(session: &str, comment: Option<&str>, description: &str) -> Value {
         "promptContext": "<issue identifier=\"ENG-123\"><title>Retry test flakes</title></issue>",
         "agentSession": {
             "id": session, "creatorId": "lin-user-1", "status": "pending", "type": "commentThread",
+            "creator": {"id": "lin-user-1", "name": "Ada", "email": "ada@acme.dev",
+                "url": "https://linear.app/acme/profiles/ada"},
             "appUserId": "app-user", "organizationId": "org-1", "createdAt": "", "updatedAt": "",
             "issue": {"id": "iss-1", "identifier": "ENG-123", "title": "Retry test flakes",
                 "url": "https://linear.app/acme/issue/ENG-123", "teamId": "t1",
@@ -828,3 +830,130 @@ async fn rate_limits_are_waited_out(db: TestDb) {
     app.stop().await;
 }
 dual_db!(rate_limits_are_waited_out_on, rate_limits_are_waited_out);
+
+/// Identity: a Linear user whose verified email is a Slack member's is linked at once and runs;
+/// one who is not gets Linear's `auth` signal with a link page instead of a run, links with
+/// `/chime link CODE` in Slack (once: the code is spent), and then runs. Linear activities name
+/// the person who asked.
+async fn identity_linking(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let mut config = linear_config(&db, &slack, &linear);
+    config.agent.default_backend = "dry-run".into();
+    config.server.public_url = Some("https://chime.example.com".into());
+    let app = TestApp::spawn(config).await;
+
+    // Ada's Linear email is a Slack member's: linked by email, and the answer names her.
+    deliver(&app, &created("sess-a", Some("@chime hello"), ""), "i-1").await;
+    let all = until_activity(&linear, "response", Duration::from_secs(20)).await;
+    assert!(all.last().unwrap().1.contains("Asked by Ada."), "{all:?}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM identities WHERE how = 'email'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.text("SELECT user_id FROM identities WHERE surface = 'slack'")
+            .await,
+        "UADA"
+    );
+
+    // An outsider: no run, an auth signal with the page to link from.
+    let mut outsider = created("sess-o", Some("@chime hi"), "");
+    outsider["agentSession"]["creatorId"] = json!("outsider-1");
+    outsider["agentSession"]["creator"] =
+        json!({"id": "outsider-1", "name": "Olle", "email": "olle@outside.dev"});
+    deliver(&app, &outsider, "i-2").await;
+    let ask = eventually(Duration::from_secs(10), "the auth signal", || async {
+        linear
+            .ops("AgentActivityCreate")
+            .into_iter()
+            .find(|o| o.variables["input"]["signal"] == "auth")
+    })
+    .await;
+    assert_eq!(ask.variables["input"]["agentSessionId"], "sess-o");
+    let url = ask.variables["input"]["signalMetadata"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = url
+        .strip_prefix("https://chime.example.com/link/")
+        .unwrap()
+        .to_string();
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
+    let page = app
+        .http
+        .get(app.url(&format!("/link/{code}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains(&format!("/chime link {code}")));
+    let page = app
+        .http
+        .get(app.url("/link/NOSUCHCODE"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+
+    // A wrong code links nothing; the right one links Olle's Slack account, once.
+    slash(&app, "UOLLE", "C1", "1.1", "link WRONGCODE1").await;
+    slash(&app, "UOLLE", "C1", "1.2", &format!("link {code}")).await;
+    eventually(Duration::from_secs(10), "the link", || async {
+        (app.count("SELECT COUNT(*) FROM identities WHERE how = 'code'")
+            .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    slash(&app, "UMALLORY", "C1", "1.3", &format!("link {code}")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM identities WHERE user_id = 'UMALLORY'")
+            .await,
+        0
+    );
+
+    // Now Olle's request runs.
+    deliver(
+        &app,
+        &prompted("sess-o", "act-o2", "outsider-1", "hi again", None),
+        "i-3",
+    )
+    .await;
+    eventually(Duration::from_secs(20), "Olle's answer", || async {
+        linear
+            .activities()
+            .iter()
+            .any(|a| a.0 == "response" && a.1.contains("Asked by Olle."))
+            .then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+dual_db!(identity_linking_on, identity_linking);
+
+async fn slash(app: &TestApp, user: &str, channel: &str, trigger: &str, text: &str) {
+    let body = serde_urlencoded::to_string([
+        ("team_id", "T1"),
+        ("user_id", user),
+        ("channel_id", channel),
+        ("trigger_id", trigger),
+        ("command", "/chime"),
+        ("text", text),
+    ])
+    .unwrap();
+    let r = common::signed_post(
+        &app.http,
+        &app.url("/slack/commands"),
+        body.into_bytes(),
+        "application/x-www-form-urlencoded",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+}

@@ -144,6 +144,12 @@ async fn a_changed_turn_opens_one_pull_request(db: TestDb) {
     let fake = FakeGithub::default();
     let github = fake_github(&fake).await;
     let app = TestApp::spawn(config_for(&db, &slack, tmp.path(), &github)).await;
+    // U1's Linear account is linked (as `/chime link` would): the body names both.
+    let mut conn = app.db.pool.acquire().await.unwrap();
+    chime::identity::link(&mut conn, ("slack", "U1"), ("linear", "lin-ada"), "code")
+        .await
+        .unwrap();
+    drop(conn);
     let root = "1700000950.000100";
     app.post_event(&mention(
         "EvPr1",
@@ -180,6 +186,7 @@ async fn a_changed_turn_opens_one_pull_request(db: TestDb) {
     assert_eq!(pr["base"], "main");
     let body = pr["body"].as_str().unwrap();
     assert!(body.contains("`U1`"), "{body}");
+    assert!(body.contains("(linear user `lin-ada`)"), "{body}");
     assert!(body.contains("app_redirect?team=T1&channel=C9"), "{body}");
     assert!(
         !body.contains("@acme/") && body.contains("> add the changelog"),

@@ -298,6 +298,24 @@ impl Default for MirrorConfig {
     }
 }
 
+/// One person across surfaces (`identity.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Surfaces whose people must have an account linked on another running surface (by their
+    /// verified email, found automatically, or with `/chime link CODE`) before Chime runs
+    /// anything for them. Linear by default: Chime's access rules (guests, admins) live in Slack.
+    pub require_link: Vec<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            require_link: vec!["linear".into()],
+        }
+    }
+}
+
 /// One `[[linear.routes]]` rule.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -284,6 +284,7 @@ fn body_view(p: &Publish) -> serde_json::Value {
         "diff_stat": p.diff_stat.replace("```", "'''"),
         "requester": one_line(&p.requester, 80),
         "surface": p.surface,
+        "also": p.also.iter().map(|a| one_line(a, 120)).collect::<Vec<_>>(),
         "thread_link": p.thread_link,
         "turn": p.turn_no,
     })

@@ -4,6 +4,7 @@ use crate::connector::Membership;
 use crate::connector::Reporter;
 use crate::context::Ctx;
 use crate::event::Mention;
+use crate::identity::{self, Standing};
 use crate::ids::RepoName;
 use crate::queue::inbox;
 use crate::session::turns::{self, Started, TurnOptions, TurnRequest};
@@ -35,8 +36,38 @@ pub async fn handle_mention(
         ),
         _ => (None, vec![]),
     };
+    // Where the config requires it, someone whose account is not linked links it first.
+    let standing = match &membership {
+        Membership::Allowed => {
+            identity::check(
+                &ctx.db,
+                &ctx.config,
+                &ctx.connectors,
+                connector.as_ref(),
+                &m.author,
+            )
+            .await?
+        }
+        Membership::Denied(_) => Standing::Ok,
+    };
     let mut tx = ctx.db.begin().await?;
     let refusal = match membership {
+        Membership::Allowed if matches!(standing, Standing::MustLink { .. }) => {
+            if let Standing::MustLink { code } = &standing {
+                let url = identity::link_url(&ctx.config, code);
+                tracing::info!(user = %m.author.user, "asked an unlinked person to link their account");
+                reporter
+                    .ask_to_link(
+                        &mut tx,
+                        &m.binding,
+                        &format!("link:{source_event}"),
+                        &m.author.user,
+                        &url,
+                    )
+                    .await?;
+            }
+            None
+        }
         Membership::Denied(why) => {
             tracing::info!(user = %m.author.user, reason = %why, "refused a request");
             Some(("refusal", format!("Sorry, {why}.")))

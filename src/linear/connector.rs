@@ -280,6 +280,45 @@ impl Connector for LinearConnector {
         }
     }
 
+    async fn email_of(&self, user: &str) -> Option<String> {
+        let mut conn = self.db.pool.acquire().await.ok()?;
+        if let Ok(Some((_, Some(email)))) = store::person(&mut conn, user).await {
+            return Some(email);
+        }
+        drop(conn);
+        // Not in a webhook yet (an assignment's actor carries no email): ask Linear.
+        let token = self.config.secrets.linear_access_token.as_ref()?;
+        match self
+            .api
+            .call(token, graphql::USER_EMAIL, json!({ "id": user }))
+            .await
+        {
+            Ok(v) => v["user"]["email"]
+                .as_str()
+                .filter(|e| e.contains('@'))
+                .map(str::to_ascii_lowercase),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not ask Linear for a user's email");
+                None
+            }
+        }
+    }
+
+    async fn user_by_email(&self, email: &str) -> Option<String> {
+        let token = self.config.secrets.linear_access_token.as_ref()?;
+        match self
+            .api
+            .call(token, graphql::USERS_BY_EMAIL, json!({ "email": email }))
+            .await
+        {
+            Ok(v) => v["users"]["nodes"][0]["id"].as_str().map(str::to_string),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not ask Linear for a user by email");
+                None
+            }
+        }
+    }
+
     fn name_person(&self, user: &str) -> String {
         format!("Linear user {user}")
     }

@@ -141,6 +141,38 @@ fn without_mention(body: &str, app_user: &str, name: &str) -> Option<String> {
     Some(text.join(" ").trim().to_string())
 }
 
+/// Someone a payload names: how to call them, and their email as Linear verified it.
+#[derive(Debug, PartialEq)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// The people a payload names (the session's creator, the prompt's author, the actor, the
+/// comment's author), for naming them and linking their accounts by email.
+pub fn people(v: &Value) -> Vec<Person> {
+    [
+        "/agentSession/creator",
+        "/agentActivity/user",
+        "/actor",
+        "/data/user",
+    ]
+    .iter()
+    .filter_map(|p| v.pointer(p))
+    .filter_map(|u| {
+        Some(Person {
+            id: id(&u["id"], "user id").ok()?,
+            name: crate::templates::one_line(u["name"].as_str()?, 100),
+            email: u["email"]
+                .as_str()
+                .filter(|e| e.len() <= 200 && e.contains('@') && !e.contains(char::is_whitespace))
+                .map(str::to_ascii_lowercase),
+        })
+    })
+    .collect()
+}
+
 /// Ok(None) for deliveries Chime does not act on (other types and actions).
 pub fn parse(v: &Value) -> Result<Option<Parsed>, Refusal> {
     match (v["type"].as_str(), v["action"].as_str()) {

@@ -10,6 +10,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("viewer", VIEWER),
     ("users_by_email", USERS_BY_EMAIL),
     ("comment_create", COMMENT_CREATE),
+    ("user_email", USER_EMAIL),
 ];
 
 pub const AGENT_ACTIVITY_CREATE: &str = include_str!("graphql/agent_activity_create.graphql");
@@ -18,4 +19,5 @@ pub const ISSUE_CONTEXT: &str = include_str!("graphql/issue_context.graphql");
 pub const ISSUE_UPDATE: &str = include_str!("graphql/issue_update.graphql");
 pub const VIEWER: &str = include_str!("graphql/viewer.graphql");
 pub const USERS_BY_EMAIL: &str = include_str!("graphql/users_by_email.graphql");
+pub const USER_EMAIL: &str = include_str!("graphql/user_email.graphql");
 pub const COMMENT_CREATE: &str = include_str!("graphql/comment_create.graphql");

@@ -153,6 +153,9 @@ async fn webhook(
             );
         }
     };
+    if let Err(e) = store::save_people(&state.db, &events::people(&v)).await {
+        tracing::warn!(error = %format!("{e:#}"), "could not record Linear users; going on");
+    }
     if let Some(thread) = &inbound.thread {
         if let Err(e) = store::save_thread(&state.db, thread).await {
             tracing::error!(error = %format!("{e:#}"), "could not record a Linear session");

@@ -95,6 +95,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "notice",
         include_str!("../../templates/linear/notice.md.hbs"),
     ),
+    ("link", include_str!("../../templates/linear/link.md.hbs")),
 ];
 
 /// Text from outside as Linear Markdown shows it: no images (an image URL is fetched by every
@@ -204,7 +205,7 @@ impl LinearReporter {
     }
 
     /// The final answer of a turn, in Linear's words.
-    fn result_content(&self, task: &Task) -> anyhow::Result<Value> {
+    fn result_content(&self, task: &Task, requester: Option<String>) -> anyhow::Result<Value> {
         let repo = task.repo.as_ref().map(|r| one_line(r.as_str(), 200));
         Ok(match task.state {
             TaskState::Cancelled => {
@@ -218,7 +219,7 @@ impl LinearReporter {
                     "summary": md(&summary, BODY_CHARS),
                     "pr_url": outcome.pr_url.as_deref().and_then(crate::backend::valid_pr_url),
                     "diff_stat": outcome.diff_stat.as_deref().map(|d| one_line(&self.guard.redact(d, "result"), 300)),
-                    "requester": Value::Null,
+                    "requester": requester,
                 });
                 json!({"type": "response", "body": self.render("result", &view)?})
             }
@@ -370,7 +371,11 @@ impl Reporter for LinearReporter {
             self.write(conn, &task.binding, &key, op, None, false)
                 .await?;
         }
-        let content = self.result_content(task)?;
+        // Linear activities name the human who asked.
+        let requester = store::person(conn, &task.requester)
+            .await?
+            .map(|(name, _)| one_line(&name, 100));
+        let content = self.result_content(task, requester)?;
         let (key, status) = (format!("task:{}:final", task.id), Self::status_key(task));
         self.say(
             conn,
@@ -456,6 +461,22 @@ impl Reporter for LinearReporter {
         let content = json!({"type": "response", "body": body});
         let key = format!("task:{}:mirror:{at}", task.id);
         self.say(conn, at, &key, content, None, None, false).await
+    }
+
+    /// The `auth` signal: Linear shows the person a button to the page that links their account.
+    async fn ask_to_link(
+        &self,
+        conn: &mut AnyConnection,
+        binding: &Binding,
+        key: &str,
+        _to: &UserId,
+        url: &str,
+    ) -> anyhow::Result<()> {
+        let body = self.render("link", &json!({ "url": url }))?;
+        let content = json!({"type": "elicitation", "body": body});
+        let signal = ("auth", json!({ "url": url }));
+        self.say(conn, binding, key, content, Some(signal), None, false)
+            .await
     }
 
     /// Linear gets no suggestions: Chime speaks there only when someone hands it work.

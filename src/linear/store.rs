@@ -114,6 +114,37 @@ pub async fn token(
     Ok(stored.map(SecretString::from).or_else(|| fallback.cloned()))
 }
 
+/// Remembers how Linear names people and their verified emails.
+pub async fn save_people(db: &Db, people: &[super::events::Person]) -> anyhow::Result<()> {
+    for p in people {
+        sqlx::query(
+            "INSERT INTO linear_users (user_id, name, email, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id) DO UPDATE SET name = excluded.name, \
+             email = COALESCE(excluded.email, linear_users.email), updated_at = excluded.updated_at",
+        )
+        .bind(&p.id)
+        .bind(storable(&p.name).as_ref())
+        .bind(p.email.as_deref())
+        .bind(now_ms())
+        .execute(&db.pool)
+        .await
+        .context("recording a Linear user")?;
+    }
+    Ok(())
+}
+
+/// A Linear user's name and email, as a webhook last told.
+pub async fn person(
+    conn: &mut AnyConnection,
+    user: &str,
+) -> anyhow::Result<Option<(String, Option<String>)>> {
+    let row = sqlx::query("SELECT name, email FROM linear_users WHERE user_id = $1")
+        .bind(user)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| (r.get("name"), r.get("email"))))
+}
+
 /// Remembers that `org` uses agent sessions.
 pub async fn mark_agent_org(db: &Db, org: &OrgId) -> anyhow::Result<()> {
     sqlx::query(

@@ -86,7 +86,7 @@ fn lane_of(row: &InboxRow) -> String {
         Ok(Event::PullRequest(p)) => return format!("pr/{}", p.repo),
         Ok(Event::BackendUpdate(u)) => return format!("task/{}", u.task),
         Ok(Event::RemoteStatus(s)) => return format!("remote/{}", s.remote),
-        Ok(Event::MuteSuggestions(_) | Event::Request(_)) => None,
+        Ok(Event::MuteSuggestions(_) | Event::Request(_) | Event::LinkAccount(_)) => None,
         Err(_) => None,
     };
     match binding {

@@ -46,8 +46,29 @@ pub struct Publish {
     /// Who asked, and where (the surface's name), and a link back to the thread.
     pub requester: String,
     pub surface: String,
+    /// The requester's accounts on other surfaces, as linked (`identity`): "slack user `U1`".
+    #[serde(default)]
+    pub also: Vec<String>,
     pub thread_link: Option<String>,
     pub draft: bool,
+}
+
+/// `op` naming the requester's linked accounts on other surfaces, for the pull request's body.
+async fn attributed(
+    conn: &mut AnyConnection,
+    task: &Task,
+    mut op: CodeHostOp,
+) -> anyhow::Result<CodeHostOp> {
+    if let CodeHostOp::Publish(p) = &mut op {
+        let surface = task.binding.surface().as_str();
+        p.also = crate::identity::accounts(conn, surface, &task.requester)
+            .await?
+            .into_iter()
+            .skip(1)
+            .map(|(s, u)| format!("{s} user `{u}`"))
+            .collect();
+    }
+    Ok(op)
 }
 
 /// Whether Chime opens pull requests at all here: the config allows it and a token is set.
@@ -110,6 +131,7 @@ pub async fn queue_for_turn(
         outcome.diff_stat.as_deref(),
         thread_link,
     );
+    let op = attributed(conn, task, op).await?;
     let key = format!("publish:{}", task.id);
     queue(conn, guard, task, &op, &key).await
 }
@@ -140,6 +162,7 @@ pub async fn queue_choice(
             chosen.diff_stat.as_deref(),
             thread_link,
         );
+        let op = attributed(conn, task, op).await?;
         queue(conn, guard, task, &op, &format!("publish:{}", task.id)).await?;
     }
     let others: Vec<String> = outcome
@@ -189,6 +212,7 @@ fn publish_op(
         diff_stat: diff_stat.unwrap_or_default().to_string(),
         requester: task.requester.clone(),
         surface: task.binding.surface().as_str().to_string(),
+        also: vec![],
         thread_link,
         draft: config.github.draft,
     }))

@@ -82,6 +82,8 @@ pub struct SlackApi {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct Member {
     #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
     pub team_id: Option<String>,
     #[serde(default)]
     pub is_bot: bool,
@@ -91,6 +93,15 @@ pub struct Member {
     pub is_ultra_restricted: bool,
     #[serde(default)]
     pub deleted: bool,
+    /// The profile's email (with `users:read.email`): Slack verifies it.
+    #[serde(default)]
+    pub profile: Option<Profile>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct Profile {
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// One message of a thread, as conversations.replies returns it.
@@ -466,6 +477,28 @@ impl SlackApi {
             c.insert(user.to_string(), (m.clone(), Instant::now()));
         }
         Ok(m)
+    }
+
+    /// The person with this email (users.lookupByEmail; needs `users:read.email`); None when
+    /// nobody in the workspace has it.
+    #[tracing::instrument(skip(self, email))]
+    pub async fn user_by_email(
+        &self,
+        team: &str,
+        email: &str,
+    ) -> Result<Option<String>, SendError> {
+        self.throttle(team, "users.lookupByEmail", Tier::T3).await;
+        match self
+            .get::<UserResponse>(
+                "users.lookupByEmail",
+                vec![("email", Some(email.to_string()))],
+            )
+            .await
+        {
+            Ok(r) => Ok(r.user.and_then(|u| u.id)),
+            Err(SendError::Permanent(e)) if e.contains("users_not_found") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The direct conversation between Chime and `user` (conversations.open; needs `im:write`).

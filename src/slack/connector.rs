@@ -216,6 +216,28 @@ impl Connector for SlackConnector {
         }
     }
 
+    async fn email_of(&self, user: &str) -> Option<String> {
+        let team = self.ingress.home_team.read().ok().and_then(|g| g.clone())?;
+        match self.api.member(&team, &crate::ids::UserId::new(user)).await {
+            Ok(m) => m.profile.and_then(|p| p.email).filter(|e| e.contains('@')),
+            Err(e) => {
+                tracing::warn!(error = %e, "users.info failed; cannot link by email");
+                None
+            }
+        }
+    }
+
+    async fn user_by_email(&self, email: &str) -> Option<String> {
+        let team = self.ingress.home_team.read().ok().and_then(|g| g.clone())?;
+        match self.api.user_by_email(&team, email).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "users.lookupByEmail failed; cannot link by email");
+                None
+            }
+        }
+    }
+
     /// Direct messages and group DMs by their id; channels by `conversations.info` (a channel
     /// Chime cannot ask about counts as private).
     async fn is_private(&self, binding: &Binding) -> bool {

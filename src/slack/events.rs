@@ -371,6 +371,8 @@ pub enum SlashCommand {
         until_ms: Option<i64>,
     },
     Unmute,
+    /// `/chime link CODE`: link this Slack account to the one the code was made for.
+    Link(String),
     /// `/chime <request>`.
     Request(String),
 }
@@ -414,6 +416,7 @@ pub const COMMAND_HELP: &str = "*Chime* offers to hand work to a coding agent wh
 • `/chime <request>`: hand work to a coding agent; Chime opens a thread for it here\n\
 • `/chime mute [1d|1w|forever]`: no suggestions on your messages for that long (a day by default)\n\
 • `/chime unmute`: suggestions again\n\
+• `/chime link CODE`: link your Slack account to your Linear account (Chime gives you the code in Linear)\n\
 • `/chime help`: this\n\
 Or mention @chime in a thread.";
 
@@ -465,6 +468,14 @@ pub fn plan_command(
             };
             (Event::MuteSuggestions(mute), confirm)
         }
+        SlashCommand::Link(code) => (
+            Event::LinkAccount(crate::event::LinkAccount {
+                surface: crate::binding::Surface::Slack,
+                author,
+                code,
+            }),
+            "Linking your accounts. If the code was wrong or expired, nothing changes: ask Chime in Linear again for a new one.".to_string(),
+        ),
         SlashCommand::Unmute => {
             let mute = crate::event::MuteSuggestions {
                 surface: crate::binding::Surface::Slack,
@@ -512,6 +523,13 @@ fn parse_command_fields(form: &[(String, String)], now_ms: i64) -> Result<Comman
     ) {
         (None | Some("help"), _) => SlashCommand::Help,
         (Some("unmute"), None) => SlashCommand::Unmute,
+        (Some("link"), Some(code))
+            if words.next().is_none()
+                && code.len() == 10
+                && code.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            SlashCommand::Link(code.to_ascii_uppercase())
+        }
         (Some("mute"), period) if words.next().is_none() => {
             const DAY: i64 = 86_400_000;
             let until_ms = match period.map(str::to_ascii_lowercase).as_deref() {

@@ -156,6 +156,17 @@ impl Respond for Graphql {
             "CommentCreate" => {
                 json!({"commentCreate": {"success": true, "comment": {"id": "cm-1"}}})
             }
+            // Everyone is at acme.dev, except outsiders.
+            "UserEmail" => {
+                let id = body["variables"]["id"].as_str().unwrap_or_default();
+                let email = if id.starts_with("outsider") {
+                    format!("{id}@outside.dev")
+                } else {
+                    format!("{id}@acme.dev")
+                };
+                json!({"user": {"id": id, "name": id, "email": email}})
+            }
+            "UsersByEmail" => json!({"users": {"nodes": []}}),
             "Viewer" => json!({"viewer": {"id": "app-user", "name": "Chime",
                 "organization": {"id": "org-1", "name": "Acme"}}}),
             _ => {
