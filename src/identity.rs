@@ -150,9 +150,9 @@ pub enum Standing {
     MustLink { code: String },
 }
 
-/// Checks `author` on `connector`'s surface: a linked account passes; otherwise Chime tries to
-/// link it by its verified email with every other running surface; when that fails and
-/// `identity.require_link` names this surface (and a surface to link with runs), they must link.
+/// Checks `author` on `connector`'s surface, where `identity.require_link` names it and another
+/// surface to link with runs: a linked account passes; otherwise Chime tries to link it by its
+/// verified email with every other running surface; when that fails, they must link.
 pub async fn check(
     db: &Db,
     config: &crate::config::Config,
@@ -162,6 +162,20 @@ pub async fn check(
 ) -> anyhow::Result<Standing> {
     let surface = connector.surface();
     let user = author.user.as_str();
+    let others: Vec<&Arc<dyn Connector>> = connectors
+        .iter()
+        .filter(|c| c.surface() != surface && c.surface() != Surface::Local)
+        .collect();
+    let required = config
+        .identity
+        .require_link
+        .iter()
+        .any(|s| s == surface.as_str());
+    // Nothing to check (and no platform call on every request) where linking is not required,
+    // or where there is no other surface to link with.
+    if !required || others.is_empty() {
+        return Ok(Standing::Ok);
+    }
     let mut conn = db.pool.acquire().await?;
     if person_of(&mut conn, surface.as_str(), user)
         .await?
@@ -170,10 +184,6 @@ pub async fn check(
         return Ok(Standing::Ok);
     }
     drop(conn);
-    let others: Vec<&Arc<dyn Connector>> = connectors
-        .iter()
-        .filter(|c| c.surface() != surface && c.surface() != Surface::Local)
-        .collect();
     if let Some(email) = connector.email_of(user).await {
         for other in &others {
             if let Some(found) = other.user_by_email(&email).await {
@@ -188,14 +198,6 @@ pub async fn check(
                 return Ok(Standing::Ok);
             }
         }
-    }
-    let required = config
-        .identity
-        .require_link
-        .iter()
-        .any(|s| s == surface.as_str());
-    if !required || others.is_empty() {
-        return Ok(Standing::Ok);
     }
     let code = new_code(db, surface.as_str(), user).await?;
     Ok(Standing::MustLink { code })

@@ -416,3 +416,35 @@ fn check_config_says_what_an_openai_backend_lacks() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains(key), "{}", text(&out));
 }
+
+#[test]
+fn check_config_says_what_linear_lacks_and_lists_its_api() {
+    let dir = tempfile::tempdir().unwrap();
+    // A webhook secret alone: Chime could hear Linear but never answer.
+    let out = chime(
+        dir.path(),
+        &["check-config"],
+        &[("LINEAR_WEBHOOK_SECRET", "lin_wh_secret_value")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("LINEAR_ACCESS_TOKEN"), "{all}");
+    assert!(!all.contains("lin_wh_secret_value"), "{all}");
+    // With a token it passes, and the Linear API is among the endpoints Chime reaches.
+    let out = chime(
+        dir.path(),
+        &["check-config"],
+        &[
+            ("LINEAR_WEBHOOK_SECRET", "lin_wh_secret_value"),
+            ("LINEAR_ACCESS_TOKEN", "lin_api_token_value"),
+            ("LINEAR_API_URL", "http://127.0.0.1:9/graphql"),
+        ],
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("Linear API") && all.contains("127.0.0.1:9/graphql"),
+        "{all}"
+    );
+    assert!(!all.contains("lin_api_token_value"), "{all}");
+}

@@ -304,6 +304,25 @@ echo '{{"type":"result","text":"Done with turn '$n'"}}'"#,
             .then_some(())
     })
     .await;
+    // Someone else's stop is refused with a reason, and the run goes on.
+    deliver(
+        &app,
+        &prompted("sess-f", "act-3b", "lin-user-2", "", Some("stop")),
+        "f-3b",
+    )
+    .await;
+    eventually(Duration::from_secs(10), "the refusal", || async {
+        let all = linear.activities();
+        all.iter()
+            .any(|a| a.0 == "response" && a.1.contains("Only the person who asked"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks WHERE state = 'running'")
+            .await,
+        1
+    );
     let r = deliver(
         &app,
         &prompted("sess-f", "act-4", "lin-user-1", "", Some("stop")),
@@ -313,7 +332,9 @@ echo '{{"type":"result","text":"Done with turn '$n'"}}'"#,
     assert_eq!(r.status(), 200);
     let all = eventually(Duration::from_secs(20), "the stop's response", || async {
         let all = linear.activities();
-        (all.iter().filter(|a| a.0 == "response").count() == 3).then_some(all)
+        all.iter()
+            .any(|a| a.0 == "response" && a.1.starts_with("Stopped"))
+            .then_some(all)
     })
     .await;
     let last = all.last().unwrap();
@@ -413,7 +434,7 @@ async fn secrets_never_reach_linear(db: TestDb) {
     let agent = write_agent(
         dir.path(),
         &format!(
-            r#"cat > /dev/null; echo '{{"type":"progress","text":"using token {leaked}"}}'; echo '{{"type":"result","text":"The token is {leaked} and the webhook secret is {WEBHOOK_SECRET}"}}'"#
+            r#"cat > /dev/null; echo '{{"type":"progress","text":"using token {leaked}"}}'; echo '{{"type":"result","text":"The token is {leaked} and the webhook secret is {WEBHOOK_SECRET} ![x](https://evil.example/p.png?d=1) <img src=x>"}}'"#
         ),
     );
     let mut config = linear_config(&db, &slack, &linear);
@@ -438,6 +459,9 @@ async fn secrets_never_reach_linear(db: TestDb) {
     assert!(!sent.contains(&leaked), "{sent}");
     assert!(!sent.contains(WEBHOOK_SECRET), "{sent}");
     assert!(all.last().unwrap().1.contains("[redacted:"), "{all:?}");
+    // Agent output cannot embed an image (fetched by every reader: a way out) or raw HTML.
+    let body = &all.last().unwrap().1;
+    assert!(!body.contains("![") && !body.contains(" <img"), "{body}");
     app.stop().await;
 }
 dual_db!(secrets_never_reach_linear_on, secrets_never_reach_linear);

@@ -311,7 +311,66 @@ impl Config {
             ),
             _ => {}
         }
+        self.check_linear(&mut r);
         r
+    }
+
+    fn check_linear(&self, r: &mut Report) {
+        let (s, l) = (&self.secrets, &self.linear);
+        let oauth = !l.client_id.is_empty() && s.linear_client_secret.is_some();
+        if !self.linear_enabled() {
+            if s.linear_access_token.is_some() || oauth {
+                r.warnings.push(
+                    "Linear credentials are set but LINEAR_WEBHOOK_SECRET is not: Linear stays off"
+                        .into(),
+                );
+            }
+            return;
+        }
+        if s.linear_access_token.is_none() && !oauth {
+            r.errors.push(
+                "LINEAR_WEBHOOK_SECRET is set but Chime has no way to act in Linear: set LINEAR_ACCESS_TOKEN, or linear.client_id with LINEAR_CLIENT_SECRET for OAuth installs".into(),
+            );
+        }
+        if oauth
+            && !l.redirect_url.starts_with("https://")
+            && !l.redirect_url.starts_with("http://")
+        {
+            r.errors.push("linear.redirect_url must be this server's /linear/oauth/callback URL for OAuth installs".into());
+        }
+        let api = self.endpoints.linear();
+        if !(api.starts_with("https://") || api.starts_with("http://")) {
+            r.errors.push(format!(
+                "LINEAR_API_URL must be an http(s) URL, got {api:?}"
+            ));
+        }
+        if l.heartbeat_secs == 0 || l.heartbeat_secs >= 30 * 60 {
+            r.errors.push("linear.heartbeat_secs must be between 1 and 1799 (Linear marks a session stale after 30 minutes)".into());
+        }
+        if l.http_timeout_secs == 0 {
+            r.errors
+                .push("linear.http_timeout_secs must be at least 1".into());
+        }
+        for route in &l.routes {
+            if crate::ids::RepoName::parse(&route.repo).is_none() {
+                r.errors.push(format!(
+                    "[[linear.routes]] repo {:?} is not owner/name",
+                    route.repo
+                ));
+            }
+        }
+        for s in &self.identity.require_link {
+            if s.parse::<crate::binding::Surface>().is_err() {
+                r.errors.push(format!(
+                    "identity.require_link names an unknown surface {s:?}"
+                ));
+            }
+        }
+        if self.identity.require_link.iter().any(|s| s == "linear")
+            && self.server.public_url.is_none()
+        {
+            r.warnings.push("identity.require_link includes linear but server.public_url is not set: link pages will point at server.listen".into());
+        }
     }
 }
 
