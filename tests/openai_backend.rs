@@ -446,7 +446,9 @@ async fn refusal_is_shown_without_the_key(db: TestDb) {
     let root = "1700000400.000100";
     app.post_event(&mention("EvR1", "C4", "U1", root, None, "hello"))
         .await;
-    let card = slack.card("C4", root, "401").await;
+    // Waits for the reason itself: "401" alone also matches a status card whose task id (in its
+    // Stop button) happens to contain those digits.
+    let card = slack.card("C4", root, "Incorrect API key").await;
     let all = serde_json::to_string(
         &slack
             .all_calls()
@@ -456,7 +458,7 @@ async fn refusal_is_shown_without_the_key(db: TestDb) {
     )
     .unwrap();
     assert!(!all.contains(KEY), "the key reached Slack: {card}");
-    assert!(card["blocks"].to_string().contains("Incorrect API key"));
+    assert!(card["blocks"].to_string().contains("401"), "{card}");
     // 401 is not worth retrying.
     assert_eq!(fake.seen.lock().unwrap().bodies.len(), 1);
     app.stop().await;
