@@ -101,9 +101,10 @@ impl Connector for LocalConnector {
         }
     }
 
-    /// The playground's direct messages (`D…`) are private; its channels are not.
-    async fn is_private(&self, binding: &Binding) -> bool {
-        !matches!(binding, Binding::LocalThread { channel, .. } if !channel.as_str().starts_with('D'))
+    /// The playground is a local sandbox: nothing said there crosses to a real surface bound to
+    /// the same session (what is said there still reaches the playground).
+    async fn is_private(&self, _binding: &Binding) -> bool {
+        true
     }
 
     fn name_person(&self, user: &str) -> String {
