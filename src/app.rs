@@ -201,6 +201,7 @@ pub async fn start(
 
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics).with_state(db.clone()))
         .route(
             "/link/{code}",
             get(crate::identity::link_page).with_state(db.clone()),
@@ -323,4 +324,27 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "chime".into())
+}
+
+/// `GET /metrics` in Prometheus' text format (`metrics.rs`).
+async fn metrics(State(db): State<Db>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match crate::metrics::render(&db).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "could not read metrics from the store");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "metrics unavailable: the store did not answer",
+            )
+                .into_response()
+        }
+    }
 }

@@ -27,6 +27,7 @@ pub mod jobs;
 pub mod lease;
 pub mod linear;
 pub mod local;
+pub mod metrics;
 pub mod policy;
 pub mod queue;
 pub mod router;

@@ -200,7 +200,14 @@ async fn try_run_task(
                 ctx.outbox_wake.clone(),
             ));
             // A lost lease, a Stop or shutdown fires `lease.cancel`, which stops the agent.
+            let started = std::time::Instant::now();
             let result = backend.run(&input, ptx, lease.cancel.clone()).await;
+            let outcome = match &result {
+                Ok(_) => "succeeded",
+                Err(BackendError::Cancelled) => "cancelled",
+                Err(_) => "failed",
+            };
+            crate::metrics::backend_turn(&task.backend, outcome, started.elapsed().as_secs_f64());
             let _ = forwarder.await;
             result
         }

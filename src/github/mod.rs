@@ -128,6 +128,7 @@ async fn webhook(
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if !verify(secret, header("x-hub-signature-256"), &body) {
+        crate::metrics::event_rejected("github", "signature");
         tracing::warn!("refused a GitHub webhook with a bad signature");
         return reply(
             StatusCode::UNAUTHORIZED,

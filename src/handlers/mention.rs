@@ -69,6 +69,7 @@ pub async fn handle_mention(
             None
         }
         Membership::Denied(why) => {
+            crate::metrics::event_rejected(m.binding.surface().as_str(), "unauthorized");
             tracing::info!(user = %m.author.user, reason = %why, "refused a request");
             Some(("refusal", format!("Sorry, {why}.")))
         }

@@ -54,6 +54,22 @@ impl LinearApi {
         query: &str,
         variables: Value,
     ) -> Result<Value, CallError> {
+        let r = self.call_once(token, query, variables).await;
+        let result = match &r {
+            Ok(_) => "ok",
+            Err(CallError::RateLimited(_)) => "rate_limited",
+            Err(_) => "error",
+        };
+        crate::metrics::api_call("linear", result);
+        r
+    }
+
+    async fn call_once(
+        &self,
+        token: &SecretString,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value, CallError> {
         let wait = self.paused_until.load(Ordering::Relaxed) - now_ms();
         if wait > 0 {
             return Err(CallError::RateLimited(Duration::from_millis(wait as u64)));

@@ -116,6 +116,11 @@ async fn webhook(
     let v = match verify::verify(&state.secret, header("linear-signature"), &body, now_ms()) {
         Ok(v) => v,
         Err(refusal) => {
+            let reason = match refusal {
+                verify::Refusal::Stale => "stale",
+                _ => "signature",
+            };
+            crate::metrics::event_rejected("linear", reason);
             tracing::warn!(reason = %refusal, "refused a Linear webhook");
             return reply(StatusCode::UNAUTHORIZED, &refusal.to_string());
         }

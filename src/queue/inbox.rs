@@ -81,9 +81,15 @@ impl InboxWriter {
             })
             .await
             .map_err(|_| anyhow::anyhow!("inbox writer has stopped"))?;
-        rx.await
+        let accepted = rx
+            .await
             .map_err(|_| anyhow::anyhow!("inbox writer dropped the request"))?
-            .map_err(|e| anyhow::anyhow!("inbox insert failed: {e}"))
+            .map_err(|e| anyhow::anyhow!("inbox insert failed: {e}"))?;
+        match accepted {
+            Accepted::New => crate::metrics::event_received(source),
+            Accepted::Duplicate => crate::metrics::event_rejected(source, "duplicate"),
+        }
+        Ok(accepted)
     }
 }
 

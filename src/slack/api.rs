@@ -262,10 +262,10 @@ impl SlackApi {
         self.allowed(method)?;
         let session = self.client.open_session(&self.token);
         let call = session.http_session_api.http_post(method, body, None);
-        match tokio::time::timeout(self.timeout, call).await {
+        counted(match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r.map_err(classify),
             Err(_) => Err(self.timed_out(method)),
-        }
+        })
     }
 
     /// Refuses every call when the API's host is outside the network allowlist.
@@ -296,10 +296,10 @@ impl SlackApi {
         self.allowed(method)?;
         let session = self.client.open_session(&self.token);
         let call = session.http_session_api.http_get(method, &params, None);
-        match tokio::time::timeout(self.timeout, call).await {
+        counted(match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r.map_err(classify),
             Err(_) => Err(self.timed_out(method)),
-        }
+        })
     }
 
     /// Posts a threaded message stamped with `key` in its metadata; returns its ts.
@@ -563,6 +563,17 @@ impl SlackApi {
         self.throttle("-", "auth.test", Tier::T2).await;
         self.post("auth.test", &serde_json::json!({})).await
     }
+}
+
+/// Counts a Web API call's result for `/metrics`.
+fn counted<T>(r: Result<T, SendError>) -> Result<T, SendError> {
+    let result = match &r {
+        Ok(_) => "ok",
+        Err(SendError::RateLimited(_)) => "rate_limited",
+        Err(_) => "error",
+    };
+    crate::metrics::api_call("slack", result);
+    r
 }
 
 fn classify(e: SlackClientError) -> SendError {

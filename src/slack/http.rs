@@ -86,6 +86,11 @@ fn check_signature(
     ) {
         Ok(()) => Ok(()),
         Err(e) => {
+            let reason = match e {
+                crate::signing::VerifyError::Stale => "stale",
+                _ => "signature",
+            };
+            crate::metrics::event_rejected("slack", reason);
             // Anyone can send these, as fast as they like: one WARN line a minute, with a count.
             static REFUSED: Sampled = Sampled::new(std::time::Duration::from_secs(60));
             match REFUSED.hit() {
