@@ -14,6 +14,7 @@ pub mod config;
 pub mod connector;
 pub mod context;
 pub mod db;
+pub mod digest;
 pub mod egress;
 pub mod event;
 pub mod failure;

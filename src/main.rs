@@ -47,6 +47,24 @@ enum Command {
         #[command(subcommand)]
         what: PolicyCommand,
     },
+    /// The weekly digest.
+    Digest {
+        #[command(subcommand)]
+        what: DigestCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DigestCommand {
+    /// Print a week's digest from the database, without posting it.
+    Preview {
+        /// The ISO week, like 2026-W47 (default: this week, in UTC).
+        #[arg(long)]
+        week: Option<chime::digest::Week>,
+        /// Plain text, or the Slack Block Kit message.
+        #[arg(long, default_value = "text", value_parser = ["text", "blocks"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +141,9 @@ fn main() -> ExitCode {
                 what: Inspect::Failed { limit },
             } => inspect_failed(cli.config, limit).await,
             Command::Policy { what } => policy(cli.config, what).await,
+            Command::Digest {
+                what: DigestCommand::Preview { week, format },
+            } => digest_preview(cli.config, week, &format).await,
         }
     });
     match result {
@@ -210,6 +231,17 @@ async fn inspect_failed(path: Option<PathBuf>, limit: i64) -> anyhow::Result<Exi
     let db = Db::connect(&config.database).await?;
     // Read-only: an unmigrated database is an error to report, not something to change here.
     print!("{}", chime::cli::inspect::failed(&db, limit.max(1)).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn digest_preview(
+    path: Option<PathBuf>,
+    week: Option<chime::digest::Week>,
+    format: &str,
+) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let db = Db::connect(&config.database).await?;
+    print!("{}", chime::cli::digest::preview(&db, week, format).await?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -239,6 +239,28 @@ pub fn chunk_for_blocks(s: &str, budget: usize) -> (Vec<String>, bool) {
     (chunks, truncated)
 }
 
+/// Plain mrkdwn text (a digest) as a Block Kit message: one section per paragraph, each escaped
+/// and cut to fit, at most 50 blocks (Slack's limit).
+pub fn text_message(text: &str) -> Value {
+    let blocks: Vec<Value> = text
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .take(50)
+        .map(|p| {
+            serde_json::json!({
+                "type": "section",
+                "text": { "type": "mrkdwn", "text": slack_escape(&fit(p, SECTION_CHARS)) }
+            })
+        })
+        .collect();
+    let first = text.lines().next().unwrap_or_default();
+    serde_json::json!({
+        "text": slack_escape(&fit(first, FALLBACK_TEXT_CHARS)),
+        "blocks": blocks,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
