@@ -199,6 +199,14 @@ pub async fn start(
         outbox_wake: outbox_wake.clone(),
     });
 
+    let digest_targets = config
+        .digest
+        .targets
+        .iter()
+        .map(crate::digest::schedule::Target::from_config)
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
+
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics).with_state(db.clone()))
@@ -280,6 +288,20 @@ pub async fn start(
         jobs,
         shutdown.clone(),
     ));
+    if !digest_targets.is_empty() {
+        tasks.spawn(crate::digest::schedule::run(
+            db.clone(),
+            connectors.clone(),
+            digest_targets,
+            ctx.worker_id.clone(),
+            (
+                Duration::from_secs(config.digest.tick_secs.max(1)),
+                Duration::from_secs(config.digest.late_after_secs),
+            ),
+            outbox_wake.clone(),
+            shutdown.clone(),
+        ));
+    }
     let poll = Duration::from_millis(config.worker.poll_ms);
     let policy = outbox::SendPolicy {
         max_attempts: config.worker.max_send_attempts,

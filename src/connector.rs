@@ -101,6 +101,16 @@ pub trait Reporter: Send + Sync {
         let text = format!("Before I can work for you here, link your account: {url}");
         self.tell(conn, binding, key, to, &text).await
     }
+    /// Posts the weekly digest (plain mrkdwn text) in `place`, once per `key`.
+    async fn post_digest(
+        &self,
+        _conn: &mut AnyConnection,
+        place: &Place,
+        _key: &str,
+        _text: &str,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("no digest can be posted on {}", place.surface())
+    }
     /// Offers one suggestion where it applies, with Do it, Not now and Don't suggest this here.
     async fn offer(&self, conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()>;
     /// Shows how the suggestion was answered, in place of its buttons.

@@ -312,6 +312,14 @@ impl Config {
             _ => {}
         }
         self.check_linear(&mut r);
+        for t in &self.digest.targets {
+            if let Err(e) = crate::digest::schedule::Target::from_config(t) {
+                r.errors.push(format!("[[digest.targets]]: {e}"));
+            }
+        }
+        if self.digest.tick_secs == 0 {
+            r.errors.push("digest.tick_secs must be at least 1".into());
+        }
         r
     }
 

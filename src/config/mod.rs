@@ -8,9 +8,10 @@ mod sections;
 
 pub use check::Report;
 pub use sections::{
-    AgentConfig, BackendConfig, DatabaseConfig, GithubConfig, GuardConfig, IdentityConfig,
-    LinearConfig, LinearRoute, MirrorConfig, OpenaiApi, PlaygroundConfig, RateLimits, RepoConfig,
-    RoutingConfig, SandboxMode, ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
+    AgentConfig, BackendConfig, DatabaseConfig, DigestConfig, DigestTarget, GithubConfig,
+    GuardConfig, IdentityConfig, LinearConfig, LinearRoute, MirrorConfig, OpenaiApi,
+    PlaygroundConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode, ServerConfig,
+    SlackConfig, SuggestionsConfig, WorkerConfig,
 };
 
 use crate::ids::RepoName;
@@ -46,6 +47,7 @@ pub struct Config {
     pub linear: LinearConfig,
     pub mirror: MirrorConfig,
     pub identity: IdentityConfig,
+    pub digest: DigestConfig,
     pub guard: GuardConfig,
     pub network: crate::egress::NetworkConfig,
     /// Secrets, filled from the environment only (never from the file).

@@ -316,6 +316,50 @@ impl Default for IdentityConfig {
     }
 }
 
+/// The weekly digest: where it is posted, and when.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestConfig {
+    pub targets: Vec<DigestTarget>,
+    /// How often each replica checks whether a digest is due.
+    pub tick_secs: u64,
+    /// A digest posted this long after its due time (Chime was down) says it is late; a
+    /// target's due time this old when it first runs is skipped instead.
+    pub late_after_secs: u64,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        Self {
+            targets: vec![],
+            tick_secs: 60,
+            late_after_secs: 300,
+        }
+    }
+}
+
+/// One `[[digest.targets]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestTarget {
+    /// `slack:TEAM/CHANNEL`, or `local:CHANNEL` for the playground.
+    pub place: String,
+    /// A cron expression with seconds (the `cron` crate's): Mondays at 09:00 by default.
+    #[serde(default = "default_digest_schedule")]
+    pub schedule: String,
+    /// The team's offset from UTC for the schedule, like `+01:00`.
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset: String,
+}
+
+fn default_digest_schedule() -> String {
+    "0 0 9 * * Mon".into()
+}
+
+fn default_utc_offset() -> String {
+    "+00:00".into()
+}
+
 /// One `[[linear.routes]]` rule.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

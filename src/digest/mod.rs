@@ -3,6 +3,7 @@
 //! renders them with `templates/digest/` (`chime digest preview`). Numbers with no data to
 //! compute from show "—", never 0%.
 
+pub mod schedule;
 pub mod stats;
 pub mod week;
 

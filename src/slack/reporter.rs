@@ -7,11 +7,11 @@ use super::cards::{
     fallback_for, final_key, final_key_task, notice_card, repo_picker_card, result_card,
     status_card, status_key, suggestion_answered_card, suggestion_card,
 };
-use crate::binding::Binding;
+use crate::binding::{Binding, Place};
 use crate::connector::Reporter;
 use crate::db::Db;
 use crate::guard::Guard;
-use crate::ids::{RepoName, TaskId, UserId};
+use crate::ids::{RepoName, TaskId, ThreadTs, UserId};
 use crate::policy::live::{Offer, OfferAnswer};
 use crate::queue::outbox::{self, NewRow, OutboxRow};
 use crate::session::{self, Task};
@@ -309,6 +309,44 @@ impl Reporter for ThreadReporter {
             blocks: card.blocks,
         };
         self.write(conn, binding, key, None, op, false).await?;
+        Ok(())
+    }
+
+    async fn post_digest(
+        &self,
+        conn: &mut AnyConnection,
+        place: &Place,
+        key: &str,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        let message = super::blocks::text_message(text);
+        // A top-level message: its own lane (the "thread" names the digest, never a real ts).
+        let lane = ThreadTs::new(key.replace([':', '/'], "-"));
+        let (target, channel) = match place {
+            Place::Slack { team, channel } => (
+                Binding::SlackThread {
+                    team: team.clone(),
+                    channel: channel.clone(),
+                    thread: lane,
+                },
+                channel,
+            ),
+            Place::Local { channel } => (
+                Binding::LocalThread {
+                    channel: channel.clone(),
+                    thread: lane,
+                },
+                channel,
+            ),
+            other => anyhow::bail!("not a chat place: {other:?}"),
+        };
+        let op = SlackOp::Post {
+            channel: channel.to_string(),
+            thread_ts: None,
+            text: message["text"].as_str().unwrap_or_default().to_string(),
+            blocks: message["blocks"].clone(),
+        };
+        self.write(conn, &target, key, None, op, false).await?;
         Ok(())
     }
 

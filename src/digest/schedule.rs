@@ -1,0 +1,239 @@
+//! Posting the digest on its schedule, exactly once per period however many replicas run: each
+//! target's due time is claimed with a `job_runs` row unique on (digest, due time). A due time
+//! missed while no replica was up is posted once, late, and says so; only the latest missed one
+//! is posted, and a target's first due time before Chime first ran is skipped, not posted late.
+
+use super::Week;
+use crate::binding::Place;
+use crate::connector::Connectors;
+use crate::db::Db;
+use crate::ids::{now_ms, ChannelId, TeamId};
+use anyhow::Context;
+use chrono::{FixedOffset, TimeZone, Utc};
+use cron::Schedule;
+use sqlx::Row;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Where a digest goes: `slack:TEAM/CHANNEL` or `local:CHANNEL`.
+pub fn parse_place(s: &str) -> Result<Place, String> {
+    let ok =
+        |p: &str| !p.is_empty() && p.len() <= 64 && p.chars().all(|c| c.is_ascii_alphanumeric());
+    match s.split_once(':') {
+        Some(("slack", rest)) => match rest.split_once('/') {
+            Some((t, c)) if ok(t) && ok(c) => Ok(Place::Slack {
+                team: TeamId::new(t),
+                channel: ChannelId::new(c),
+            }),
+            _ => Err(format!("digest place {s:?} is not slack:TEAM/CHANNEL")),
+        },
+        Some(("local", c)) if ok(c) => Ok(Place::Local {
+            channel: ChannelId::new(c),
+        }),
+        _ => Err(format!(
+            "digest place {s:?} is not slack:TEAM/CHANNEL or local:CHANNEL"
+        )),
+    }
+}
+
+/// A `+HH:MM` / `-HH:MM` offset from UTC.
+pub fn parse_offset(s: &str) -> Result<FixedOffset, String> {
+    let bad = || format!("utc_offset {s:?} is not like +01:00");
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
+}
+
+/// One target, ready to tick.
+pub struct Target {
+    pub name: String,
+    pub place: Place,
+    pub schedule: Schedule,
+    pub offset: FixedOffset,
+}
+
+impl Target {
+    pub fn from_config(t: &crate::config::DigestTarget) -> Result<Self, String> {
+        Ok(Target {
+            name: format!("digest:{}", t.place),
+            place: parse_place(&t.place)?,
+            schedule: Schedule::from_str(&t.schedule)
+                .map_err(|e| format!("digest schedule {:?}: {e}", t.schedule))?,
+            offset: parse_offset(&t.utc_offset)?,
+        })
+    }
+
+    /// The latest due time at or before `now_ms`, within the last eight days.
+    pub fn last_due(&self, now_ms: i64) -> Option<i64> {
+        let now = self.offset.timestamp_millis_opt(now_ms).single()?;
+        let from = now - chrono::Duration::days(8);
+        self.schedule
+            .after(&from)
+            .take_while(|t| *t <= now)
+            .last()
+            .map(|t| t.timestamp_millis())
+    }
+}
+
+/// Claims `due` for `target`; true when this call won it.
+async fn claim(db: &Db, target: &Target, due: i64, owner: &str) -> anyhow::Result<bool> {
+    Ok(sqlx::query(
+        "INSERT INTO job_runs (job, period, claimed_by, claimed_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (job, period) DO NOTHING",
+    )
+    .bind(&target.name)
+    .bind(due)
+    .bind(owner)
+    .bind(now_ms())
+    .execute(&db.pool)
+    .await
+    .context("claiming a digest")?
+    .rows_affected()
+        == 1)
+}
+
+async fn finish(db: &Db, target: &Target, due: i64, result: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE job_runs SET finished_at = $1, result = $2 WHERE job = $3 AND period = $4")
+        .bind(now_ms())
+        .bind(result)
+        .bind(&target.name)
+        .bind(due)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// One tick for one target at `now`: posts its digest if it is due and unclaimed.
+pub async fn tick(
+    db: &Db,
+    connectors: &Connectors,
+    target: &Target,
+    owner: &str,
+    now: i64,
+    late_ms: i64,
+) -> anyhow::Result<bool> {
+    let Some(due) = target.last_due(now) else {
+        return Ok(false);
+    };
+    let first_run: Option<i64> =
+        sqlx::query("SELECT MIN(period) AS p FROM job_runs WHERE job = $1")
+            .bind(&target.name)
+            .fetch_one(&db.pool)
+            .await?
+            .get("p");
+    if !claim(db, target, due, owner).await? {
+        return Ok(false);
+    }
+    if first_run.is_none() && now - due > late_ms {
+        // Due before this target ever ran here: not a missed digest.
+        finish(db, target, due, "skipped: due before Chime first ran").await?;
+        return Ok(false);
+    }
+    // The digest posted on a Monday is last week's.
+    let week = Week::of(due).previous();
+    let (this, before) = (
+        super::stats::compute(db, week, now).await?,
+        super::stats::compute(db, week.previous(), now).await?,
+    );
+    let mut text = super::render_text(&this, &before)?;
+    if now - due > late_ms {
+        let at = Utc
+            .timestamp_millis_opt(due)
+            .single()
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        text = format!("_Late: this digest was due at {at}, while Chime was down._\n\n{text}");
+    }
+    let connector = connectors
+        .get(target.place.surface())
+        .context("the digest's surface is not running here")?;
+    let key = format!("{}:{due}", target.name);
+    let mut tx = db.begin().await?;
+    connector
+        .reporter()
+        .post_digest(&mut tx, &target.place, &key, &text)
+        .await?;
+    tx.commit().await?;
+    finish(db, target, due, &format!("posted {week}")).await?;
+    tracing::info!(target = %target.name, %week, late = now - due > late_ms, "digest queued");
+    Ok(true)
+}
+
+/// Ticks every target every `every` until `shutdown`.
+pub async fn run(
+    db: Db,
+    connectors: Arc<Connectors>,
+    targets: Vec<Target>,
+    owner: String,
+    (every, late): (Duration, Duration),
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let late_ms = late.as_millis() as i64;
+    loop {
+        for t in &targets {
+            match tick(&db, &connectors, t, &owner, now_ms(), late_ms).await {
+                Ok(true) => wake.notify_one(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(target = %t.name, error = %format!("{e:#}"), "digest tick failed")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_offsets_and_due_times() {
+        assert!(matches!(
+            parse_place("slack:T1/C1"),
+            Ok(Place::Slack { .. })
+        ));
+        assert!(matches!(
+            parse_place("local:CGENERAL"),
+            Ok(Place::Local { .. })
+        ));
+        for bad in [
+            "",
+            "slack:T1",
+            "slack:T1/C/1",
+            "linear:x",
+            "local:",
+            "local:C 1",
+        ] {
+            assert!(parse_place(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_offset("+01:30").unwrap().local_minus_utc(), 5400);
+        assert_eq!(parse_offset("-05:00").unwrap().local_minus_utc(), -18000);
+        for bad in ["", "01:00", "+1", "+25:00", "+01:60"] {
+            assert!(parse_offset(bad).is_err(), "{bad:?}");
+        }
+        let t = Target::from_config(&crate::config::DigestTarget {
+            place: "local:CGENERAL".into(),
+            schedule: "0 0 9 * * Mon".into(),
+            utc_offset: "+01:00".into(),
+        })
+        .unwrap();
+        // Monday 30 November 2026 at 08:30 UTC is 09:30 at +01:00: due at 08:00 UTC that day.
+        let now = 1_796_027_400_000;
+        assert_eq!(t.last_due(now), Some(1_796_025_600_000));
+    }
+}
