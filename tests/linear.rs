@@ -981,3 +981,75 @@ async fn slash(app: &TestApp, user: &str, channel: &str, trigger: &str, text: &s
     .await;
     assert_eq!(r.status(), 200);
 }
+
+/// Routing: a `repo:` line in the issue wins; without one, the first `[[linear.routes]]` rule
+/// whose team, project and label all match the issue (read from Linear) picks the repository.
+async fn repo_lines_and_routes(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["api", "web"] {
+        common::init_repo(&dir.path().join(name), "README.md", name);
+    }
+    let agent = write_agent(
+        dir.path(),
+        r#"cat > /dev/null; echo "{\"type\":\"result\",\"text\":\"worked in $(cat README.md)\"}""#,
+    );
+    let mut config = linear_config(&db, &slack, &linear);
+    command_backend(&mut config, "agent", vec![agent], 60);
+    config.agent.workdir = dir.path().join("work");
+    config.github.pull_requests = false;
+    for name in ["api", "web"] {
+        config.repos.insert(
+            format!("acme/{name}"),
+            chime::config::RepoConfig {
+                url: dir.path().join(name).display().to_string(),
+                default_branch: None,
+            },
+        );
+    }
+    config.linear.routes = vec![
+        chime::config::LinearRoute {
+            team: Some("OPS".into()),
+            project: None,
+            label: None,
+            repo: "acme/web".into(),
+        },
+        chime::config::LinearRoute {
+            team: Some("eng".into()),
+            project: Some("Reliability".into()),
+            label: Some("Backend".into()),
+            repo: "acme/api".into(),
+        },
+    ];
+    let app = TestApp::spawn(config).await;
+    // No repo line: the second rule matches team ENG, project Reliability and label backend.
+    deliver(
+        &app,
+        &created("sess-r1", Some("@chime fix it"), "No repo line."),
+        "rt-1",
+    )
+    .await;
+    let all = until_activity(&linear, "response", Duration::from_secs(30)).await;
+    assert!(all.last().unwrap().1.contains("worked in api"), "{all:?}");
+    assert!(!all.iter().any(|a| a.0 == "elicitation"), "{all:?}");
+    // A repo line wins over the rules.
+    // (Another issue: a second session on ENG-123 would join the first, repository and all.)
+    let mut other = created(
+        "sess-r2",
+        Some("@chime fix it"),
+        "Flaky.\n\nrepo: `acme/web`",
+    );
+    other["agentSession"]["issue"]["identifier"] = json!("ENG-124");
+    other["agentSession"]["issue"]["id"] = json!("iss-2");
+    deliver(&app, &other, "rt-2").await;
+    eventually(Duration::from_secs(30), "the second answer", || async {
+        linear
+            .activities()
+            .iter()
+            .any(|a| a.0 == "response" && a.1.contains("worked in web"))
+            .then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+dual_db!(repo_lines_and_routes_on, repo_lines_and_routes);

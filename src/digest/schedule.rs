@@ -1,7 +1,8 @@
 //! Posting the digest on its schedule, exactly once per period however many replicas run: each
 //! target's due time is claimed with a `job_runs` row unique on (digest, due time). A due time
-//! missed while no replica was up is posted once, late, and says so; only the latest missed one
-//! is posted, and a target's first due time before Chime first ran is skipped, not posted late.
+//! missed while no replica was up is posted once, late, and says so (the latest missed one, even
+//! when a new due time arrived just as Chime came back); a target's first due time before Chime
+//! first ran is skipped, not posted late.
 
 use super::Week;
 use crate::binding::Place;
@@ -125,20 +126,40 @@ pub async fn tick(
     let Some(due) = target.last_due(now) else {
         return Ok(false);
     };
-    let first_run: Option<i64> =
-        sqlx::query("SELECT MIN(period) AS p FROM job_runs WHERE job = $1")
-            .bind(&target.name)
-            .fetch_one(&db.pool)
-            .await?
-            .get("p");
-    if !claim(db, target, due, owner).await? {
-        return Ok(false);
+    let latest: Option<i64> = sqlx::query("SELECT MAX(period) AS p FROM job_runs WHERE job = $1")
+        .bind(&target.name)
+        .fetch_one(&db.pool)
+        .await?
+        .get("p");
+    let mut posted = false;
+    // A restart just after a new due time must not swallow the one missed before it: the
+    // latest due time before this one, newer than anything claimed, is posted (late) too.
+    if let (Some(latest), Some(prev)) = (latest, target.last_due(due - 1)) {
+        if prev > latest && claim(db, target, prev, owner).await? {
+            posted |= post(db, connectors, target, prev, now, late_ms).await?;
+        }
     }
-    if first_run.is_none() && now - due > late_ms {
+    if !claim(db, target, due, owner).await? {
+        return Ok(posted);
+    }
+    if latest.is_none() && now - due > late_ms {
         // Due before this target ever ran here: not a missed digest.
         finish(db, target, due, "skipped: due before Chime first ran").await?;
-        return Ok(false);
+        return Ok(posted);
     }
+    posted |= post(db, connectors, target, due, now, late_ms).await?;
+    Ok(posted)
+}
+
+/// Posts the digest due at `due` (claimed by the caller), saying so when it is late.
+async fn post(
+    db: &Db,
+    connectors: &Connectors,
+    target: &Target,
+    due: i64,
+    now: i64,
+    late_ms: i64,
+) -> anyhow::Result<bool> {
     // The digest posted on a Monday is last week's.
     let week = Week::of(due).previous();
     let (this, before) = (
@@ -146,11 +167,12 @@ pub async fn tick(
         super::stats::compute(db, week.previous(), now).await?,
     );
     let mut text = super::render_text(&this, &before)?;
-    if now - due > late_ms {
+    let late = now - due > late_ms;
+    if late {
         let at = Utc
             .timestamp_millis_opt(due)
             .single()
-            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
             .unwrap_or_default();
         text = format!("_Late: this digest was due at {at}, while Chime was down._\n\n{text}");
     }
@@ -165,7 +187,7 @@ pub async fn tick(
         .await?;
     tx.commit().await?;
     finish(db, target, due, &format!("posted {week}")).await?;
-    tracing::info!(target = %target.name, %week, late = now - due > late_ms, "digest queued");
+    tracing::info!(target = %target.name, %week, late, "digest queued");
     Ok(true)
 }
 
