@@ -241,7 +241,13 @@ async fn digest_preview(
 ) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
     let db = Db::connect(&config.database).await?;
-    print!("{}", chime::cli::digest::preview(&db, week, format).await?);
+    let text = chime::cli::digest::preview(&db, week).await?;
+    if format == "blocks" {
+        let message = chime::slack::blocks::text_message(&text);
+        println!("{}", serde_json::to_string_pretty(&message)?);
+    } else {
+        print!("{text}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
