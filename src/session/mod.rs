@@ -138,6 +138,16 @@ fn task_from_row(r: &Row) -> anyhow::Result<Task> {
     })
 }
 
+/// A stored session (`id, surface, repo, backend`); an unknown surface is an error.
+fn session_from_row(r: &Row) -> anyhow::Result<Session> {
+    Ok(Session {
+        id: SessionId(r.get("id")),
+        entry: r.get::<String, _>("surface").parse()?,
+        repo: r.get::<Option<String>, _>("repo").map(RepoName),
+        backend: r.get("backend"),
+    })
+}
+
 /// The session bound to `binding`, if any.
 pub async fn find_by_binding(
     conn: &mut AnyConnection,
@@ -150,15 +160,7 @@ pub async fn find_by_binding(
     .bind(binding.to_string())
     .fetch_optional(conn)
     .await?;
-    row.map(|r| {
-        Ok(Session {
-            id: SessionId(r.get("id")),
-            entry: r.get::<String, _>("surface").parse()?,
-            repo: r.get::<Option<String>, _>("repo").map(RepoName),
-            backend: r.get("backend"),
-        })
-    })
-    .transpose()
+    row.as_ref().map(session_from_row).transpose()
 }
 
 /// A session by id.
@@ -170,15 +172,7 @@ pub async fn get_session(
         .bind(id.as_str())
         .fetch_optional(conn)
         .await?;
-    row.map(|r| {
-        Ok(Session {
-            id: SessionId(r.get("id")),
-            entry: r.get::<String, _>("surface").parse()?,
-            repo: r.get::<Option<String>, _>("repo").map(RepoName),
-            backend: r.get("backend"),
-        })
-    })
-    .transpose()
+    row.as_ref().map(session_from_row).transpose()
 }
 
 /// Creates a session bound to `binding`. A concurrent creator makes the binding insert fail, and
