@@ -145,7 +145,7 @@ async fn build_connectors(
     let cards = Arc::new(BlockKit::new().context("loading Block Kit templates")?);
     let mut connectors = Connectors::default();
     if let Some(slack) =
-        SlackConnector::new(config, inbox.clone(), cards.clone(), guard.clone()).await?
+        SlackConnector::new(config, db, inbox.clone(), cards.clone(), guard.clone()).await?
     {
         connectors.add(Arc::new(slack));
     }

@@ -101,6 +101,17 @@ pub trait Reporter: Send + Sync {
         let text = format!("Before I can work for you here, link your account: {url}");
         self.tell(conn, binding, key, to, &text).await
     }
+    /// Shows `home` as its person's own page in `workspace` (Slack's App Home), replacing what
+    /// it showed before. `key` names this showing.
+    async fn show_home(
+        &self,
+        _conn: &mut AnyConnection,
+        _workspace: &crate::ids::TeamId,
+        _key: &str,
+        _home: &crate::home::Home,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("this surface has no home page")
+    }
     /// Posts the weekly digest (plain mrkdwn text) in `place`, once per `key`.
     async fn post_digest(
         &self,
@@ -174,6 +185,11 @@ pub trait Connector: Send + Sync {
     }
     /// A person's verified email, when the platform tells (to link their accounts).
     async fn email_of(&self, _user: &str) -> Option<String> {
+        None
+    }
+    /// A person's time zone, in minutes east of UTC, when the platform tells (quiet hours are
+    /// kept in the person's own time).
+    async fn utc_offset_of(&self, _user: &str) -> Option<i32> {
         None
     }
     /// The account with this verified email, when there is one.

@@ -41,6 +41,55 @@ pub enum Event {
     /// Someone redeemed a link code (`/chime link CODE`): their account here and the one the code
     /// was made for are one person.
     LinkAccount(LinkAccount),
+    /// Someone opened their own page on a surface (Slack's App Home).
+    HomeOpened(HomeOpened),
+    /// Someone changed one of their own settings, on their page or with `/chime`.
+    SettingChanged(SettingChanged),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeOpened {
+    pub surface: crate::binding::Surface,
+    /// The workspace the page is in.
+    pub workspace: crate::ids::TeamId,
+    pub author: Author,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingChanged {
+    pub surface: crate::binding::Surface,
+    pub workspace: crate::ids::TeamId,
+    pub author: Author,
+    pub change: Setting,
+    /// It was changed on the person's page, which is shown again with the change.
+    #[serde(default)]
+    pub from_home: bool,
+}
+
+/// One change to a person's own settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Setting {
+    /// No suggestions on their messages for `days` days (None: until they unmute).
+    Mute {
+        days: Option<u32>,
+    },
+    Unmute,
+    Verbosity {
+        verbosity: crate::settings::Verbosity,
+    },
+    /// Quiet hours as whole hours in their own time (`18-9`), or None for none.
+    QuietHours {
+        hours: Option<String>,
+    },
+    /// Link their account on `surface` (by their verified email).
+    Link {
+        surface: String,
+    },
+    /// Unlink their account on `surface`.
+    Unlink {
+        surface: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -96,6 +96,52 @@ pub async fn link(
     Ok(())
 }
 
+/// Unlinks the account on `other` from the person `(surface, user)` is; false when there was none.
+pub async fn unlink(
+    conn: &mut AnyConnection,
+    surface: &str,
+    user: &str,
+    other: &str,
+) -> anyhow::Result<bool> {
+    let Some(person) = person_of(conn, surface, user).await? else {
+        return Ok(false);
+    };
+    let gone = sqlx::query("DELETE FROM identities WHERE person_id = $1 AND surface = $2")
+        .bind(&person)
+        .bind(other)
+        .execute(&mut *conn)
+        .await
+        .context("unlinking an account")?
+        .rows_affected();
+    tracing::info!(surface, other, gone, "account unlinked");
+    Ok(gone > 0)
+}
+
+/// Links `user` on `connector`'s surface with their account on `other` found by the email the
+/// platform verified; false when either side does not tell or finds no one.
+pub async fn link_by_email(
+    db: &Db,
+    connector: &dyn Connector,
+    other: &dyn Connector,
+    user: &str,
+) -> anyhow::Result<bool> {
+    let Some(email) = connector.email_of(user).await else {
+        return Ok(false);
+    };
+    let Some(found) = other.user_by_email(&email).await else {
+        return Ok(false);
+    };
+    let mut conn = db.pool.acquire().await?;
+    link(
+        &mut conn,
+        (connector.surface().as_str(), user),
+        (other.surface().as_str(), &found),
+        "email",
+    )
+    .await?;
+    Ok(true)
+}
+
 /// A fresh one-time code for `(surface, user)` to redeem elsewhere.
 pub async fn new_code(db: &Db, surface: &str, user: &str) -> anyhow::Result<String> {
     use rand::Rng;
@@ -184,19 +230,9 @@ pub async fn check(
         return Ok(Standing::Ok);
     }
     drop(conn);
-    if let Some(email) = connector.email_of(user).await {
-        for other in &others {
-            if let Some(found) = other.user_by_email(&email).await {
-                let mut conn = db.pool.acquire().await?;
-                link(
-                    &mut conn,
-                    (surface.as_str(), user),
-                    (other.surface().as_str(), &found),
-                    "email",
-                )
-                .await?;
-                return Ok(Standing::Ok);
-            }
+    for other in &others {
+        if link_by_email(db, connector, other.as_ref(), user).await? {
+            return Ok(Standing::Ok);
         }
     }
     let code = new_code(db, surface.as_str(), user).await?;

@@ -3,7 +3,7 @@
 use crate::context::Ctx;
 use crate::event::Event;
 use crate::handlers::{
-    backend_update, buttons, link, mention, message, mute, pull_request, request, stop,
+    backend_update, buttons, home, link, mention, message, mute, pull_request, request, stop,
 };
 use crate::queue::inbox::InboxRow;
 
@@ -26,5 +26,7 @@ pub async fn dispatch(ctx: &Ctx, row: &InboxRow) -> anyhow::Result<()> {
         Event::MuteSuggestions(m) => mute::handle_mute(ctx, row.id, m).await,
         Event::StopRequested(s) => stop::handle_stop(ctx, row.id, &source_event, s).await,
         Event::LinkAccount(l) => link::handle_link(ctx, row.id, l).await,
+        Event::HomeOpened(h) => home::handle_home_opened(ctx, row.id, h).await,
+        Event::SettingChanged(s) => home::handle_setting(ctx, row.id, s).await,
     }
 }

@@ -366,6 +366,16 @@ async fn forward_progress(
     mut rx: mpsc::Receiver<Progress>,
     wake: Arc<tokio::sync::Notify>,
 ) {
+    // Someone who asked for the final result only sees no milestones (their own setting).
+    let wants = async {
+        let mut conn = db.pool.acquire().await?;
+        crate::settings::verbosity(&mut conn, task.binding.surface().as_str(), &task.requester)
+            .await
+    };
+    if matches!(wants.await, Ok(crate::settings::Verbosity::Final)) {
+        while rx.recv().await.is_some() {}
+        return;
+    }
     let mut last_sent = tokio::time::Instant::now() - PROGRESS_EVERY;
     let mut pending: Option<String> = None;
     loop {

@@ -57,6 +57,10 @@ impl Deliver for LocalSender {
                 )
                 .await
                 .map(|m| Some(m.ts)),
+            // Never written for the playground (it has no per-person page).
+            SlackOp::Home { .. } => {
+                return Delivery::Failed("the playground has no home page".into())
+            }
             SlackOp::Update { text, blocks, .. } => match outbox::update_target(db, row).await {
                 Ok(ts) => self.workspace.update(&ts, text, blocks).await.map(|_| None),
                 Err(delivery) => return delivery,

@@ -163,7 +163,10 @@ async fn memory(
     .bind(m.at_ms.max(now_ms()))
     .fetch_optional(&mut *conn)
     .await?;
-    if muted.is_some() {
+    // Muted, or in their quiet hours (their own settings): the same to the policy.
+    if muted.is_some()
+        || crate::settings::in_quiet_hours(conn, m.author, m.at_ms.max(now_ms())).await?
+    {
         mem.muted_people.insert(m.author.to_string());
     }
     let used = sqlx::query("SELECT 1 AS x FROM tasks WHERE requester = $1 LIMIT 1")

@@ -75,8 +75,8 @@ pub async fn run_inbox_loop(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 }
 
 /// Which rows must be handled one after another: those of one thread, the news of one
-/// repository's pull requests (a merge must not overtake the CI result before it), and the reports
-/// on one turn.
+/// repository's pull requests (a merge must not overtake the CI result before it), the reports
+/// on one turn, and one person's settings.
 fn lane_of(row: &InboxRow) -> String {
     let binding = match &row.event {
         Ok(Event::Mention(m)) => Some(&m.binding),
@@ -86,7 +86,12 @@ fn lane_of(row: &InboxRow) -> String {
         Ok(Event::PullRequest(p)) => return format!("pr/{}", p.repo),
         Ok(Event::BackendUpdate(u)) => return format!("task/{}", u.task),
         Ok(Event::RemoteStatus(s)) => return format!("remote/{}", s.remote),
-        Ok(Event::MuteSuggestions(_) | Event::Request(_) | Event::LinkAccount(_)) => None,
+        // One person's settings change in the order they were made (mute, then unmute), and
+        // their page is shown after the changes before it.
+        Ok(Event::MuteSuggestions(m)) => return format!("person/{}/{}", m.surface, m.author.user),
+        Ok(Event::SettingChanged(c)) => return format!("person/{}/{}", c.surface, c.author.user),
+        Ok(Event::HomeOpened(h)) => return format!("person/{}/{}", h.surface, h.author.user),
+        Ok(Event::Request(_) | Event::LinkAccount(_)) => None,
         Err(_) => None,
     };
     match binding {

@@ -96,6 +96,9 @@ pub struct Member {
     /// The profile's email (with `users:read.email`): Slack verifies it.
     #[serde(default)]
     pub profile: Option<Profile>,
+    /// The person's time zone as seconds east of UTC (users.info's `tz_offset`).
+    #[serde(default)]
+    pub tz_offset: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -352,6 +355,20 @@ impl SlackApi {
                 },
             )
             .await?;
+        Ok(())
+    }
+
+    /// Publishes `user`'s Home tab (`views.publish`, tier 4), replacing what it showed.
+    #[tracing::instrument(skip(self, view))]
+    pub async fn publish_home(
+        &self,
+        team: &str,
+        user: &str,
+        view: &Value,
+    ) -> Result<(), SendError> {
+        self.throttle(team, "views.publish", Tier::T4).await;
+        let body = serde_json::json!({ "user_id": user, "view": view });
+        let _: Empty = self.post("views.publish", &body).await?;
         Ok(())
     }
 

@@ -72,6 +72,7 @@ const MESSAGES: &[(&str, &str)] = &[
         "suggestion_answered",
         include_str!("../../templates/slack/suggestion_answered.json.hbs"),
     ),
+    ("home", include_str!("../../templates/slack/home.json.hbs")),
 ];
 
 /// A rendered chat message: fallback text plus Block Kit blocks.

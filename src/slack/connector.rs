@@ -41,6 +41,7 @@ impl SlackConnector {
     /// workspace and bot user the token belongs to, waiting a few seconds at most.
     pub async fn new(
         config: &Arc<Config>,
+        db: &crate::db::Db,
         inbox: InboxWriter,
         cards: Arc<BlockKit>,
         guard: Arc<crate::guard::Guard>,
@@ -77,6 +78,7 @@ impl SlackConnector {
             bot_user_id: RwLock::new(bot_user_id),
             home_team: RwLock::new(home_team),
             channel_messages: config.suggestions.enabled,
+            db: db.clone(),
         });
         Ok(Some(Self {
             config: config.clone(),
@@ -225,6 +227,18 @@ impl Connector for SlackConnector {
                 None
             }
         }
+    }
+
+    async fn utc_offset_of(&self, user: &str) -> Option<i32> {
+        let team = self.ingress.home_team.read().ok().and_then(|g| g.clone())?;
+        let m = self
+            .api
+            .member(&team, &crate::ids::UserId::new(user))
+            .await
+            .ok()?;
+        m.tz_offset
+            .filter(|s| s.abs() <= 14 * 3600)
+            .map(|s| (s / 60) as i32)
     }
 
     async fn user_by_email(&self, email: &str) -> Option<String> {

@@ -90,7 +90,8 @@ pub fn parse_event_body(body: &[u8], own_user: Option<&str>) -> Result<Inbound, 
 
 fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, ParseError> {
     // Every callback must carry a sane event_id, though a mention is named by its message.
-    env.event_id
+    let event_id = env
+        .event_id
         .filter(|id| is_token(id, 128))
         .ok_or(ParseError::Shape("missing or invalid event_id"))?;
     let team = env
@@ -103,8 +104,11 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
     if !raw.is_object() {
         return Err(ParseError::Shape("event is not an object"));
     }
-    // Unknown inner shapes are not errors: only the two types Chime handles are read further.
+    // Unknown inner shapes are not errors: only the types Chime handles are read further.
     let kind = raw.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+    if kind == "app_home_opened" {
+        return home_opened(&raw, team, event_id);
+    }
     if kind != "app_mention" && kind != "message" {
         return Ok(Inbound::Ignored("unhandled event type"));
     }
@@ -199,6 +203,35 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
     // `message` events of one message, make one task.
     Ok(Inbound::Event {
         delivery_id: format!("msg:{message_key}"),
+        team: TeamId(team),
+        event: Box::new(event),
+    })
+}
+
+/// Someone opened Chime's Home tab (not its Messages tab): their page is published again.
+fn home_opened(
+    raw: &serde_json::Value,
+    team: String,
+    event_id: String,
+) -> Result<Inbound, ParseError> {
+    if raw.get("tab").and_then(|t| t.as_str()) != Some("home") {
+        return Ok(Inbound::Ignored("app home tab other than home"));
+    }
+    let user = raw
+        .get("user")
+        .and_then(|u| u.as_str())
+        .filter(|u| is_id(u))
+        .ok_or(ParseError::Shape("app_home_opened without a valid user"))?;
+    let event = Event::HomeOpened(crate::event::HomeOpened {
+        surface: crate::binding::Surface::Slack,
+        workspace: TeamId(team.clone()),
+        author: Author {
+            user: UserId(user.to_string()),
+            external: false,
+        },
+    });
+    Ok(Inbound::Event {
+        delivery_id: format!("home:{event_id}"),
         team: TeamId(team),
         event: Box::new(event),
     })
@@ -319,13 +352,33 @@ pub fn parse_interaction_json(payload: &[u8]) -> Result<Inbound, ParseError> {
         .value
         .or(action.selected_option.and_then(|o| o.value))
         .unwrap_or_default();
-    let Some(parsed) = ButtonAction::from_parts(&action_id, &value) else {
-        return Ok(Inbound::Ignored("not one of Chime's buttons"));
-    };
     let action_ts = action
         .action_ts
         .filter(|t| is_ts(t))
-        .ok_or(ParseError::Shape("missing or invalid action_ts"))?;
+        .ok_or(ParseError::Shape("missing or invalid action_ts"));
+    let external = user.team_id.as_deref().is_some_and(|t| t != team);
+    if let Some(change) = super::home::setting_of(&action_id, &value) {
+        // A setting on the person's own Home tab: it only ever changes the presser's settings.
+        let event = Event::SettingChanged(crate::event::SettingChanged {
+            surface: crate::binding::Surface::Slack,
+            workspace: TeamId(team.clone()),
+            author: Author {
+                user: UserId(user_id.clone()),
+                external,
+            },
+            change,
+            from_home: true,
+        });
+        return Ok(Inbound::Event {
+            delivery_id: format!("{}:{user_id}", action_ts?),
+            team: TeamId(team),
+            event: Box::new(event),
+        });
+    }
+    let Some(parsed) = ButtonAction::from_parts(&action_id, &value) else {
+        return Ok(Inbound::Ignored("not one of Chime's buttons"));
+    };
+    let action_ts = action_ts?;
     let container = i.container;
     let channel = i
         .channel
@@ -345,7 +398,6 @@ pub fn parse_interaction_json(payload: &[u8]) -> Result<Inbound, ParseError> {
         }),
         _ => None,
     };
-    let external = user.team_id.as_deref().is_some_and(|t| t != team);
     let event = Event::ButtonClicked(ButtonClicked {
         binding,
         author: Author {
@@ -373,6 +425,12 @@ pub enum SlashCommand {
     Unmute,
     /// `/chime link CODE`: link this Slack account to the one the code was made for.
     Link(String),
+    /// `/chime settings`: show this person's settings.
+    Settings,
+    /// `/chime quiet 18-9` or `/chime quiet off`.
+    Quiet(Option<String>),
+    /// `/chime progress milestones|final`.
+    Progress(crate::settings::Verbosity),
     /// `/chime <request>`.
     Request(String),
 }
@@ -409,7 +467,14 @@ pub fn parse_command_json(payload: &[u8], now_ms: i64) -> Result<Command, ParseE
 /// What to do with a slash command: answer at once, or store an event first and then confirm.
 pub enum CommandPlan {
     Answer(String),
-    Store { inbound: Inbound, confirm: String },
+    /// Answer with the person's settings, read from the store.
+    ShowSettings {
+        user: UserId,
+    },
+    Store {
+        inbound: Inbound,
+        confirm: String,
+    },
 }
 
 pub const COMMAND_HELP: &str = "*Chime* offers to hand work to a coding agent when it could clearly help, and stays quiet otherwise.\n\
@@ -417,6 +482,9 @@ pub const COMMAND_HELP: &str = "*Chime* offers to hand work to a coding agent wh
 • `/chime mute [1d|1w|forever]`: no suggestions on your messages for that long (a day by default)\n\
 • `/chime unmute`: suggestions again\n\
 • `/chime link CODE`: link your Slack account to your Linear account (Chime gives you the code in Linear)\n\
+• `/chime settings`: your settings (also on Chime's Home tab)\n\
+• `/chime quiet 18-9` or `/chime quiet off`: no suggestions to you in those hours (your time zone)\n\
+• `/chime progress milestones|final`: follow a run's milestones, or see only its result\n\
 • `/chime help`: this\n\
 Or mention @chime in a thread.";
 
@@ -433,6 +501,11 @@ pub fn plan_command(
                 "Sorry: {why}. For example `/chime mute 1w`."
             )));
         }
+        Err(ParseError::Shape(why))
+            if why.starts_with("quiet takes") || why.starts_with("progress takes") =>
+        {
+            return Ok(CommandPlan::Answer(format!("Sorry: {why}.")));
+        }
         Err(e) => return Err(e),
     };
     let author = Author {
@@ -441,6 +514,23 @@ pub fn plan_command(
     };
     let (event, confirm) = match cmd.command {
         SlashCommand::Help => return Ok(CommandPlan::Answer(COMMAND_HELP.into())),
+        SlashCommand::Settings => return Ok(CommandPlan::ShowSettings { user: cmd.user }),
+        SlashCommand::Quiet(hours) => {
+            let confirm = match &hours {
+                None => "No quiet hours: Chime may suggest to you at any time.".to_string(),
+                Some(h) => format!("Quiet hours {h} (your time zone): no suggestions to you in them."),
+            };
+            let change = crate::event::Setting::QuietHours { hours };
+            (setting(&cmd.team, author, change), confirm)
+        }
+        SlashCommand::Progress(verbosity) => {
+            let confirm = match verbosity {
+                crate::settings::Verbosity::Final => "From now on you see only the result of a run, no milestones.",
+                crate::settings::Verbosity::Milestones => "From now on a run's status follows its milestones.",
+            };
+            let change = crate::event::Setting::Verbosity { verbosity };
+            (setting(&cmd.team, author, change), confirm.to_string())
+        }
         SlashCommand::Request(text) => (
             Event::Request(crate::event::Request {
                 place: crate::binding::Place::Slack {
@@ -499,6 +589,16 @@ pub fn plan_command(
     })
 }
 
+fn setting(team: &TeamId, author: Author, change: crate::event::Setting) -> Event {
+    Event::SettingChanged(crate::event::SettingChanged {
+        surface: crate::binding::Surface::Slack,
+        workspace: team.clone(),
+        author,
+        change,
+        from_home: false,
+    })
+}
+
 fn parse_command_fields(form: &[(String, String)], now_ms: i64) -> Result<Command, ParseError> {
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let id = |k: &'static str| {
@@ -523,6 +623,32 @@ fn parse_command_fields(form: &[(String, String)], now_ms: i64) -> Result<Comman
     ) {
         (None | Some("help"), _) => SlashCommand::Help,
         (Some("unmute"), None) => SlashCommand::Unmute,
+        (Some("settings"), None) => SlashCommand::Settings,
+        (Some("quiet"), arg) if words.next().is_none() => match arg {
+            Some(a) if a.eq_ignore_ascii_case("off") => SlashCommand::Quiet(None),
+            Some(a) if crate::settings::QuietHours::parse_hours(a, 0).is_some() => {
+                SlashCommand::Quiet(Some(a.to_string()))
+            }
+            _ => {
+                return Err(ParseError::Shape(
+                    "quiet takes whole hours from-to, like `/chime quiet 18-9`, or `off`",
+                ))
+            }
+        },
+        (Some("progress"), arg) if words.next().is_none() => {
+            match arg
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+                .and_then(crate::settings::Verbosity::parse)
+            {
+                Some(v) => SlashCommand::Progress(v),
+                None => {
+                    return Err(ParseError::Shape(
+                        "progress takes `milestones` or `final`, like `/chime progress final`",
+                    ))
+                }
+            }
+        }
         (Some("link"), Some(code))
             if words.next().is_none()
                 && code.len() == 10
@@ -855,6 +981,136 @@ mod tests {
             "%%%",
         ] {
             assert!(parse_command_body(bad.as_bytes(), now).is_err(), "{bad}");
+        }
+    }
+
+    /// `/chime settings`, `quiet` and `progress`: the forms the help names parse; anything else
+    /// is refused with a reason the person sees, never stored as a request.
+    #[test]
+    fn settings_commands_parse_and_hostile_ones_are_answered() {
+        use crate::settings::Verbosity;
+        let now = 1_800_000_000_000;
+        let body = |t: &str| {
+            serde_urlencoded::to_string([
+                ("team_id", "T1"),
+                ("user_id", "U1"),
+                ("channel_id", "C1"),
+                ("trigger_id", "1.2"),
+                ("text", t),
+            ])
+            .unwrap()
+        };
+        let cmd = |t: &str| parse_command_body(body(t).as_bytes(), now).map(|c| c.command);
+        assert_eq!(cmd("settings").unwrap(), SlashCommand::Settings);
+        assert_eq!(cmd("quiet off").unwrap(), SlashCommand::Quiet(None));
+        assert_eq!(cmd("QUIET OFF").unwrap(), SlashCommand::Quiet(None));
+        assert_eq!(
+            cmd("quiet 18-9").unwrap(),
+            SlashCommand::Quiet(Some("18-9".into()))
+        );
+        assert_eq!(
+            cmd("progress final").unwrap(),
+            SlashCommand::Progress(Verbosity::Final)
+        );
+        assert_eq!(
+            cmd("progress Milestones").unwrap(),
+            SlashCommand::Progress(Verbosity::Milestones)
+        );
+        for bad in [
+            "quiet",
+            "quiet 18-30",
+            "quiet 9-9",
+            "quiet x-y",
+            "progress",
+            "progress loud",
+        ] {
+            let plan = plan_command(parse_command_body(body(bad).as_bytes(), now), now);
+            match plan {
+                Ok(CommandPlan::Answer(text)) => {
+                    assert!(text.starts_with("Sorry"), "{bad}: {text}")
+                }
+                _ => panic!("{bad} was not answered with a reason"),
+            }
+        }
+        // More words than the setting takes: a request, as any other text.
+        assert!(matches!(
+            cmd("quiet 18-9 please").unwrap(),
+            SlashCommand::Request(_)
+        ));
+        match plan_command(parse_command_body(body("settings").as_bytes(), now), now) {
+            Ok(CommandPlan::ShowSettings { user }) => assert_eq!(user.as_str(), "U1"),
+            _ => panic!("settings is answered from the store"),
+        }
+    }
+
+    /// `app_home_opened` for the Home tab is the person's page; the Messages tab, and a
+    /// payload without a valid user, are not.
+    #[test]
+    fn app_home_opened_and_home_actions() {
+        let env = |ev: serde_json::Value| {
+            json!({ "type": "event_callback", "team_id": "T1", "event_id": "Ev1", "event": ev })
+                .to_string()
+        };
+        let opened = env(json!({ "type": "app_home_opened", "user": "U1", "tab": "home" }));
+        match parse_event_body(opened.as_bytes(), Some("UBOT")).unwrap() {
+            Inbound::Event {
+                delivery_id, event, ..
+            } => {
+                assert_eq!(delivery_id, "home:Ev1");
+                assert!(
+                    matches!(*event, Event::HomeOpened(ref h) if h.author.user.as_str() == "U1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let messages = env(json!({ "type": "app_home_opened", "user": "U1", "tab": "messages" }));
+        assert!(matches!(
+            parse_event_body(messages.as_bytes(), None).unwrap(),
+            Inbound::Ignored(_)
+        ));
+        for bad in [
+            json!({ "type": "app_home_opened", "tab": "home" }),
+            json!({ "type": "app_home_opened", "tab": "home", "user": "U1>x" }),
+            json!({ "type": "app_home_opened", "tab": "home", "user": 7 }),
+        ] {
+            assert!(
+                parse_event_body(env(bad.clone()).as_bytes(), None).is_err(),
+                "{bad}"
+            );
+        }
+        // A press on the Home tab changes the presser's own setting.
+        let press = |id: &str, value: &str| {
+            json!({ "type": "block_actions", "team": { "id": "T1" }, "user": { "id": "U2", "team_id": "T1" },
+                "container": { "type": "view", "view_id": "V1" },
+                "actions": [{ "action_id": id, "value": value, "action_ts": "1.2" }] })
+            .to_string()
+        };
+        match parse_interaction_json(press("chime_home_mute_1w", "1w").as_bytes()).unwrap() {
+            Inbound::Event { event, .. } => match *event {
+                Event::SettingChanged(s) => {
+                    assert_eq!(s.author.user.as_str(), "U2");
+                    assert_eq!(s.change, crate::event::Setting::Mute { days: Some(7) });
+                    assert!(s.from_home);
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        for (id, value) in [
+            ("chime_home_quiet", "24-1"),
+            ("chime_home_quiet", "18-9-1"),
+            ("chime_home_verbosity", "everything"),
+            ("chime_home_unlink", "slack"),
+            ("chime_home_link", ""),
+            ("chime_home_nope", "x"),
+        ] {
+            assert!(
+                matches!(
+                    parse_interaction_json(press(id, value).as_bytes()).unwrap(),
+                    Inbound::Ignored(_)
+                ),
+                "{id} {value}"
+            );
         }
     }
 

@@ -29,6 +29,8 @@ pub struct SlackIngress {
     pub home_team: RwLock<Option<String>>,
     /// Store channel messages for the relevance policy (`suggestions.enabled`).
     pub channel_messages: bool,
+    /// Read by `/chime settings`, which answers at once from the store.
+    pub db: crate::db::Db,
 }
 
 /// Chime does not know yet which workspace it serves (auth.test has not answered), so it cannot
@@ -147,6 +149,9 @@ async fn commands(
     }
     let (inbound, confirm) = match plan_command(parse_command_body(&body, now_ms()), now_ms()) {
         Ok(CommandPlan::Answer(text)) => return ephemeral(&text),
+        Ok(CommandPlan::ShowSettings { user }) => {
+            return ephemeral(&state.describe_settings(&user).await)
+        }
         Ok(CommandPlan::Store { inbound, confirm }) => (inbound, confirm),
         Err(e) => {
             tracing::warn!(reason = %e, "refused a signed but malformed slash command");
@@ -227,6 +232,24 @@ pub enum Admitted {
 }
 
 impl SlackIngress {
+    /// `/chime settings`: the person's settings as the store has them now.
+    pub async fn describe_settings(&self, user: &crate::ids::UserId) -> String {
+        let read = async {
+            let mut conn = self.db.pool.acquire().await?;
+            crate::settings::get(&mut conn, "slack", user.as_str(), now_ms()).await
+        };
+        match read.await {
+            Ok(s) => format!(
+                "*Your Chime settings*\n{}\nChange them on Chime's Home tab, or with `/chime mute`, `/chime quiet 18-9` and `/chime progress final`.",
+                crate::settings::describe(&s)
+            ),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not read settings for /chime settings");
+                COULD_NOT_SAVE.replace("save", "read")
+            }
+        }
+    }
+
     /// Retries auth.test until it answers, then fills in the workspace (and the bot id, if it was
     /// not known); until then events are refused unstored, so Slack redelivers them.
     pub async fn learn_identity(

@@ -5,6 +5,7 @@ pub mod blocks;
 pub mod cards;
 pub mod connector;
 pub mod events;
+pub mod home;
 pub mod http;
 pub mod people;
 pub mod reporter;

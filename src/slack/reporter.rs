@@ -11,7 +11,7 @@ use crate::binding::{Binding, Place};
 use crate::connector::Reporter;
 use crate::db::Db;
 use crate::guard::Guard;
-use crate::ids::{RepoName, TaskId, ThreadTs, UserId};
+use crate::ids::{ChannelId, RepoName, TaskId, TeamId, ThreadTs, UserId};
 use crate::policy::live::{Offer, OfferAnswer};
 use crate::queue::outbox::{self, NewRow, OutboxRow};
 use crate::session::{self, Task};
@@ -46,6 +46,8 @@ pub enum SlackOp {
         text: String,
         blocks: Value,
     },
+    /// Publish `user`'s App Home tab (`views.publish`).
+    Home { user: String, view: Value },
     /// Replace the message posted by the row whose key is the row's `ref_key`.
     Update {
         channel: String,
@@ -62,6 +64,7 @@ impl SlackOp {
             SlackOp::Post { .. } => "post",
             SlackOp::Update { .. } => "update",
             SlackOp::Ephemeral { .. } => "ephemeral",
+            SlackOp::Home { .. } => "home",
         }
     }
 }
@@ -309,6 +312,28 @@ impl Reporter for ThreadReporter {
             blocks: card.blocks,
         };
         self.write(conn, binding, key, None, op, false).await?;
+        Ok(())
+    }
+
+    async fn show_home(
+        &self,
+        conn: &mut AnyConnection,
+        workspace: &TeamId,
+        key: &str,
+        home: &crate::home::Home,
+    ) -> anyhow::Result<()> {
+        let view = super::home::home_view(&self.cards, home)?;
+        // One lane per person's home, so that their pages are published in the order made.
+        let target = Binding::SlackThread {
+            team: workspace.clone(),
+            channel: ChannelId::new(home.user.as_str()),
+            thread: ThreadTs::new("home"),
+        };
+        let op = SlackOp::Home {
+            user: home.user.to_string(),
+            view,
+        };
+        self.write(conn, &target, key, None, op, false).await?;
         Ok(())
     }
 

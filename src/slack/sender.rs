@@ -76,6 +76,9 @@ impl Deliver for SlackSender {
                 .post_ephemeral(&team, channel, user, thread_ts.as_deref(), text, blocks)
                 .await
                 .map(|_| None),
+            SlackOp::Home { user, view } => {
+                self.api.publish_home(&team, user, view).await.map(|_| None)
+            }
             SlackOp::Update {
                 channel,
                 text,

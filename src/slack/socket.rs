@@ -227,6 +227,10 @@ impl SlackSocketModeClientListener for FrameListener {
                     Ok(CommandPlan::Answer(text)) => {
                         return Some(ack_with(&envelope_id, &text));
                     }
+                    Ok(CommandPlan::ShowSettings { user }) => {
+                        let text = self.ingress.describe_settings(&user).await;
+                        return Some(ack_with(&envelope_id, &text));
+                    }
                     Ok(CommandPlan::Store { inbound, confirm }) => {
                         answer = Some(confirm);
                         Ok(inbound)

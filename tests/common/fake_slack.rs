@@ -33,6 +33,8 @@ pub struct State {
     pub socket_url: Option<String>,
     /// Channels Chime is not in: chat.postMessage there answers `not_in_channel`.
     pub not_in: Vec<String>,
+    /// Each person's Home tab as last published (views.publish).
+    pub homes: HashMap<String, Value>,
 }
 
 #[derive(Clone)]
@@ -141,6 +143,23 @@ impl FakeSlack {
     }
 
     /// Chime is not a member of `channel`: posts there are refused.
+    /// `user`'s Home tab as last published, once it is (waits up to 10 s for one newer than
+    /// `after` publishes).
+    pub async fn home(&self, user: &str, after: usize) -> Value {
+        for _ in 0..200 {
+            if self.calls("views.publish").len() > after {
+                if let Some(v) = self.state.lock().unwrap().homes.get(user).cloned() {
+                    return v;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no Home tab was published for {user}: {:?}",
+            self.calls("views.publish")
+        )
+    }
+
     pub fn leave(&self, channel: &str) {
         self.state.lock().unwrap().not_in.push(channel.into());
     }
@@ -163,6 +182,56 @@ fn params(req: &Request) -> Value {
         }
     }
     Value::Object(map)
+}
+
+/// What Slack checks of a `views.publish`: a user, a `home` view of at most 100 blocks, unique
+/// action ids per block, and each select's initial option among its options.
+fn check_home_view(p: &Value) -> Result<String, &'static str> {
+    let user = p["user_id"].as_str().filter(|u| u.starts_with('U'));
+    let user = user.ok_or("invalid_arguments")?.to_string();
+    let view = &p["view"];
+    if view["type"] != "home" {
+        return Err("invalid_arguments");
+    }
+    let blocks = view["blocks"].as_array().ok_or("invalid_blocks")?;
+    if blocks.is_empty()
+        || blocks.len() > 100
+        || serde_json::to_string(view).unwrap().len() > 250_000
+    {
+        return Err("invalid_blocks");
+    }
+    for b in blocks {
+        let mut ids = std::collections::HashSet::new();
+        let mut elements: Vec<&Value> = b["elements"]
+            .as_array()
+            .map(|e| e.iter().collect())
+            .unwrap_or_default();
+        if b.get("accessory").is_some() {
+            elements.push(&b["accessory"]);
+        }
+        for e in elements {
+            if let Some(id) = e["action_id"].as_str() {
+                if !ids.insert(id.to_string()) {
+                    return Err("invalid_blocks");
+                }
+            }
+            if e["type"] == "static_select" {
+                let options = e["options"].as_array().ok_or("invalid_blocks")?;
+                if options.is_empty() || options.len() > 100 {
+                    return Err("invalid_blocks");
+                }
+                if let Some(init) = e.get("initial_option") {
+                    if !options.contains(init) {
+                        return Err("invalid_blocks");
+                    }
+                }
+            }
+        }
+        if b["type"].as_str().is_none() {
+            return Err("invalid_blocks");
+        }
+    }
+    Ok(user)
 }
 
 fn ok(extra: Value) -> ResponseTemplate {
@@ -317,6 +386,13 @@ impl Respond for Responder {
                 ok(json!({ "channel": { "id": format!("D{user}") } }))
             }
             "chat.postEphemeral" => ok(json!({ "message_ts": "1800000000.999999" })),
+            "views.publish" => match check_home_view(&p) {
+                Ok(user) => {
+                    s.homes.insert(user, p["view"].clone());
+                    ok(json!({ "view": { "id": "VHOME", "type": "home" } }))
+                }
+                Err(code) => err(code),
+            },
             _ => err("unknown_method"),
         }
     }

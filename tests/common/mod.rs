@@ -435,3 +435,85 @@ pub fn init_repo(dir: &std::path::Path, file: &str, contents: &str) {
         ],
     );
 }
+
+/// The shipped policy with a grace window short enough for a test, no quiet hours (CI runs at any
+/// hour) and no cooldown between alerts in one channel.
+pub fn test_policy(dir: &std::path::Path, grace_minutes: f64) -> std::path::PathBuf {
+    let text = include_str!("../../policies/default.toml");
+    let start = text.find("[quiet_hours]").unwrap();
+    let end = text[start..].find("\n\n").unwrap() + start;
+    let text = format!("{}{}", &text[..start], &text[end..])
+        .replacen(
+            "grace_minutes = 15",
+            &format!("grace_minutes = {grace_minutes}"),
+            1,
+        )
+        .replacen(
+            "channel_cooldown_minutes = 60",
+            "channel_cooldown_minutes = 0",
+            1,
+        );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Waits until every accepted event has been handled.
+pub async fn all_handled(app: &TestApp) {
+    eventually(Duration::from_secs(10), "every event handled", || async {
+        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+}
+
+/// A person's message in a channel, as Slack sends it for `message.channels`.
+pub fn human(
+    event_id: &str,
+    channel: &str,
+    user: &str,
+    ts: &str,
+    thread_ts: Option<&str>,
+    text: &str,
+) -> Value {
+    let ev = json!({
+        "type": "message", "channel_type": "channel", "user": user, "text": text, "ts": ts,
+        "channel": channel, "event_ts": ts, "team": "T1"
+    });
+    envelope(event_id, ev, thread_ts)
+}
+
+/// Chime's suggestions (open or answered) in a thread.
+pub fn suggestions_in(slack: &FakeSlack, channel: &str, root: &str) -> Vec<Value> {
+    slack
+        .thread(channel, root)
+        .into_iter()
+        .filter(|m| {
+            m["blocks"].to_string().contains("chime_accept")
+                || m["blocks"].to_string().contains("accepted by")
+        })
+        .collect()
+}
+
+/// `/chime <text>` from `user` in C3, signed.
+pub async fn slash(app: &TestApp, user: &str, trigger: &str, text: &str) -> reqwest::Response {
+    let body = serde_urlencoded::to_string([
+        ("team_id", "T1"),
+        ("user_id", user),
+        ("channel_id", "C3"),
+        ("trigger_id", trigger),
+        ("command", "/chime"),
+        ("text", text),
+    ])
+    .unwrap();
+    signed_post(
+        &app.http,
+        &app.url("/slack/commands"),
+        body.into_bytes(),
+        "application/x-www-form-urlencoded",
+        &[],
+    )
+    .await
+}
