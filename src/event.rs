@@ -45,6 +45,15 @@ pub enum Event {
     HomeOpened(HomeOpened),
     /// Someone changed one of their own settings, on their page or with `/chime`.
     SettingChanged(SettingChanged),
+    /// An operator asked for a week's digest to be posted now (`chime digest post`).
+    PostDigest(PostDigest),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostDigest {
+    pub place: crate::binding::Place,
+    /// The ISO week, like `2026-W47`.
+    pub week: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

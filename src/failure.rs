@@ -11,6 +11,9 @@ pub enum Permanent {
     /// restart in Slack-only mode): nothing here can handle it or answer on it.
     #[error("the {} surface is not running in this Chime", .0.as_str())]
     SurfaceNotRunning(Surface),
+    /// The event itself can never be acted on (a field no edge would have let through).
+    #[error("{0}")]
+    BadEvent(String),
 }
 
 /// The permanent failure inside `e`, if any (it may be wrapped in context).

@@ -65,6 +65,20 @@ enum DigestCommand {
         #[arg(long, default_value = "text", value_parser = ["text", "blocks"])]
         format: String,
     },
+    /// Post a week's digest now: a running Chime on the same database posts it (the default
+    /// week is the last complete one, as the schedule posts on Mondays).
+    Post {
+        /// The ISO week, like 2026-W47 (default: last week, in UTC).
+        #[arg(long)]
+        week: Option<chime::digest::Week>,
+        /// Where: slack:TEAM/CHANNEL or local:CHANNEL, repeatable (default: every
+        /// [[digest.targets]] place).
+        #[arg(long)]
+        to: Vec<String>,
+        /// How long to wait for it to be sent, in seconds.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -144,6 +158,9 @@ fn main() -> ExitCode {
             Command::Digest {
                 what: DigestCommand::Preview { week, format },
             } => digest_preview(cli.config, week, &format).await,
+            Command::Digest {
+                what: DigestCommand::Post { week, to, wait },
+            } => digest_post(cli.config, week, &to, wait).await,
         }
     });
     match result {
@@ -247,6 +264,23 @@ async fn digest_preview(
         println!("{}", serde_json::to_string_pretty(&message)?);
     } else {
         print!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn digest_post(
+    path: Option<PathBuf>,
+    week: Option<chime::digest::Week>,
+    to: &[String],
+    wait: u64,
+) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let places = chime::cli::digest::places(&config, to)?;
+    let db = Db::connect(&config.database).await?;
+    let lines =
+        chime::cli::digest::post(&db, &places, week, std::time::Duration::from_secs(wait)).await?;
+    for l in &lines {
+        println!("{l}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,8 @@
 use crate::context::Ctx;
 use crate::event::Event;
 use crate::handlers::{
-    backend_update, buttons, home, link, mention, message, mute, pull_request, request, stop,
+    backend_update, buttons, digest, home, link, mention, message, mute, pull_request, request,
+    stop,
 };
 use crate::queue::inbox::InboxRow;
 
@@ -28,5 +29,6 @@ pub async fn dispatch(ctx: &Ctx, row: &InboxRow) -> anyhow::Result<()> {
         Event::LinkAccount(l) => link::handle_link(ctx, row.id, l).await,
         Event::HomeOpened(h) => home::handle_home_opened(ctx, row.id, h).await,
         Event::SettingChanged(s) => home::handle_setting(ctx, row.id, s).await,
+        Event::PostDigest(d) => digest::handle_post_digest(ctx, row.id, &source_event, d).await,
     }
 }

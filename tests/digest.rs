@@ -147,3 +147,82 @@ echo '{"type":"result","text":"done"}'"#,
     assert!(String::from_utf8_lossy(&bad.stderr).contains("2026-W47"));
 }
 dual_db!(seeded_week_on, seeded_week);
+
+async fn chime_digest_post(db: &TestDb, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_chime"))
+        .args(["digest", "post"])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .output()
+        .await
+        .unwrap()
+}
+
+/// `chime digest post` has the running Chime post the digest now, where it is told, and says
+/// when it was sent; with nowhere to post, or a place it cannot parse, it says why.
+async fn post_now(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(test_config(&db, &slack)).await;
+    let week = chime::digest::Week::of(chime::ids::now_ms()).to_string();
+    let out = chime_digest_post(&db, &["--to", "slack:T1/CDIGEST", "--week", &week]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("posted the {week} digest to slack:T1/CDIGEST")),
+        "{stdout}"
+    );
+    let posts: Vec<_> = slack
+        .calls("chat.postMessage")
+        .into_iter()
+        .filter(|p| p["channel"] == "CDIGEST")
+        .collect();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(
+        posts[0]["blocks"]
+            .to_string()
+            .contains("Nobody asked this week"),
+        "{posts:?}"
+    );
+
+    for (args, says) in [
+        (vec![], "nowhere to post"),
+        (vec!["--to", "slack:T1"], "not slack:TEAM/CHANNEL"),
+        (
+            vec!["--to", "irc:#ops"],
+            "not slack:TEAM/CHANNEL or local:CHANNEL",
+        ),
+        (vec!["--to", "local:C1", "--week", "2026-W99"], "2026-W47"),
+    ] {
+        let out = chime_digest_post(&db, &args).await;
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    app.stop().await;
+    // No Chime running: the digest is queued (durably), and the command says it is not sent yet.
+    let out = chime_digest_post(&db, &["--to", "slack:T1/CDIGEST", "--wait", "1"]).await;
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no running Chime has sent it yet"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        slack
+            .calls("chat.postMessage")
+            .iter()
+            .filter(|p| p["channel"] == "CDIGEST")
+            .count(),
+        1
+    );
+}
+dual_db!(post_now_on, post_now);

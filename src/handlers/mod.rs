@@ -3,6 +3,7 @@
 pub mod backend_update;
 pub mod buttons;
 pub mod choose;
+pub mod digest;
 pub mod home;
 pub mod link;
 pub mod mention;

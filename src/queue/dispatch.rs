@@ -91,7 +91,7 @@ fn lane_of(row: &InboxRow) -> String {
         Ok(Event::MuteSuggestions(m)) => return format!("person/{}/{}", m.surface, m.author.user),
         Ok(Event::SettingChanged(c)) => return format!("person/{}/{}", c.surface, c.author.user),
         Ok(Event::HomeOpened(h)) => return format!("person/{}/{}", h.surface, h.author.user),
-        Ok(Event::Request(_) | Event::LinkAccount(_)) => None,
+        Ok(Event::Request(_) | Event::LinkAccount(_) | Event::PostDigest(_)) => None,
         Err(_) => None,
     };
     match binding {
