@@ -364,16 +364,18 @@ async fn rebinding_and_cross_site_requests_are_refused(db: TestDb) {
         assert_eq!(r.status(), 403, "{origin}");
         let why: Value = r.json().await.unwrap();
         assert!(why["error"].as_str().unwrap().contains("refused"), "{why}");
-        let r = app
-            .http
-            .get(app.url("/api/sessions"))
-            .header("sec-fetch-site", site)
-            .header("x-chime-token", &token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403, "{site}");
-        assert!(r.headers().get("access-control-allow-origin").is_none());
+        for path in ["/api/sessions", "/api/digest"] {
+            let r = app
+                .http
+                .get(app.url(path))
+                .header("sec-fetch-site", site)
+                .header("x-chime-token", &token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{site} {path}");
+            assert!(r.headers().get("access-control-allow-origin").is_none());
+        }
     }
 
     // No token, or a stale one: refused, on loopback too.
@@ -389,8 +391,11 @@ async fn rebinding_and_cross_site_requests_are_refused(db: TestDb) {
         assert_eq!(r.status(), 403);
         let why: Value = r.json().await.unwrap();
         assert!(why["error"].as_str().unwrap().contains("token"), "{why}");
-        let r = app.http.get(app.url("/api/sessions")).send().await.unwrap();
-        assert_eq!(r.status(), 403);
+        // Every read is guarded alike: the sessions and the digest.
+        for path in ["/api/sessions", "/api/digest"] {
+            let r = app.http.get(app.url(path)).send().await.unwrap();
+            assert_eq!(r.status(), 403, "{path}");
+        }
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM local_messages").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM inbox").await, 0);

@@ -62,6 +62,7 @@ pub fn routes(state: Arc<Playground>) -> Router {
         .route("/api/local/actions", post(press_button))
         .route("/api/local/stream", get(stream))
         .route("/api/sessions", get(sessions))
+        .route("/api/digest", get(digest))
         // The last layer runs first: headers on everything, then Host, the operator token, and
         // Origin and page token.
         .layer(middleware::from_fn_with_state(
@@ -375,6 +376,24 @@ async fn stream(
 }
 
 /// Every session from every connector, newest first, with its turns and a link to where it lives.
+/// The latest weekly digest (last week's, as the schedule posts it on Mondays), and this week's
+/// so far.
+async fn digest(State(state): State<Arc<Playground>>) -> Response {
+    let now = crate::ids::now_ms();
+    let this = crate::digest::Week::of(now);
+    let mut out = serde_json::Map::new();
+    for (name, week) in [("latest", this.previous()), ("this_week", this)] {
+        match crate::digest::preview(&state.workspace.db, week, now).await {
+            Ok(text) => out.insert(
+                name.into(),
+                json!({ "week": week.to_string(), "text": text }),
+            ),
+            Err(e) => return internal(e),
+        };
+    }
+    Json(serde_json::Value::Object(out)).into_response()
+}
+
 async fn sessions(State(state): State<Arc<Playground>>) -> Response {
     let sessions = match view::recent(&state.workspace.db, 200).await {
         Ok(v) => v,

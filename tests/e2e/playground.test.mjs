@@ -326,6 +326,16 @@ test("the playground: dry run, Stop, refusal and the sessions list", { timeout: 
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 
+  await t.test("the digest view shows the latest digest and this week's", async () => {
+    await page.getByRole("link", { name: "Digest" }).click();
+    await page.waitForURL(/#\/digest$/);
+    const now = page.locator("#digest-now");
+    await now.filter({ hasText: "Sessions started: 2" }).waitFor();
+    assert.match(await now.innerText(), /completed 1 .*stopped 1/);
+    assert.match(await page.locator("#digest-text").innerText(), /Chime's week: \d{4}-W\d{2}/);
+    await shot("05b-digest");
+  });
+
   await t.test("a stack trace gets one suggestion, and Do it runs it in the same thread", async () => {
     await postAs("U0ANA");
     await page.goto(`${baseUrl}/#/channel/CBACKEND`);

@@ -55,6 +55,12 @@
     sessionsBody: $("sessions-body"),
     sessionsStatus: $("sessions-status"),
     sessionsRefresh: $("sessions-refresh"),
+    digestLink: $("digest-link"),
+    digestView: $("digest-view"),
+    digestText: $("digest-text"),
+    digestNow: $("digest-now"),
+    digestStatus: $("digest-status"),
+    digestRefresh: $("digest-refresh"),
   };
 
   // The rendered message elements of each list, by ts: updates replace one element in place.
@@ -745,6 +751,7 @@
     for (const a of document.querySelectorAll(".sidebar .nav-link")) {
       const current =
         (state.view === "sessions" && a === els.sessionsLink) ||
+        (state.view === "digest" && a === els.digestLink) ||
         (state.view === "channel" && a.dataset.channel === state.channel);
       if (current) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
@@ -1017,6 +1024,20 @@
     sessionsTimer = setTimeout(loadSessions, 300);
   }
 
+  // ---------------------------------------------------------------- digest
+
+  async function loadDigest() {
+    try {
+      const digest = await api("/api/digest");
+      // Shown as text: the digest's Markdown is never parsed into the page.
+      els.digestText.textContent = digest.latest.text;
+      els.digestNow.textContent = digest.this_week.text;
+      els.digestStatus.textContent = `Weeks ${digest.latest.week} and ${digest.this_week.week} · updated ${timeFmt.format(new Date())}`;
+    } catch (err) {
+      els.digestStatus.textContent = `Could not load the digest: ${err.message}`;
+    }
+  }
+
   // ---------------------------------------------------------------- routing
 
   function firstChannel() {
@@ -1036,6 +1057,20 @@
       }
     });
     const [kind, a, b] = parts;
+    els.digestView.hidden = kind !== "digest";
+    if (kind === "digest") {
+      clearInterval(sessionsPoll);
+      state.view = "digest";
+      els.channelView.hidden = true;
+      els.threadPane.hidden = true;
+      els.sessionsView.hidden = true;
+      document.body.classList.remove("thread-open");
+      document.body.classList.add("sessions-open");
+      document.title = "Digest · Chime playground";
+      markCurrentNav();
+      await loadDigest();
+      return;
+    }
     if (kind === "sessions") {
       state.view = "sessions";
       els.channelView.hidden = true;
@@ -1124,6 +1159,10 @@
       loadSessions();
       return;
     }
+    if (state.view === "digest") {
+      loadDigest();
+      return;
+    }
     if (state.channel) {
       state.channelLoaded = null;
       await loadChannel(true);
@@ -1162,6 +1201,7 @@
       if (a) openedByUser = true;
     });
     els.sessionsRefresh.addEventListener("click", loadSessions);
+    els.digestRefresh.addEventListener("click", loadDigest);
   }
 
   function leaveThread() {
