@@ -203,7 +203,7 @@ pub async fn start(
         .digest
         .targets
         .iter()
-        .map(crate::digest::schedule::Target::from_config)
+        .map(|t| crate::digest::schedule::Target::from_config(t, &config.digest.time_zone))
         .collect::<Result<Vec<_>, String>>()
         .map_err(|e| anyhow::anyhow!(e))?;
 

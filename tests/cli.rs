@@ -448,3 +448,36 @@ fn check_config_says_what_linear_lacks_and_lists_its_api() {
     );
     assert!(!all.contains("lin_api_token_value"), "{all}");
 }
+
+/// A digest time zone Chime does not know, or a target with both a zone and an offset, is named
+/// by `check-config` and `serve` refuses it.
+#[test]
+fn check_config_names_a_bad_digest_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("chime.toml");
+    for (toml, says) in [
+        ("[digest]\ntime_zone = \"Mars/Olympus\"\n", "Mars/Olympus"),
+        (
+            "[[digest.targets]]\nplace = \"local:CGENERAL\"\ntime_zone = \"Europe/Berlin\"\nutc_offset = \"+01:00\"\n",
+            "not both",
+        ),
+        (
+            "[[digest.targets]]\nplace = \"local:CGENERAL\"\ntime_zone = \"Europe/Nowhere\"\n",
+            "Europe/Nowhere",
+        ),
+    ] {
+        std::fs::write(&config, toml).unwrap();
+        let path = config.display().to_string();
+        let out = chime(dir.path(), &["check-config"], &[("CHIME_CONFIG", &path)]);
+        assert!(!out.status.success(), "{toml}");
+        assert!(text(&out).contains(says), "{says}: {}", text(&out));
+    }
+    std::fs::write(
+        &config,
+        "[digest]\ntime_zone = \"America/New_York\"\n[[digest.targets]]\nplace = \"local:CGENERAL\"\n",
+    )
+    .unwrap();
+    let path = config.display().to_string();
+    let out = chime(dir.path(), &["check-config"], &[("CHIME_CONFIG", &path)]);
+    assert!(out.status.success(), "{}", text(&out));
+}

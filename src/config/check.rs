@@ -312,8 +312,12 @@ impl Config {
             _ => {}
         }
         self.check_linear(&mut r);
+        if let Err(e) = crate::digest::schedule::parse_zone(&self.digest.time_zone) {
+            r.errors.push(format!("digest.time_zone: {e}"));
+        }
         for t in &self.digest.targets {
-            if let Err(e) = crate::digest::schedule::Target::from_config(t) {
+            if let Err(e) = crate::digest::schedule::Target::from_config(t, &self.digest.time_zone)
+            {
                 r.errors.push(format!("[[digest.targets]]: {e}"));
             }
         }

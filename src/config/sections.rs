@@ -326,6 +326,9 @@ pub struct DigestConfig {
     /// A digest posted this long after its due time (Chime was down) says it is late; a
     /// target's due time this old when it first runs is skipped instead.
     pub late_after_secs: u64,
+    /// The workspace's time zone (an IANA name like `Europe/Berlin`): a target's schedule runs in
+    /// it unless the target names its own.
+    pub time_zone: String,
 }
 
 impl Default for DigestConfig {
@@ -334,6 +337,7 @@ impl Default for DigestConfig {
             targets: vec![],
             tick_secs: 60,
             late_after_secs: 300,
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -347,17 +351,17 @@ pub struct DigestTarget {
     /// A cron expression with seconds (the `cron` crate's): Mondays at 09:00 by default.
     #[serde(default = "default_digest_schedule")]
     pub schedule: String,
-    /// The team's offset from UTC for the schedule, like `+01:00`.
-    #[serde(default = "default_utc_offset")]
-    pub utc_offset: String,
+    /// The time zone the schedule runs in (an IANA name, with its daylight saving time);
+    /// `[digest] time_zone` when unset.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// A fixed offset from UTC instead, like `+01:00` (no daylight saving time).
+    #[serde(default)]
+    pub utc_offset: Option<String>,
 }
 
 fn default_digest_schedule() -> String {
     "0 0 9 * * Mon".into()
-}
-
-fn default_utc_offset() -> String {
-    "+00:00".into()
 }
 
 /// One `[[linear.routes]]` rule.

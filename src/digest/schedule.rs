@@ -11,6 +11,7 @@ use crate::db::Db;
 use crate::ids::{now_ms, ChannelId, TeamId};
 use anyhow::Context;
 use chrono::{FixedOffset, TimeZone, Utc};
+use chrono_tz::Tz;
 use cron::Schedule;
 use sqlx::Row;
 use std::str::FromStr;
@@ -55,35 +56,71 @@ pub fn parse_offset(s: &str) -> Result<FixedOffset, String> {
     FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
 }
 
+/// The clock a schedule runs on: a named time zone (with its daylight saving time) or a fixed
+/// offset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Zone {
+    Named(Tz),
+    Fixed(FixedOffset),
+}
+
+/// An IANA time zone name, like `Europe/Berlin`.
+pub fn parse_zone(s: &str) -> Result<Tz, String> {
+    s.parse::<Tz>()
+        .map_err(|_| format!("time_zone {s:?} is not an IANA time zone name like Europe/Berlin"))
+}
+
 /// One target, ready to tick.
 pub struct Target {
     pub name: String,
     pub place: Place,
     pub schedule: Schedule,
-    pub offset: FixedOffset,
+    pub zone: Zone,
 }
 
 impl Target {
-    pub fn from_config(t: &crate::config::DigestTarget) -> Result<Self, String> {
+    /// The target's own time zone, else its fixed offset, else the workspace's (`default_zone`).
+    pub fn from_config(
+        t: &crate::config::DigestTarget,
+        default_zone: &str,
+    ) -> Result<Self, String> {
+        let zone = match (&t.time_zone, &t.utc_offset) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "digest target {}: give time_zone or utc_offset, not both",
+                    t.place
+                ))
+            }
+            (Some(z), None) => Zone::Named(parse_zone(z)?),
+            (None, Some(o)) => Zone::Fixed(parse_offset(o)?),
+            (None, None) => Zone::Named(parse_zone(default_zone)?),
+        };
         Ok(Target {
             name: format!("digest:{}", t.place),
             place: parse_place(&t.place)?,
             schedule: Schedule::from_str(&t.schedule)
                 .map_err(|e| format!("digest schedule {:?}: {e}", t.schedule))?,
-            offset: parse_offset(&t.utc_offset)?,
+            zone,
         })
     }
 
     /// The latest due time at or before `now_ms`, within the last eight days.
     pub fn last_due(&self, now_ms: i64) -> Option<i64> {
-        let now = self.offset.timestamp_millis_opt(now_ms).single()?;
-        let from = now - chrono::Duration::days(8);
-        self.schedule
-            .after(&from)
-            .take_while(|t| *t <= now)
-            .last()
-            .map(|t| t.timestamp_millis())
+        match self.zone {
+            Zone::Named(tz) => last_due_in(&self.schedule, &tz, now_ms),
+            Zone::Fixed(o) => last_due_in(&self.schedule, &o, now_ms),
+        }
     }
+}
+
+fn last_due_in<Z: TimeZone>(schedule: &Schedule, zone: &Z, now_ms: i64) -> Option<i64> {
+    let now = zone.timestamp_millis_opt(now_ms).single()?;
+    let from = now.clone() - chrono::Duration::days(8);
+    schedule
+        .after(&from)
+        .take_while(|t| *t <= now)
+        .last()
+        .map(|t| t.timestamp_millis())
 }
 
 /// Claims `due` for `target`; true when this call won it.
@@ -133,10 +170,21 @@ pub async fn tick(
         .get("p");
     let mut posted = false;
     // A restart just after a new due time must not swallow the one missed before it: the
-    // latest due time before this one, newer than anything claimed, is posted (late) too.
+    // latest due time before this one, newer than anything claimed, is posted (late) too. When
+    // this due time was missed as well, it is the one late digest, and the older one is skipped.
     if let (Some(latest), Some(prev)) = (latest, target.last_due(due - 1)) {
         if prev > latest && claim(db, target, prev, owner).await? {
-            posted |= post(db, connectors, target, prev, now, late_ms).await?;
+            if now - due > late_ms {
+                finish(
+                    db,
+                    target,
+                    prev,
+                    "skipped: a later missed digest is posted instead",
+                )
+                .await?;
+            } else {
+                posted |= post(db, connectors, target, prev, now, late_ms).await?;
+            }
         }
     }
     if !claim(db, target, due, owner).await? {
@@ -248,14 +296,33 @@ mod tests {
         for bad in ["", "01:00", "+1", "+25:00", "+01:60"] {
             assert!(parse_offset(bad).is_err(), "{bad:?}");
         }
-        let t = Target::from_config(&crate::config::DigestTarget {
-            place: "local:CGENERAL".into(),
-            schedule: "0 0 9 * * Mon".into(),
-            utc_offset: "+01:00".into(),
-        })
-        .unwrap();
+        let target = |tz: Option<&str>, offset: Option<&str>| {
+            Target::from_config(
+                &crate::config::DigestTarget {
+                    place: "local:CGENERAL".into(),
+                    schedule: "0 0 9 * * Mon".into(),
+                    time_zone: tz.map(Into::into),
+                    utc_offset: offset.map(Into::into),
+                },
+                "UTC",
+            )
+        };
+        let t = target(None, Some("+01:00")).unwrap();
         // Monday 30 November 2026 at 08:30 UTC is 09:30 at +01:00: due at 08:00 UTC that day.
         let now = 1_796_027_400_000;
         assert_eq!(t.last_due(now), Some(1_796_025_600_000));
+        // Europe/Berlin is +01:00 in November: the same due time.
+        let berlin = target(Some("Europe/Berlin"), None).unwrap();
+        assert_eq!(berlin.last_due(now), Some(1_796_025_600_000));
+        // ... and +02:00 in summer: Monday 6 July 2026 09:00 there is 07:00 UTC.
+        let july = 1_783_328_400_000; // 2026-07-06 09:00 UTC
+        assert_eq!(berlin.last_due(july), Some(july - 2 * 3_600_000));
+        // Without its own zone, the workspace's (UTC here): 09:00 UTC.
+        assert_eq!(
+            target(None, None).unwrap().last_due(now),
+            Some(1_796_029_200_000 - 7 * 86_400_000)
+        );
+        assert!(target(Some("Mars/Olympus"), None).is_err());
+        assert!(target(Some("UTC"), Some("+01:00")).is_err());
     }
 }
