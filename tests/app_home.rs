@@ -206,8 +206,31 @@ async fn sessions_settings_and_mute(db: TestDb) {
     })
     .await;
 
-    // Hostile presses: values the Home never offers are ignored, and nothing is stored.
+    // Hostile presses: values the Home never offers are ignored, and nothing is stored; an
+    // unsigned (forged) press is refused; the same press delivered again changes nothing more.
     let before = app.count("SELECT COUNT(*) FROM inbox").await;
+    let forged = serde_urlencoded::to_string([(
+        "payload",
+        home_action(
+            "chime_home_mute_forever",
+            "forever",
+            "U2",
+            "1764072700.000009",
+        )
+        .to_string(),
+    )])
+    .unwrap();
+    let r = app
+        .http
+        .post(app.url("/slack/interactions"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let replayed = home_action("chime_home_unmute", "unmute", "U1", "1764072500.000001");
+    assert_eq!(app.click(&replayed).await.status(), 200);
     for (action, value) in [
         ("chime_home_quiet", "25-3"),
         ("chime_home_quiet", "18-18"),
