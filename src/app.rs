@@ -242,6 +242,13 @@ pub async fn start(
             inbox: inbox.clone(),
         },
     )));
+    // Always routed: a connection needs a token minted with `chime ide-token create`.
+    router = router.merge(crate::ide::stream::routes(Arc::new(
+        crate::ide::stream::IdeStream {
+            db: db.clone(),
+            inbox: inbox.clone(),
+        },
+    )));
     let router = router
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http());

@@ -47,6 +47,48 @@ pub enum Event {
     SettingChanged(SettingChanged),
     /// An operator asked for a week's digest to be posted now (`chime digest post`).
     PostDigest(PostDigest),
+    /// A person's editor reported on their work (`GET /ide/stream`).
+    IdeSignal(IdeSignal),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdeSignal {
+    /// The surface of the account the editor's token belongs to (`slack`, `local`).
+    pub account_surface: String,
+    pub author: Author,
+    /// The token the editor connected with.
+    pub token: i64,
+    pub report: IdeReport,
+}
+
+/// What an editor reports (untrusted text throughout, already bounded by the edge).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum IdeReport {
+    /// The editor's workspace: its repository remote, branch and commit.
+    Hello {
+        client: String,
+        remote: String,
+        branch: String,
+        head: String,
+    },
+    TestRun {
+        runner: String,
+        passed: u64,
+        failed: u64,
+        /// Failing tests: name and the end of their output.
+        failures: Vec<(String, String)>,
+    },
+    Diagnostics {
+        file: String,
+        errors: u64,
+        first: Option<String>,
+    },
+    CommandFailed {
+        command: String,
+        exit_code: i64,
+        output_tail: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,6 +22,7 @@ pub mod github;
 pub mod guard;
 pub mod handlers;
 pub mod home;
+pub mod ide;
 pub mod identity;
 pub mod ids;
 pub mod janitor;

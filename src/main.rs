@@ -52,6 +52,32 @@ enum Command {
         #[command(subcommand)]
         what: DigestCommand,
     },
+    /// Per-person tokens for editors (the IDE stream, `GET /ide/stream`).
+    IdeToken {
+        #[command(subcommand)]
+        what: IdeTokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdeTokenCommand {
+    /// Mint a token for one person; it is printed once and stored only as a hash.
+    Create {
+        /// The person's Slack user id.
+        #[arg(
+            long,
+            conflicts_with = "local_user",
+            required_unless_present = "local_user"
+        )]
+        slack_user: Option<String>,
+        /// A playground person's name.
+        #[arg(long)]
+        local_user: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token at once: its open connections are closed.
+    Revoke { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +187,7 @@ fn main() -> ExitCode {
             Command::Digest {
                 what: DigestCommand::Post { week, to, wait },
             } => digest_post(cli.config, week, &to, wait).await,
+            Command::IdeToken { what } => ide_token(cli.config, what).await,
         }
     });
     match result {
@@ -285,6 +312,56 @@ async fn digest_post(
     Ok(ExitCode::SUCCESS)
 }
 
+async fn ide_token(path: Option<PathBuf>, what: IdeTokenCommand) -> anyhow::Result<ExitCode> {
+    use chime::ide::tokens;
+    let config = load(path)?;
+    let db = Db::connect(&config.database).await?;
+    match what {
+        IdeTokenCommand::Create {
+            slack_user,
+            local_user,
+        } => {
+            let (surface, user) = match (slack_user, local_user) {
+                (Some(u), None) if chime::slack::events::is_id(&u) => ("slack", u),
+                (None, Some(u))
+                    if !u.is_empty()
+                        && u.len() <= 64
+                        && u.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    ("local", u)
+                }
+                _ => anyhow::bail!(
+                    "give --slack-user with a Slack user id (like U0123ABC) or --local-user with a name (letters, digits, _)"
+                ),
+            };
+            let (id, token) = tokens::create(&db, surface, &user).await?;
+            println!(
+                "IDE token {id} for {surface} user {user} (shown once; Chime keeps only its hash):"
+            );
+            println!("{token}");
+        }
+        IdeTokenCommand::List => {
+            for (id, surface, user, created, revoked) in tokens::list(&db).await? {
+                let state = match revoked {
+                    Some(t) => format!("revoked {}", chime::settings::utc_time(t)),
+                    None => "active".to_string(),
+                };
+                println!(
+                    "{id}\t{surface}:{user}\tcreated {}\t{state}",
+                    chime::settings::utc_time(created)
+                );
+            }
+        }
+        IdeTokenCommand::Revoke { id } => {
+            if !tokens::revoke(&db, id).await? {
+                anyhow::bail!("no active IDE token with id {id} (see `chime ide-token list`)");
+            }
+            println!("revoked IDE token {id}; its open connections close within seconds");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn policy(path: Option<PathBuf>, what: PolicyCommand) -> anyhow::Result<ExitCode> {
     use chime::cli::policy::{run, Command};
     match what {
@@ -325,6 +402,9 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    // Registered before the server answers: a SIGTERM that comes as soon as it is reachable must
+    // shut it down cleanly, not kill it with the default action.
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
     let app = chime::app::start(config.clone(), db, listener).await?;
     tracing::info!(
         addr = %app.addr,
@@ -347,7 +427,7 @@ async fn serve(
     }
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        wait_for_signal(term).await;
         tracing::info!(
             "shutting down: no new work is taken; running tasks finish or are handed back"
         );
@@ -358,9 +438,8 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
+async fn wait_for_signal(term: std::io::Result<tokio::signal::unix::Signal>) {
+    match term {
         Ok(mut term) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -3,8 +3,8 @@
 use crate::context::Ctx;
 use crate::event::Event;
 use crate::handlers::{
-    backend_update, buttons, digest, home, link, mention, message, mute, pull_request, request,
-    stop,
+    backend_update, buttons, digest, home, ide, link, mention, message, mute, pull_request,
+    request, stop,
 };
 use crate::queue::inbox::InboxRow;
 
@@ -30,5 +30,6 @@ pub async fn dispatch(ctx: &Ctx, row: &InboxRow) -> anyhow::Result<()> {
         Event::HomeOpened(h) => home::handle_home_opened(ctx, row.id, h).await,
         Event::SettingChanged(s) => home::handle_setting(ctx, row.id, s).await,
         Event::PostDigest(d) => digest::handle_post_digest(ctx, row.id, &source_event, d).await,
+        Event::IdeSignal(s) => ide::handle_ide_signal(ctx, row.id, s).await,
     }
 }

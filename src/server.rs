@@ -6,7 +6,6 @@
 use crate::config::ServerConfig;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,7 +73,6 @@ pub async fn serve(
         limits.body_read_timeout,
     ));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -115,21 +113,36 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
-        let conn = graceful.watch(conn);
+        // Upgrades are allowed for the IDE stream's WebSocket (`GET /ide/stream`).
+        let conn = http
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(router.clone()),
+            )
+            .with_upgrades();
+        let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let mut conn = std::pin::pin!(conn);
+            // On shutdown, hyper closes an idle keep-alive connection and lets a response in
+            // flight finish.
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            // The permit counts open connections: shutdown waits for all of them back.
             drop(permit);
         });
     }
     drop(listener);
+    let all_closed = permits.acquire_many(limits.max_connections.min(u32::MAX as usize) as u32);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = all_closed => {}
         _ = tokio::time::sleep(limits.grace) => {
             tracing::info!("connections still open after the grace period are dropped");
         }

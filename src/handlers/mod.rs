@@ -5,6 +5,7 @@ pub mod buttons;
 pub mod choose;
 pub mod digest;
 pub mod home;
+pub mod ide;
 pub mod link;
 pub mod mention;
 pub mod message;

@@ -91,6 +91,8 @@ fn lane_of(row: &InboxRow) -> String {
         Ok(Event::MuteSuggestions(m)) => return format!("person/{}/{}", m.surface, m.author.user),
         Ok(Event::SettingChanged(c)) => return format!("person/{}/{}", c.surface, c.author.user),
         Ok(Event::HomeOpened(h)) => return format!("person/{}/{}", h.surface, h.author.user),
+        // One editor's reports in the order it sent them.
+        Ok(Event::IdeSignal(s)) => return format!("ide/{}", s.token),
         Ok(Event::Request(_) | Event::LinkAccount(_) | Event::PostDigest(_)) => None,
         Err(_) => None,
     };
