@@ -39,7 +39,9 @@ async fn three_replicas_post_each_digest_once(db: TestDb) {
     for name in ["a", "b", "c"] {
         replicas.push(ChimeProcess::start(dir.path(), name, free_port(), &env, &config).await);
     }
-    let posted = eventually(Duration::from_secs(30), "three digests", || async {
+    // Generous: on a loaded machine three processes take a while to start and tick (a failure
+    // here costs time, never a wrong pass).
+    let posted = eventually(Duration::from_secs(90), "three digests", || async {
         let d = digests(&slack);
         (d.len() >= 3).then_some(d)
     })
