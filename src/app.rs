@@ -209,7 +209,10 @@ pub async fn start(
 
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics).with_state(db.clone()))
+        .route(
+            "/metrics",
+            get(metrics).with_state((db.clone(), config.secrets.metrics_token.clone())),
+        )
         .route(
             "/link/{code}",
             get(crate::identity::link_page).with_state(db.clone()),
@@ -355,9 +358,34 @@ fn hostname() -> String {
         .unwrap_or_else(|| "chime".into())
 }
 
-/// `GET /metrics` in Prometheus' text format (`metrics.rs`).
-async fn metrics(State(db): State<Db>) -> axum::response::Response {
+/// `GET /metrics` in Prometheus' text format (`metrics.rs`); with `CHIME_METRICS_TOKEN` set, only
+/// for a scraper that sends it as a bearer token.
+async fn metrics(
+    State((db, token)): State<(Db, Option<secrecy::SecretString>)>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    if let Some(token) = &token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let ok: bool = given
+            .as_bytes()
+            .ct_eq(token.expose_secret().as_bytes())
+            .into();
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the bearer token set in CHIME_METRICS_TOKEN",
+            )
+                .into_response();
+        }
+    }
     match crate::metrics::render(&db).await {
         Ok(text) => (
             [(

@@ -122,3 +122,38 @@ async fn metrics_parse_and_counters_move() {
         None => eprintln!("Postgres part skipped: set CHIME_TEST_POSTGRES_URL to run it"),
     }
 }
+
+/// With `CHIME_METRICS_TOKEN` set (in the config's secrets, as the env var sets it), `/metrics`
+/// answers only a scraper that sends it; without, or with a wrong one, 401 and no numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_token_is_required_when_set() {
+    let db = TestDb::sqlite().await;
+    let slack = FakeSlack::start().await;
+    let mut config = test_config(&db, &slack);
+    config.secrets.metrics_token = Some("scrape-me-7Q2x9Lm4".to_string().into());
+    let app = TestApp::spawn(config).await;
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("scrape-me-7Q2x9Lm4"),
+        Some("Bearer scrape-me-7Q2x9Lm"),
+    ] {
+        let mut req = app.http.get(app.url("/metrics"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert!(!r.text().await.unwrap().contains("chime_tasks"));
+    }
+    let r = app
+        .http
+        .get(app.url("/metrics"))
+        .header("authorization", "Bearer scrape-me-7Q2x9Lm4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("chime_tasks"));
+    app.stop().await;
+}

@@ -129,6 +129,8 @@ pub struct Secrets {
     pub webhook_backend_secret: Option<SecretString>,
     /// `GITHUB_WEBHOOK_SECRET`: verifies `POST /github/webhook`.
     pub github_webhook_secret: Option<SecretString>,
+    /// `CHIME_METRICS_TOKEN`: when set, `GET /metrics` answers only `Authorization: Bearer` it.
+    pub metrics_token: Option<SecretString>,
     /// `GITHUB_TOKEN`: pushes `command` runs' branches and opens their pull requests.
     pub github_token: Option<SecretString>,
     /// `LINEAR_WEBHOOK_SECRET`: verifies `POST /linear/webhook`; Linear is on when it is set.
@@ -187,6 +189,7 @@ impl Config {
         self.secrets.cursor_webhook_secret = non_empty("CURSOR_WEBHOOK_SECRET").map(Into::into);
         self.secrets.github_webhook_secret = non_empty("GITHUB_WEBHOOK_SECRET").map(Into::into);
         self.secrets.github_token = non_empty("GITHUB_TOKEN").map(Into::into);
+        self.secrets.metrics_token = non_empty("CHIME_METRICS_TOKEN").map(Into::into);
         self.endpoints.github = non_empty("GITHUB_API_URL");
         self.secrets.linear_webhook_secret = non_empty("LINEAR_WEBHOOK_SECRET").map(Into::into);
         self.secrets.linear_access_token = non_empty("LINEAR_ACCESS_TOKEN").map(Into::into);

@@ -130,6 +130,7 @@ impl Guard {
             &s.linear_webhook_secret,
             &s.linear_access_token,
             &s.linear_client_secret,
+            &s.metrics_token,
         ]
         .into_iter()
         .flatten()
