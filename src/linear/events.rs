@@ -293,40 +293,18 @@ fn created(v: &Value) -> Result<Inbound, Refusal> {
         },
         "agentSession.creatorId",
     )?;
-    let identifier = issue["identifier"]
-        .as_str()
-        .filter(|k| k.len() <= 32 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .ok_or(Refusal::Shape("agentSession.issue.identifier"))?
-        .to_string();
-    let title = text(&issue["title"], 500).ok_or(Refusal::Shape("agentSession.issue.title"))?;
-    let url = issue["url"]
-        .as_str()
-        .filter(|u| u.starts_with("https://") && u.len() <= 500 && !u.contains(char::is_whitespace))
-        .unwrap_or_default()
-        .to_string();
     let description = issue["description"].as_str().unwrap_or_default();
+    // The issue is read as for a plain event; the session's own binding and context replace
+    // the issue's.
+    let mut thread = issue_thread(&org, issue, description)?;
     // A mention comes with the comment that asked; a delegation has none.
     let comment = text(&s["comment"]["body"], TEXT_CHARS);
-    let delegated = comment.is_none();
+    thread.delegated = comment.is_none();
+    thread.binding = binding.clone();
+    thread.prompt_context = text(&v["promptContext"], CONTEXT_CHARS);
     let request = match &comment {
         Some(body) if !body.trim().is_empty() => body.clone(),
-        _ => format!("Work on {identifier}: {title}"),
-    };
-    let thread = ThreadInfo {
-        binding: binding.clone(),
-        org,
-        issue_id: id(&issue["id"], "agentSession.issue.id")?,
-        identifier,
-        title,
-        url,
-        team_key: issue["team"]["key"]
-            .as_str()
-            .filter(|k| k.len() <= 32)
-            .unwrap_or_default()
-            .to_string(),
-        prompt_context: text(&v["promptContext"], CONTEXT_CHARS),
-        delegated,
-        repo_hint: repo_line(description),
+        _ => format!("Work on {}: {}", thread.identifier, thread.title),
     };
     let mention = Mention {
         message: format!("{}:created", thread_key(&binding)),
