@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the browser end-to-end test (tests/e2e, run by `cargo test` through
-# tests/browser.rs) needs: Debian's chromium (plus an emoji font for readable screenshots) and the
-# npm packages pinned in package-lock.json. Safe to run again: it installs only what is missing.
+# tests/browser.rs) and the VS Code client test (tests/vscode_client.rs) need: Debian's chromium
+# (plus an emoji font for readable screenshots) and the npm packages pinned in each
+# package-lock.json. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,4 +20,6 @@ fi
 # Playwright drives the Debian chromium; it must never download a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 npm ci --no-audit --no-fund --loglevel=error
+# The VS Code extension's packages (its protocol client is tested by tests/vscode_client.rs).
+(cd ../../integrations/vscode && npm ci --no-audit --no-fund --loglevel=error)
 echo "setup.sh: chromium $(/usr/bin/chromium --version 2>/dev/null | awk '{print $2}'), node $(node --version), playwright-core $(node -p 'require("./node_modules/playwright-core/package.json").version')"

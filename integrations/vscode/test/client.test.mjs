@@ -1,0 +1,89 @@
+// The extension's protocol client against a real `chime serve` (CHIME_BIN, or this checkout's
+// debug build): refused with a bad token, messages queued offline are sent on connect and
+// acknowledged, and a revoked token ends the connection for good.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import net from "node:net";
+import { ChimeClient } from "../out/client.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CHIME = process.env.CHIME_BIN ?? join(here, "..", "..", "..", "target", "debug", "chime");
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function until(what, check, ms = 10_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function once(emitter, event) {
+  return new Promise((resolve) => emitter.once(event, resolve));
+}
+
+test("the protocol client against chime serve", { timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "chime-vscode-"));
+  const port = await freePort();
+  const env = { PATH: process.env.PATH, HOME: dir, DATABASE_URL: `sqlite://${join(dir, "chime.db")}` };
+  const server = spawn(CHIME, ["serve"], { env: { ...env, CHIME_LISTEN: `127.0.0.1:${port}` }, stdio: "ignore" });
+  t.after(() => server.kill("SIGTERM"));
+  await until("chime serve", async () => {
+    try {
+      return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
+    } catch {
+      return false;
+    }
+  });
+  const minted = execFileSync(CHIME, ["ide-token", "create", "--local-user", "ana"], { env }).toString();
+  const id = minted.split(/\s+/)[2];
+  const token = minted.split("\n")[1].trim();
+  const url = `ws://127.0.0.1:${port}/ide/stream`;
+
+  await t.test("a wrong token is refused, and the client stops", async () => {
+    const client = new ChimeClient({ url, token: `chime_ide_${"x".repeat(40)}` });
+    const refused = once(client, "refused");
+    client.connect();
+    assert.equal(await refused, 401);
+  });
+
+  await t.test("messages queued offline are sent on connect and acknowledged", async () => {
+    const client = new ChimeClient({ url, token, reconnectMs: 100 });
+    client.send({ type: "hello", client: "node-test", workspace: { remote: "git@github.com:acme/api.git", branch: "main", head: "0123456789abcdef" } });
+    client.send({ type: "test_run", runner: "node", passed: 1, failed: 1, failures: [{ name: "api retries", output: "boom" }] });
+    assert.equal(client.unacknowledged, 2);
+    const acks = [];
+    client.on("ack", (a) => acks.push(a));
+    client.connect();
+    await until("both acknowledged", () => client.unacknowledged === 0);
+    assert.equal(acks.length, 2);
+    // A message Chime refuses is answered with an error and not kept for resending.
+    const errors = [];
+    client.on("error_message", (m) => errors.push(m));
+    client.send({ type: "no_such_type" });
+    await until("the refusal", () => errors.length === 1);
+    assert.equal(client.unacknowledged, 0);
+
+    // Revoked while connected: the connection ends for good.
+    const revoked = once(client, "revoked");
+    execFileSync(CHIME, ["ide-token", "revoke", id], { env });
+    await revoked;
+    client.close();
+  });
+});
