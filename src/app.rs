@@ -162,6 +162,13 @@ async fn build_connectors(
     ) {
         connectors.add(Arc::new(local));
     }
+    // Always on: an editor needs a token minted with `chime ide-token create` to connect.
+    connectors.add(Arc::new(crate::ide::IdeConnector::new(
+        config,
+        db.clone(),
+        inbox.clone(),
+        guard.clone(),
+    )));
     Ok(connectors)
 }
 
@@ -242,13 +249,6 @@ pub async fn start(
     router = router.merge(crate::github::routes(Arc::new(
         crate::github::GithubIngress {
             secret: config.secrets.github_webhook_secret.clone(),
-            inbox: inbox.clone(),
-        },
-    )));
-    // Always routed: a connection needs a token minted with `chime ide-token create`.
-    router = router.merge(crate::ide::stream::routes(Arc::new(
-        crate::ide::stream::IdeStream {
-            db: db.clone(),
             inbox: inbox.clone(),
         },
     )));

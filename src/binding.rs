@@ -17,16 +17,24 @@ pub enum Surface {
     Slack,
     Local,
     Linear,
+    /// A person's editor, on the IDE stream.
+    Ide,
 }
 
 impl Surface {
-    pub const ALL: [Surface; 3] = [Surface::Slack, Surface::Local, Surface::Linear];
+    pub const ALL: [Surface; 4] = [
+        Surface::Slack,
+        Surface::Local,
+        Surface::Linear,
+        Surface::Ide,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Surface::Slack => "slack",
             Surface::Local => "local",
             Surface::Linear => "linear",
+            Surface::Ide => "ide",
         }
     }
 }
@@ -38,6 +46,7 @@ impl Surface {
             Surface::Slack => "Slack",
             Surface::Local => "the playground",
             Surface::Linear => "Linear",
+            Surface::Ide => "the editor",
         }
     }
 }
@@ -93,6 +102,9 @@ pub enum Binding {
     /// A Linear agent session (`linear:ORG/SESSION`), or an issue answered with comments where
     /// agent sessions are not used (`linear:ORG/issue/ISSUE`).
     Linear { org: OrgId, thread: LinearThread },
+    /// A hand-off from a person's editor (`ide:ACCOUNT/HANDOFF`): `account` is the token owner's
+    /// `surface.user` (`slack.U123`), `handoff` the id of the message that asked.
+    Ide { account: String, handoff: String },
 }
 
 /// What a Linear binding answers in.
@@ -120,6 +132,10 @@ pub enum Place {
     Linear {
         org: OrgId,
     },
+    /// A person's editors (`surface.user`).
+    Ide {
+        account: String,
+    },
 }
 
 impl Place {
@@ -128,6 +144,7 @@ impl Place {
             Place::Slack { .. } => Surface::Slack,
             Place::Local { .. } => Surface::Local,
             Place::Linear { .. } => Surface::Linear,
+            Place::Ide { .. } => Surface::Ide,
         }
     }
 }
@@ -144,6 +161,9 @@ impl Binding {
                 channel: channel.clone(),
             },
             Binding::Linear { org, .. } => Place::Linear { org: org.clone() },
+            Binding::Ide { account, .. } => Place::Ide {
+                account: account.clone(),
+            },
         }
     }
 
@@ -153,6 +173,7 @@ impl Binding {
             Binding::SlackThread { .. } => Surface::Slack,
             Binding::LocalThread { .. } => Surface::Local,
             Binding::Linear { .. } => Surface::Linear,
+            Binding::Ide { .. } => Surface::Ide,
         }
     }
 
@@ -164,6 +185,7 @@ impl Binding {
                 channel.as_str()
             }
             Binding::Linear { org, .. } => org.as_str(),
+            Binding::Ide { account, .. } => account.as_str(),
         }
     }
 }
@@ -185,6 +207,7 @@ impl fmt::Display for Binding {
                 org,
                 thread: LinearThread::Issue(i),
             } => write!(f, "linear:{org}/issue/{i}"),
+            Binding::Ide { account, handoff } => write!(f, "ide:{account}/{handoff}"),
         }
     }
 }
@@ -215,6 +238,10 @@ impl FromStr for Binding {
             (Surface::Linear, &[org, session]) if session != "issue" => Ok(Binding::Linear {
                 org: OrgId::new(part(org).ok_or_else(bad)?),
                 thread: LinearThread::Session(part(session).ok_or_else(bad)?.to_string()),
+            }),
+            (Surface::Ide, &[account, handoff]) => Ok(Binding::Ide {
+                account: part(account).ok_or_else(bad)?.to_string(),
+                handoff: part(handoff).ok_or_else(bad)?.to_string(),
             }),
             (Surface::Linear, &[org, "issue", issue]) => Ok(Binding::Linear {
                 org: OrgId::new(part(org).ok_or_else(bad)?),

@@ -149,7 +149,7 @@ async fn stream(db: TestDb) {
     assert!(no_id["reason"].as_str().unwrap().contains("id"), "{no_id}");
     let later = say(
         &mut ws,
-        json!({ "v": 1, "id": "m4", "type": "handoff", "instruction": "fix" }),
+        json!({ "v": 1, "id": "m4", "type": "accept", "suggestion": "s1" }),
     )
     .await;
     assert!(
@@ -229,3 +229,105 @@ async fn stream(db: TestDb) {
     app.stop().await;
 }
 dual_db!(stream_test, stream);
+
+/// Messages from Chime until a `result`, skipping acks; panics after 30 s.
+async fn until_result(socket: &mut Socket) -> Vec<Value> {
+    let mut got = vec![];
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), next(socket))
+            .await
+            .expect("no result within 30 s");
+        if m["type"] == "ack" {
+            continue;
+        }
+        assert!(m.get("closed").is_none() && m.get("gone").is_none(), "{m}");
+        let done = m["type"] == "result";
+        got.push(m);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// A hand-off from the editor: a session on the workspace's repository, its progress and result
+/// back over the socket; after a reconnect the client gets what it missed, once.
+async fn handoff(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let mut config = test_config(&db, &slack);
+    config.repos.insert(
+        "acme/api".into(),
+        chime::config::RepoConfig {
+            url: "https://github.com/acme/api.git".into(),
+            default_branch: None,
+        },
+    );
+    let app = TestApp::spawn(config).await;
+    let (_, token) = mint(&db, "U1");
+    let mut ws = connect(&app, &token, &[]).await.unwrap();
+    let hello = json!({ "v": 1, "id": "h1", "type": "hello", "client": "test 1.0",
+        "workspace": { "remote": "git@github.com:acme/api.git", "branch": "main", "head": "0123456789abcdef" } });
+    assert_eq!(say(&mut ws, hello).await["type"], "ack");
+    let ask = json!({ "v": 1, "id": "ho-1", "type": "handoff", "instruction": "make the retry test stable",
+        "selection": { "file": "src/retry.rs", "start_line": 10, "end_line": 12, "text": "sleep(1)" } });
+    assert_eq!(say(&mut ws, ask).await["type"], "ack");
+    let got = until_result(&mut ws).await;
+    let result = got.last().unwrap();
+    assert_eq!(result["state"], "succeeded", "{got:?}");
+    let text = result["text"].as_str().unwrap();
+    assert!(
+        text.contains("make the retry test stable") && text.contains("sleep(1)"),
+        "{text}"
+    );
+    assert!(got.iter().any(|m| m["type"] == "session_update"), "{got:?}");
+    let session = result["session"].as_str().unwrap().to_string();
+    assert!(
+        got.iter().all(|m| m["session"] == session.as_str()),
+        "{got:?}"
+    );
+    assert_eq!(app.text("SELECT repo FROM tasks").await, "acme/api");
+    let seen = result["seq"].as_i64().unwrap();
+
+    // A second hand-off; the editor goes away before its answer, then comes back with the last
+    // seq it saw: it gets this session's messages, once, and nothing it had already seen.
+    let ask2 = json!({ "v": 1, "id": "ho-2", "type": "handoff", "instruction": "and the docs" });
+    assert_eq!(say(&mut ws, ask2.clone()).await["type"], "ack");
+    drop(ws);
+    eventually(Duration::from_secs(30), "the second turn done", || async {
+        (app.count("SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'")
+            .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    let mut ws = connect(&app, &token, &[]).await.unwrap();
+    let hello = json!({ "v": 1, "id": "h2", "type": "hello", "client": "test 1.0", "last_seq": seen,
+        "workspace": { "remote": "git@github.com:acme/api.git", "branch": "main", "head": "0123456789abcdef" } });
+    ws.send(Message::Text(hello.to_string().into()))
+        .await
+        .unwrap();
+    // The client also resends ho-2, which it never saw acknowledged: stored once.
+    ws.send(Message::Text(ask2.to_string().into()))
+        .await
+        .unwrap();
+    let got = until_result(&mut ws).await;
+    assert!(
+        got.iter().all(|m| m["seq"].as_i64().unwrap() > seen),
+        "{got:?}"
+    );
+    let seqs: Vec<i64> = got.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    let mut sorted = seqs.clone();
+    sorted.dedup();
+    assert_eq!(seqs, sorted, "a message came twice: {got:?}");
+    assert!(got.last().unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .contains("and the docs"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks").await,
+        2,
+        "the resent hand-off ran twice"
+    );
+    app.stop().await;
+}
+dual_db!(handoff_test, handoff);

@@ -34,3 +34,15 @@ CREATE TABLE ide_signals (
     at            BIGINT  NOT NULL
 );
 CREATE INDEX ide_signals_subject ON ide_signals (surface, user_id, kind, subject, at);
+
+-- What Chime says to a person's editors (suggestion, session_update, result, error), in order:
+-- each connection sends the rows after the last seq its client saw (its hello's last_seq).
+CREATE TABLE ide_outbound (
+    seq           BIGSERIAL PRIMARY KEY,
+    account       TEXT    NOT NULL,
+    -- the outbox row it came from: a resent row is appended once
+    outbox_key    TEXT    NOT NULL UNIQUE,
+    payload       TEXT    NOT NULL,
+    created_at    BIGINT  NOT NULL
+);
+CREATE INDEX ide_outbound_account ON ide_outbound (account, seq);

@@ -98,5 +98,6 @@ fn place_label(p: &Place) -> String {
         Place::Slack { team, channel } => format!("slack:{team}/{channel}"),
         Place::Local { channel } => format!("local:{channel}"),
         Place::Linear { org } => format!("linear:{org}"),
+        Place::Ide { account } => format!("ide:{account}"),
     }
 }

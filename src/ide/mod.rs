@@ -2,6 +2,10 @@
 //! and speak the protocol in `integrations/ide/PROTOCOL.md`. Each client message is stored in
 //! the inbox (deduplicated on the token and the message id) before it is acknowledged.
 
+pub mod connector;
 pub mod protocol;
+pub mod reporter;
 pub mod stream;
 pub mod tokens;
+
+pub use connector::IdeConnector;

@@ -16,13 +16,17 @@ const MAX_FIELD: usize = 1024;
 pub struct ClientMessage {
     pub id: String,
     pub body: Body,
+    /// A hello's `last_seq`: the last server message the client saw (it gets those after it).
+    pub last_seq: Option<i64>,
 }
 
 #[derive(Debug, PartialEq)]
 pub enum Body {
     /// What the editor reports: stored, then recorded for the policy.
     Report(IdeReport),
-    /// `handoff`, `accept`, `dismiss`: understood, not yet acted on by this server.
+    /// An explicit request for an agent, as the text of its first turn.
+    Handoff(String),
+    /// `accept`, `dismiss`: understood, not yet acted on by this server.
     NotYet(&'static str),
 }
 
@@ -52,6 +56,62 @@ struct Workspace {
 struct HelloMsg {
     client: String,
     workspace: Workspace,
+    #[serde(default)]
+    last_seq: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Selection {
+    #[serde(default)]
+    file: String,
+    #[serde(default)]
+    start_line: u64,
+    #[serde(default)]
+    end_line: u64,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct HandoffMsg {
+    instruction: String,
+    #[serde(default)]
+    selection: Option<Selection>,
+    #[serde(default)]
+    diff: Option<String>,
+}
+
+const MAX_INSTRUCTION: usize = 4000;
+const MAX_SELECTION: usize = 32 * 1024;
+const MAX_DIFF: usize = 256 * 1024;
+
+/// A hand-off as the turn's request: the instruction, then the selection and the diff quoted as
+/// data (fences inside cannot end Chime's own).
+fn handoff_text(m: HandoffMsg) -> Result<String, String> {
+    let instruction = clean(m.instruction.trim(), MAX_INSTRUCTION, false);
+    if instruction.trim().is_empty() {
+        return Err("handoff: the instruction is empty".into());
+    }
+    let fence = |s: &str| s.replace("```", "ʼʼʼ");
+    let mut text = instruction;
+    if let Some(sel) = m.selection.filter(|s| !s.text.trim().is_empty()) {
+        text.push_str(&format!(
+            "\n\nSelected in the editor ({} lines {}–{}):\n```\n{}\n```",
+            field(&sel.file),
+            sel.start_line,
+            sel.end_line,
+            fence(&clean(&sel.text, MAX_SELECTION, false))
+        ));
+    }
+    if let Some(diff) = m.diff.filter(|d| !d.trim().is_empty()) {
+        if diff.len() > MAX_DIFF {
+            return Err(format!("handoff: the diff is over {} KiB", MAX_DIFF / 1024));
+        }
+        text.push_str(&format!(
+            "\n\nUncommitted changes in the editor's workspace:\n```diff\n{}\n```",
+            fence(&clean(&diff, MAX_DIFF, false))
+        ));
+    }
+    Ok(text)
 }
 
 #[derive(Deserialize)]
@@ -145,9 +205,11 @@ pub fn parse(text: &str) -> Result<ClientMessage, Refused> {
     }
     let kind = raw.kind.unwrap_or_default();
     let shape = |e: serde_json::Error| refuse(format!("{kind}: {e}"));
+    let mut last_seq = None;
     let body = match kind.as_str() {
         "hello" => {
             let m: HelloMsg = serde_json::from_str(text).map_err(shape)?;
+            last_seq = m.last_seq.filter(|s| *s >= 0);
             let head = m.workspace.head.trim().to_ascii_lowercase();
             if !(7..=64).contains(&head.len()) || !head.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(refuse("hello: workspace.head is not a commit sha".into()));
@@ -192,13 +254,16 @@ pub fn parse(text: &str) -> Result<ClientMessage, Refused> {
                 output_tail: clean(&m.output_tail, MAX_TAIL, true),
             })
         }
-        "handoff" => Body::NotYet("handoff"),
+        "handoff" => {
+            let m: HandoffMsg = serde_json::from_str(text).map_err(shape)?;
+            Body::Handoff(handoff_text(m).map_err(refuse)?)
+        }
         "accept" => Body::NotYet("accept"),
         "dismiss" => Body::NotYet("dismiss"),
         "" => return Err(refuse("missing type".into())),
         other => return Err(refuse(format!("unknown type {:?}", field(other)))),
     };
-    Ok(ClientMessage { id, body })
+    Ok(ClientMessage { id, body, last_seq })
 }
 
 #[cfg(test)]
@@ -243,8 +308,26 @@ mod tests {
             parse(diag).unwrap().body,
             Body::Report(IdeReport::Diagnostics { errors: 3, .. })
         ));
-        let later = r#"{"v":1,"id":"m5","type":"handoff","instruction":"fix it"}"#;
-        assert_eq!(parse(later).unwrap().body, Body::NotYet("handoff"));
+        let later = r#"{"v":1,"id":"m5","type":"accept","suggestion":"s1"}"#;
+        assert_eq!(parse(later).unwrap().body, Body::NotYet("accept"));
+        let handoff = r#"{"v":1,"id":"m6","type":"handoff","instruction":"fix it",
+            "selection":{"file":"src/a.rs","start_line":3,"end_line":4,"text":"let x = 1;```\nrm -rf /"},
+            "diff":"--- a\n+++ b\n"}"#;
+        match parse(handoff).unwrap().body {
+            Body::Handoff(text) => {
+                assert!(
+                    text.starts_with("fix it\n\nSelected in the editor (src/a.rs lines 3–4)"),
+                    "{text}"
+                );
+                assert_eq!(text.matches("```").count(), 4, "{text}");
+                assert!(text.contains("```diff\n--- a"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let hello = r#"{"v":1,"id":"m7","type":"hello","client":"c","last_seq":41,
+            "workspace":{"remote":"r","branch":"b","head":"0123456"}}"#;
+        assert_eq!(parse(hello).unwrap().last_seq, Some(41));
+        assert!(parse(r#"{"v":1,"id":"m8","type":"handoff","instruction":"  "}"#).is_err());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 use super::protocol::{self, Body};
 use super::tokens::{self, Owner};
+use crate::binding::Binding;
 use crate::db::Db;
-use crate::event::{Author, Event, IdeSignal};
+use crate::event::{Author, Event, IdeSignal, Mention};
 use crate::ids::UserId;
 use crate::queue::inbox::InboxWriter;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -15,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::json;
+use sha2::Digest;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +28,12 @@ const RECHECK: Duration = Duration::from_secs(2);
 pub struct IdeStream {
     pub db: Db,
     pub inbox: InboxWriter,
+    /// Woken when a message is queued for an editor.
+    pub queued: Arc<tokio::sync::Notify>,
 }
+
+/// How often a connection looks for messages queued by another replica.
+const POLL: Duration = Duration::from_millis(500);
 
 pub fn routes(state: Arc<IdeStream>) -> Router {
     Router::new()
@@ -97,8 +104,50 @@ async fn send(socket: &mut WebSocket, v: serde_json::Value) -> bool {
         .is_ok()
 }
 
+/// The person's queue name: `surface.user`.
+pub fn account(owner: &Owner) -> String {
+    format!("{}.{}", owner.surface, owner.user)
+}
+
+/// Sends what is queued for this person after `cursor`; returns the new cursor, or None when the
+/// socket is gone.
+async fn send_queued(socket: &mut WebSocket, db: &Db, account: &str, cursor: i64) -> Option<i64> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, payload FROM ide_outbound WHERE account = $1 AND seq > $2 ORDER BY seq LIMIT 100",
+    )
+    .bind(account)
+    .bind(cursor)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap_or_default();
+    let mut cursor = cursor;
+    for (seq, payload) in rows {
+        let mut message: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
+        message["seq"] = json!(seq);
+        if !send(socket, message).await {
+            return None;
+        }
+        cursor = seq;
+    }
+    Some(cursor)
+}
+
+async fn latest_seq(db: &Db, account: &str) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM ide_outbound WHERE account = $1")
+        .bind(account)
+        .fetch_one(&db.pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
 async fn serve(mut socket: WebSocket, owner: Owner, state: Arc<IdeStream>) {
     let mut recheck = tokio::time::interval(RECHECK);
+    let mut poll = tokio::time::interval(POLL);
+    let account = account(&owner);
+    // Nothing is sent before the client's hello says where it left off.
+    let mut cursor: Option<i64> = None;
     loop {
         tokio::select! {
             frame = socket.recv() => {
@@ -107,11 +156,19 @@ async fn serve(mut socket: WebSocket, owner: Owner, state: Arc<IdeStream>) {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue, // binary, ping, pong
                 };
-                let reply = handle_text(&state, &owner, text.as_str()).await;
+                let (reply, hello) = handle_text(&state, &owner, text.as_str()).await;
+                if let Some(last_seq) = hello {
+                    cursor = Some(match last_seq {
+                        Some(s) => s,
+                        None => latest_seq(&state.db, &account).await,
+                    });
+                }
                 if !send(&mut socket, reply).await {
                     break;
                 }
             }
+            _ = state.queued.notified() => {}
+            _ = poll.tick() => {}
             _ = recheck.tick() => {
                 if !tokens::is_live(&state.db, owner.token_id).await.unwrap_or(true) {
                     let _ = socket.send(Message::Close(Some(CloseFrame {
@@ -123,42 +180,79 @@ async fn serve(mut socket: WebSocket, owner: Owner, state: Arc<IdeStream>) {
                 }
             }
         }
+        if let Some(c) = cursor {
+            match send_queued(&mut socket, &state.db, &account, c).await {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
     }
 }
 
-/// One client message: stored and acknowledged, or refused with a reason.
-async fn handle_text(state: &IdeStream, owner: &Owner, text: &str) -> serde_json::Value {
+/// One client message: stored and acknowledged, or refused with a reason. The second value is
+/// a hello's `last_seq` (`Some(None)`: a hello without one).
+async fn handle_text(
+    state: &IdeStream,
+    owner: &Owner,
+    text: &str,
+) -> (serde_json::Value, Option<Option<i64>>) {
     let msg = match protocol::parse(text) {
         Ok(m) => m,
         Err(refused) => {
             crate::metrics::event_rejected("ide", "malformed");
-            return json!({ "v": protocol::VERSION, "type": "error", "id": refused.id, "reason": refused.reason });
+            return (
+                json!({ "v": protocol::VERSION, "type": "error", "id": refused.id, "reason": refused.reason }),
+                None,
+            );
         }
     };
-    let report = match msg.body {
-        Body::Report(r) => r,
+    let author = Author {
+        user: UserId::new(owner.user.as_str()),
+        external: false,
+    };
+    let hello = matches!(
+        msg.body,
+        Body::Report(crate::event::IdeReport::Hello { .. })
+    )
+    .then_some(msg.last_seq);
+    let event = match msg.body {
+        Body::Report(report) => Event::IdeSignal(IdeSignal {
+            account_surface: owner.surface.clone(),
+            author,
+            token: owner.token_id,
+            report,
+        }),
+        Body::Handoff(text) => {
+            // The hand-off's session is named by the token and the client's id (hashed: an id
+            // may hold characters a binding cannot).
+            let digest = hex::encode(sha2::Sha256::digest(msg.id.as_bytes()));
+            Event::Mention(Mention {
+                binding: Binding::Ide {
+                    account: account(owner),
+                    handoff: format!("t{}-{}", owner.token_id, &digest[..16]),
+                },
+                message: msg.id.clone(),
+                author,
+                text,
+            })
+        }
         Body::NotYet(kind) => {
-            return json!({ "v": protocol::VERSION, "type": "error", "id": msg.id,
-                "reason": format!("{kind} is not handled by this Chime yet") });
+            return (
+                json!({ "v": protocol::VERSION, "type": "error", "id": msg.id,
+                    "reason": format!("{kind} is not handled by this Chime yet") }),
+                None,
+            );
         }
     };
-    let event = Event::IdeSignal(IdeSignal {
-        account_surface: owner.surface.clone(),
-        author: Author {
-            user: UserId::new(owner.user.as_str()),
-            external: false,
-        },
-        token: owner.token_id,
-        report,
-    });
     // Named by the token and the client's id: a resend after a reconnect is the same event.
     let delivery = format!("{}:{}", owner.token_id, msg.id);
-    match state.inbox.accept("ide", &delivery, &event).await {
+    let reply = match state.inbox.accept("ide", &delivery, &event).await {
         Ok(_) => json!({ "v": protocol::VERSION, "type": "ack", "id": msg.id }),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "could not store an IDE message");
             json!({ "v": protocol::VERSION, "type": "error", "id": msg.id,
                 "reason": "could not store the message; send it again" })
         }
-    }
+    };
+    (reply, hello)
 }

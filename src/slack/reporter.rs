@@ -78,7 +78,7 @@ pub fn thread_of(b: &Binding) -> (String, String) {
         | Binding::LocalThread { channel, thread } => (channel.to_string(), thread.to_string()),
         // Never written by this reporter: a Linear binding has its own (an empty channel is
         // refused by the sender, never guessed).
-        Binding::Linear { .. } => (String::new(), String::new()),
+        Binding::Linear { .. } | Binding::Ide { .. } => (String::new(), String::new()),
     }
 }
 
