@@ -69,10 +69,17 @@ async fn three_replicas_post_each_digest_once(db: TestDb) {
     .fetch_one(&conn_db.pool)
     .await
     .unwrap();
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE idempotency_key LIKE 'digest:%'")
+            .fetch_one(&conn_db.pool)
+            .await
+            .unwrap();
     assert_eq!(posted as i64, sent, "a digest posted twice, or one lost");
+    // Each claimed due time queued one digest; rows still queued when the replicas stopped (one
+    // per replica at most, on a slow machine) are sent by the next one to start.
     assert!(
-        claimed >= sent && claimed <= sent + 1,
-        "claimed {claimed}, sent {sent}"
+        claimed <= queued && queued <= claimed + 3 && sent <= queued,
+        "claimed {claimed}, queued {queued}, sent {sent}"
     );
     let keys: HashSet<String> = digests(&slack)
         .iter()

@@ -44,6 +44,8 @@ export class ChimeClient extends EventEmitter {
   private readonly pending = new Map<string, Incoming>();
   private stopped = false;
   private delay: number;
+  /** The `seq` of the last Chime message seen: sent in each `hello`, so nothing is missed. */
+  lastSeq?: number;
   private timer?: NodeJS.Timeout;
 
   constructor(private readonly options: ClientOptions) {
@@ -90,6 +92,7 @@ export class ChimeClient extends EventEmitter {
   send(message: Outgoing): string {
     const id = randomUUID();
     const full: Incoming = { ...message, v: PROTOCOL_VERSION, id };
+    if (message.type === "hello" && this.lastSeq !== undefined) full.last_seq = this.lastSeq;
     this.pending.set(id, full);
     if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(full));
     return id;
@@ -112,6 +115,11 @@ export class ChimeClient extends EventEmitter {
       message = JSON.parse(text) as Incoming;
     } catch {
       return;
+    }
+    if (typeof message.seq === "number") {
+      // Chime sends its queue in order; anything at or before what was seen is a repeat.
+      if (this.lastSeq !== undefined && message.seq <= this.lastSeq) return;
+      this.lastSeq = message.seq;
     }
     if (message.type === "ack" && typeof message.id === "string") {
       this.pending.delete(message.id);

@@ -1,6 +1,6 @@
 // The extension's protocol client against a real `chime serve` (CHIME_BIN, or this checkout's
 // debug build): refused with a bad token, messages queued offline are sent on connect and
-// acknowledged, and a revoked token ends the connection for good.
+// acknowledged, hello → handoff → result, and a revoked token ends the connection for good.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -73,10 +73,17 @@ test("the protocol client against chime serve", { timeout: 60_000 }, async (t) =
     client.connect();
     await until("both acknowledged", () => client.unacknowledged === 0);
     assert.equal(acks.length, 2);
+    // A hand-off: the session's updates, then its result, come back over the socket.
+    const results = [];
+    client.on("message", (m) => m.type === "result" && results.push(m));
+    client.send({ type: "handoff", instruction: "make the retry test stable", selection: { file: "src/retry.rs", start_line: 1, end_line: 2, text: "sleep(1)" } });
+    await until("the result", () => results.length === 1, 30_000);
+    assert.match(results[0].text, /make the retry test stable/);
+    assert.equal(typeof client.lastSeq, "number");
     // A message Chime refuses is answered with an error and not kept for resending.
     const errors = [];
     client.on("error_message", (m) => errors.push(m));
-    client.send({ type: "no_such_type" });
+    client.send({ type: "accept_everything" });
     await until("the refusal", () => errors.length === 1);
     assert.equal(client.unacknowledged, 0);
 
