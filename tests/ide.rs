@@ -328,6 +328,15 @@ async fn handoff(db: TestDb) {
         2,
         "the resent hand-off ran twice"
     );
+
+    // Another person's editor, asking for everything from the start, gets none of U1's messages.
+    let (_, other) = mint(&db, "U2");
+    let mut ws2 = connect(&app, &other, &[]).await.unwrap();
+    let hello = json!({ "v": 1, "id": "h1", "type": "hello", "client": "test 1.0", "last_seq": 0,
+        "workspace": { "remote": "git@github.com:acme/api.git", "branch": "main", "head": "0123456789abcdef" } });
+    assert_eq!(say(&mut ws2, hello).await["type"], "ack");
+    let more = tokio::time::timeout(Duration::from_secs(2), ws2.next()).await;
+    assert!(more.is_err(), "U2's editor got a message: {more:?}");
     app.stop().await;
 }
 dual_db!(handoff_test, handoff);
