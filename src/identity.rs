@@ -117,29 +117,31 @@ pub async fn unlink(
     Ok(gone > 0)
 }
 
-/// Links `user` on `connector`'s surface with their account on `other` found by the email the
-/// platform verified; false when either side does not tell or finds no one.
+/// Links `user` on `connector`'s surface with their account on the first of `others` found by
+/// the email the platform verified (asked once); false when no side tells or finds anyone.
 pub async fn link_by_email(
     db: &Db,
     connector: &dyn Connector,
-    other: &dyn Connector,
+    others: &[&dyn Connector],
     user: &str,
 ) -> anyhow::Result<bool> {
     let Some(email) = connector.email_of(user).await else {
         return Ok(false);
     };
-    let Some(found) = other.user_by_email(&email).await else {
-        return Ok(false);
-    };
-    let mut conn = db.pool.acquire().await?;
-    link(
-        &mut conn,
-        (connector.surface().as_str(), user),
-        (other.surface().as_str(), &found),
-        "email",
-    )
-    .await?;
-    Ok(true)
+    for other in others {
+        if let Some(found) = other.user_by_email(&email).await {
+            let mut conn = db.pool.acquire().await?;
+            link(
+                &mut conn,
+                (connector.surface().as_str(), user),
+                (other.surface().as_str(), &found),
+                "email",
+            )
+            .await?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A fresh one-time code for `(surface, user)` to redeem elsewhere.
@@ -231,10 +233,9 @@ pub async fn check(
         return Ok(Standing::Ok);
     }
     drop(conn);
-    for other in &others {
-        if link_by_email(db, connector, other.as_ref(), user).await? {
-            return Ok(Standing::Ok);
-        }
+    let others: Vec<&dyn Connector> = others.iter().map(|c| c.as_ref()).collect();
+    if link_by_email(db, connector, &others, user).await? {
+        return Ok(Standing::Ok);
     }
     let code = new_code(db, surface.as_str(), user).await?;
     Ok(Standing::MustLink { code })

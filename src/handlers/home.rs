@@ -53,7 +53,7 @@ pub async fn handle_setting(ctx: &Ctx, inbox_id: i64, s: SettingChanged) -> anyh
                     if crate::identity::link_by_email(
                         &ctx.db,
                         connector.as_ref(),
-                        o.as_ref(),
+                        &[o.as_ref()],
                         user,
                     )
                     .await? =>
