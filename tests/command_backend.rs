@@ -226,11 +226,23 @@ fn pid_by_argv(argv: &[&str]) -> i32 {
         .iter()
         .flat_map(|a| [a.as_bytes(), b"\0"].concat())
         .collect();
-    let found: Vec<i32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
-        .collect();
+    let scan = || -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+            .collect()
+    };
+    // A shell that forks (for `sleep`) has a child with its own argv until that child execs:
+    // scan again for a moment before deciding there are two.
+    let mut found = scan();
+    for _ in 0..50 {
+        if found.len() == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        found = scan();
+    }
     assert_eq!(found.len(), 1, "processes running {argv:?}: {found:?}");
     found[0]
 }
