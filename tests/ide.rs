@@ -152,8 +152,12 @@ async fn stream(db: TestDb) {
         json!({ "v": 1, "id": "m4", "type": "accept", "suggestion": "s1" }),
     )
     .await;
+    assert_eq!(later["type"], "error", "{later}");
     assert!(
-        later["reason"].as_str().unwrap().contains("not handled"),
+        later["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a suggestion id"),
         "{later}"
     );
     let garbage = say(&mut ws, Value::String("not json".into())).await;
@@ -340,3 +344,164 @@ async fn handoff(db: TestDb) {
     app.stop().await;
 }
 dual_db!(handoff_test, handoff);
+
+/// The shipped policy without quiet hours (CI runs at any hour), with its hour-long cooldown.
+fn ide_policy(dir: &std::path::Path) -> std::path::PathBuf {
+    let policy = test_policy(dir, 0.0);
+    let text = std::fs::read_to_string(&policy).unwrap().replacen(
+        "channel_cooldown_minutes = 0",
+        "channel_cooldown_minutes = 60",
+        1,
+    );
+    std::fs::write(&policy, text).unwrap();
+    policy
+}
+
+async fn hello(socket: &mut Socket, id: &str) {
+    let hello = json!({ "v": 1, "id": id, "type": "hello", "client": "test 1.0",
+        "workspace": { "remote": "git@github.com:acme/api.git", "branch": "fix/retry", "head": "0123456789abcdef" } });
+    assert_eq!(say(socket, hello).await["type"], "ack");
+}
+
+/// The next message from Chime that is not an ack.
+async fn next_said(socket: &mut Socket) -> Value {
+    loop {
+        let m = next(socket).await;
+        if m["type"] != "ack" {
+            return m;
+        }
+    }
+}
+
+/// The policy on editor signals: the same test failing in three runs → one suggestion; a
+/// burst of fifty failing runs → still one; accept → a session whose updates and result come
+/// back over the socket; dismiss → recorded and learnt from; another person's accept does
+/// nothing.
+async fn suggestions(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&db, &slack);
+    config.suggestions.enabled = true;
+    config.suggestions.policy = Some(ide_policy(dir.path()));
+    config.repos.insert(
+        "acme/api".into(),
+        chime::config::RepoConfig {
+            url: "https://github.com/acme/api.git".into(),
+            default_branch: None,
+        },
+    );
+    let app = TestApp::spawn(config).await;
+    let suggested = || async {
+        app.count("SELECT COUNT(*) FROM suggestions WHERE state = 'offered'")
+            .await
+    };
+
+    // Two failing runs of api::retry: nothing yet. The third: one suggestion.
+    let (_, token) = mint(&db, "U1");
+    let mut ws = connect(&app, &token, &[]).await.unwrap();
+    hello(&mut ws, "h1").await;
+    for id in ["r1", "r2"] {
+        assert_eq!(
+            say(&mut ws, test_run(id, "api::retry")).await["type"],
+            "ack"
+        );
+    }
+    all_handled(&app).await;
+    assert_eq!(suggested().await, 0);
+    assert_eq!(
+        say(&mut ws, test_run("r3", "api::retry")).await["type"],
+        "ack"
+    );
+    let offer = next_said(&mut ws).await;
+    assert_eq!(offer["type"], "suggestion", "{offer}");
+    assert_eq!(offer["text"], "Hand this flaky test to a cloud agent?");
+    assert!(
+        offer["why"].as_str().unwrap().contains("3 of 3 runs"),
+        "{offer}"
+    );
+    assert_eq!(offer["actions"], json!(["accept", "dismiss"]));
+    let sid = offer["id"].as_str().unwrap().to_string();
+    let session = offer["session"].as_str().unwrap().to_string();
+
+    // A burst of fifty failing runs (five tests, ten failures each): no other suggestion.
+    for i in 0..50 {
+        let run = test_run(&format!("b{i}"), &format!("api::t{}", i % 5));
+        ws.send(Message::Text(run.to_string().into()))
+            .await
+            .unwrap();
+    }
+    for _ in 0..50 {
+        let m = next(&mut ws).await;
+        assert_eq!(m["type"], "ack", "{m}");
+    }
+    all_handled(&app).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM suggestions").await, 1);
+
+    // Another person's editor cannot answer U1's suggestion.
+    let (_, token2) = mint(&db, "U2");
+    let mut ws2 = connect(&app, &token2, &[]).await.unwrap();
+    hello(&mut ws2, "h1").await;
+    let steal = json!({ "v": 1, "id": "a1", "type": "accept", "suggestion": sid });
+    assert_eq!(say(&mut ws2, steal).await["type"], "ack");
+    all_handled(&app).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
+    assert_eq!(suggested().await, 1);
+
+    // Accept: a session on the workspace's repository, about the failing test.
+    let accept = json!({ "v": 1, "id": "a1", "type": "accept", "suggestion": sid });
+    assert_eq!(say(&mut ws, accept).await["type"], "ack");
+    let got = until_result(&mut ws).await;
+    let result = got.last().unwrap();
+    assert_eq!(result["state"], "succeeded", "{got:?}");
+    assert!(got.iter().any(|m| m["type"] == "session_update"), "{got:?}");
+    assert!(
+        got.iter().all(|m| m["session"] == session.as_str()),
+        "{got:?}"
+    );
+    let text = result["text"].as_str().unwrap();
+    assert!(
+        text.contains("api::retry") && text.contains("fix/retry"),
+        "{text}"
+    );
+    assert_eq!(app.text("SELECT repo FROM tasks").await, "acme/api");
+    assert_eq!(app.text("SELECT state FROM suggestions").await, "accepted");
+    // Accepting again: told, not run again.
+    let again = json!({ "v": 1, "id": "a2", "type": "accept", "suggestion": sid });
+    assert_eq!(say(&mut ws, again).await["type"], "ack");
+    let told = next_said(&mut ws).await;
+    assert_eq!(told["type"], "error", "{told}");
+    assert!(told["reason"]
+        .as_str()
+        .unwrap()
+        .contains("already answered"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
+
+    // U2's own flaky test, dismissed: recorded, and U2's threshold rises by one run.
+    for id in ["r1", "r2", "r3"] {
+        assert_eq!(
+            say(&mut ws2, test_run(id, "web::login")).await["type"],
+            "ack"
+        );
+    }
+    let offer = next_said(&mut ws2).await;
+    assert_eq!(offer["type"], "suggestion", "{offer}");
+    let dismiss = json!({ "v": 1, "id": "d1", "type": "dismiss", "suggestion": offer["id"] });
+    assert_eq!(say(&mut ws2, dismiss).await["type"], "ack");
+    all_handled(&app).await;
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM suggestions WHERE state = 'dismissed' AND answered_by = 'U2'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT shift_milli FROM policy_thresholds WHERE place = 'slack.U2' AND action = 'hand_off_flaky_test'"
+        )
+        .await,
+        1000
+    );
+    app.stop().await;
+}
+dual_db!(suggestions_test, suggestions);

@@ -26,6 +26,14 @@ pub async fn handle_button(
     let reporter = connector.reporter();
     let user = b.author.user.to_string();
     let membership = connector.check_member(&binding.location(), &b.author).await;
+    // An accepted suggestion starts a session where the surface says which repository it is
+    // about (the editor's workspace); asked before the transaction: it may be a network call.
+    let suggested = match (&membership, &b.action) {
+        (Membership::Allowed, ButtonAction::Accept { .. }) => {
+            connector.suggest_repo(&binding).await
+        }
+        _ => None,
+    };
     let mut tx = ctx.db.begin().await?;
     if let Membership::Denied(why) = membership {
         tracing::info!(user = %user, reason = %why, "refused a button click");
@@ -59,7 +67,13 @@ pub async fn handle_button(
         ButtonAction::Accept { suggestion }
         | ButtonAction::NotNow { suggestion }
         | ButtonAction::MuteHere { suggestion } => {
-            super::suggestions::handle(ctx, &mut tx, reporter, &binding, &b, suggestion).await?;
+            let pressed = super::suggestions::Pressed {
+                binding: &binding,
+                click: &b,
+                suggestion,
+                repo: suggested,
+            };
+            super::suggestions::handle(ctx, &mut tx, reporter, pressed).await?;
             inbox::complete_in(&mut tx, inbox_id).await?;
             tx.commit().await?;
             ctx.wake();

@@ -6,18 +6,33 @@ use crate::binding::Binding;
 use crate::connector::Reporter;
 use crate::context::Ctx;
 use crate::event::{ButtonAction, ButtonClicked};
+use crate::ids::RepoName;
 use crate::policy::live::{self, OfferAnswer};
 use crate::session::turns::{self, Started, TurnOptions, TurnRequest};
 use sqlx::AnyConnection;
+
+/// A press of one of a suggestion's buttons.
+pub struct Pressed<'a> {
+    /// Where it was pressed.
+    pub binding: &'a Binding,
+    pub click: &'a ButtonClicked,
+    pub suggestion: &'a str,
+    /// The repository the surface says the place is about, for the session it may start.
+    pub repo: Option<RepoName>,
+}
 
 pub async fn handle(
     ctx: &Ctx,
     tx: &mut AnyConnection,
     reporter: &dyn Reporter,
-    binding: &Binding,
-    b: &ButtonClicked,
-    id: &str,
+    pressed: Pressed<'_>,
 ) -> anyhow::Result<()> {
+    let Pressed {
+        binding,
+        click: b,
+        suggestion: id,
+        repo,
+    } = pressed;
     let by = &b.author.user;
     let Some(s) = live::get(tx, id).await? else {
         tracing::info!(suggestion = id, "button for an unknown suggestion; ignored");
@@ -56,7 +71,10 @@ pub async fn handle(
                 requester: by,
                 message: None,
                 prompt: &prompt,
-                options: TurnOptions::default(),
+                options: TurnOptions {
+                    repo,
+                    ..TurnOptions::default()
+                },
                 refs: vec![],
             };
             match turns::start_turn(tx, &ctx.config, reporter, request).await? {

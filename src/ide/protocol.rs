@@ -26,8 +26,8 @@ pub enum Body {
     Report(IdeReport),
     /// An explicit request for an agent, as the text of its first turn.
     Handoff(String),
-    /// `accept`, `dismiss`: understood, not yet acted on by this server.
-    NotYet(&'static str),
+    /// `accept` (true) or `dismiss` (false) of the suggestion with this id.
+    Answer { suggestion: String, accept: bool },
 }
 
 /// What is wrong with a message: the id it named (when it had a usable one) and why.
@@ -69,6 +69,11 @@ struct Selection {
     #[serde(default)]
     end_line: u64,
     text: String,
+}
+
+#[derive(Deserialize)]
+struct AnswerMsg {
+    suggestion: String,
 }
 
 #[derive(Deserialize)]
@@ -258,8 +263,19 @@ pub fn parse(text: &str) -> Result<ClientMessage, Refused> {
             let m: HandoffMsg = serde_json::from_str(text).map_err(shape)?;
             Body::Handoff(handoff_text(m).map_err(refuse)?)
         }
-        "accept" => Body::NotYet("accept"),
-        "dismiss" => Body::NotYet("dismiss"),
+        "accept" | "dismiss" => {
+            let m: AnswerMsg = serde_json::from_str(text).map_err(shape)?;
+            // Suggestion ids are Chime's own (32 hex digits); anything else names none.
+            let valid = (1..=64).contains(&m.suggestion.len())
+                && m.suggestion.chars().all(|c| c.is_ascii_hexdigit());
+            if !valid {
+                return Err(refuse(format!("{kind}: suggestion is not a suggestion id")));
+            }
+            Body::Answer {
+                suggestion: m.suggestion.to_ascii_lowercase(),
+                accept: kind == "accept",
+            }
+        }
         "" => return Err(refuse("missing type".into())),
         other => return Err(refuse(format!("unknown type {:?}", field(other)))),
     };
@@ -308,8 +324,29 @@ mod tests {
             parse(diag).unwrap().body,
             Body::Report(IdeReport::Diagnostics { errors: 3, .. })
         ));
-        let later = r#"{"v":1,"id":"m5","type":"accept","suggestion":"s1"}"#;
-        assert_eq!(parse(later).unwrap().body, Body::NotYet("accept"));
+        let accept = r#"{"v":1,"id":"m5","type":"accept","suggestion":"0A1b"}"#;
+        assert_eq!(
+            parse(accept).unwrap().body,
+            Body::Answer {
+                suggestion: "0a1b".into(),
+                accept: true
+            }
+        );
+        let dismiss = r#"{"v":1,"id":"m7","type":"dismiss","suggestion":"ff"}"#;
+        assert!(matches!(
+            parse(dismiss).unwrap().body,
+            Body::Answer { accept: false, .. }
+        ));
+        for bad in [
+            r#"{"v":1,"id":"m8","type":"accept"}"#,
+            r#"{"v":1,"id":"m8","type":"accept","suggestion":""}"#,
+            r#"{"v":1,"id":"m8","type":"accept","suggestion":"../x"}"#,
+            r#"{"v":1,"id":"m8","type":"dismiss","suggestion":7}"#,
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.id.as_deref(), Some("m8"), "{bad}");
+            assert!(e.reason.contains("suggestion"), "{bad}: {}", e.reason);
+        }
         let handoff = r#"{"v":1,"id":"m6","type":"handoff","instruction":"fix it",
             "selection":{"file":"src/a.rs","start_line":3,"end_line":4,"text":"let x = 1;```\nrm -rf /"},
             "diff":"--- a\n+++ b\n"}"#;

@@ -164,8 +164,10 @@ impl Reporter for IdeReporter {
     }
 
     async fn offer(&self, conn: &mut AnyConnection, offer: &Offer) -> anyhow::Result<()> {
+        // `session`: what the session_update and result messages will name, once accepted.
         let message = json!({ "v": 1, "type": "suggestion", "id": offer.id, "text": offer.button,
-            "why": offer.reasons.join("; "), "actions": ["accept", "dismiss"] });
+            "why": cut(&offer.reasons.join("; ")), "session": session_of(&offer.binding),
+            "actions": ["accept", "dismiss"] });
         self.write(
             conn,
             &offer.binding,

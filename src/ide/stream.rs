@@ -6,7 +6,7 @@ use super::protocol::{self, Body};
 use super::tokens::{self, Owner};
 use crate::binding::Binding;
 use crate::db::Db;
-use crate::event::{Author, Event, IdeSignal, Mention};
+use crate::event::{Author, ButtonAction, ButtonClicked, Event, IdeSignal, Mention};
 use crate::ids::UserId;
 use crate::queue::inbox::InboxWriter;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -189,6 +189,12 @@ async fn serve(mut socket: WebSocket, owner: Owner, state: Arc<IdeStream>) {
     }
 }
 
+/// A client's message id as part of a binding (hashed: an id may hold characters a binding
+/// cannot).
+fn id_digest(id: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(id.as_bytes())[..8])
+}
+
 /// One client message: stored and acknowledged, or refused with a reason. The second value is
 /// a hello's `last_seq` (`Some(None)`: a hello without one).
 async fn handle_text(
@@ -223,25 +229,33 @@ async fn handle_text(
             report,
         }),
         Body::Handoff(text) => {
-            // The hand-off's session is named by the token and the client's id (hashed: an id
-            // may hold characters a binding cannot).
-            let digest = hex::encode(sha2::Sha256::digest(msg.id.as_bytes()));
+            // The hand-off's session is named by the token and the client's id.
             Event::Mention(Mention {
                 binding: Binding::Ide {
                     account: account(owner),
-                    handoff: format!("t{}-{}", owner.token_id, &digest[..16]),
+                    handoff: format!("t{}-{}", owner.token_id, id_digest(&msg.id)),
                 },
                 message: msg.id.clone(),
                 author,
                 text,
             })
         }
-        Body::NotYet(kind) => {
-            return (
-                json!({ "v": protocol::VERSION, "type": "error", "id": msg.id,
-                    "reason": format!("{kind} is not handled by this Chime yet") }),
-                None,
-            );
+        Body::Answer { suggestion, accept } => {
+            // As a press of the suggestion's button in this person's editor: the suggestion
+            // handler checks that it was offered to them, here.
+            let action = if accept {
+                ButtonAction::Accept { suggestion }
+            } else {
+                ButtonAction::NotNow { suggestion }
+            };
+            Event::ButtonClicked(ButtonClicked {
+                binding: Some(Binding::Ide {
+                    account: account(owner),
+                    handoff: format!("t{}-{}", owner.token_id, id_digest(&msg.id)),
+                }),
+                author,
+                action,
+            })
         }
     };
     // Named by the token and the client's id: a resend after a reconnect is the same event.

@@ -151,6 +151,16 @@ impl Relevance {
         self.action.is_some()
     }
 
+    /// A judgement made elsewhere (an editor's signal) that action `action` fits, for
+    /// [`within_budgets`] to weigh.
+    pub(crate) fn of_action(action: usize, score: f64, reasons: Vec<Reason>) -> Self {
+        Self {
+            action: Some(action),
+            score,
+            reasons,
+        }
+    }
+
     fn decision(self, policy: &Policy) -> Decision {
         match self.action {
             Some(a) => Decision {

@@ -105,7 +105,7 @@ async fn save_thread(
 const OFFERED: &str = "('offered', 'accepted', 'dismissed', 'muted')";
 
 /// What the store remembers that bears on a decision about `m`.
-async fn memory(
+pub(crate) async fn memory(
     conn: &mut AnyConnection,
     policy: &Policy,
     m: &Message<'_>,
@@ -240,15 +240,7 @@ pub async fn judge_message(
                     .ok()
                     .filter(|s| s.delivery == "ephemeral" && !m.author_is_bot)
                     .map(|_| m.author.user.as_str());
-                if let Some(id) =
-                    insert(tx, m, &thread, &d, "offered", now_ms(), private_to).await?
-                {
-                    to_offer = Some(ToOffer {
-                        id,
-                        private_to: private_to.map(str::to_string),
-                        decision: d,
-                    });
-                }
+                to_offer = record(tx, m, &thread, d, private_to).await?;
             } else {
                 tracing::debug!(thread = %thread, reasons = ?d.reasons, "quiet");
             }
@@ -257,6 +249,22 @@ pub async fn judge_message(
     judge::observe(policy, &mut state, &msg);
     save_thread(tx, &thread, &state).await?;
     Ok(to_offer)
+}
+
+/// Records decision `d` about `m` as an offer to show now; None when its thread already has one.
+pub(crate) async fn record(
+    tx: &mut AnyConnection,
+    m: &ChannelMessage,
+    thread: &str,
+    d: Decision,
+    private_to: Option<&str>,
+) -> anyhow::Result<Option<ToOffer>> {
+    let id = insert(tx, m, thread, &d, "offered", now_ms(), private_to).await?;
+    Ok(id.map(|id| ToOffer {
+        id,
+        private_to: private_to.map(str::to_string),
+        decision: d,
+    }))
 }
 
 /// Inserts a suggestion row; None when the thread already has one.
@@ -402,7 +410,7 @@ pub async fn learn(
     let Some(a) = policy.actions.iter().find(|a| a.kind == action) else {
         return Ok(());
     };
-    let step: i64 = if accepted { -20 } else { 50 };
+    let step = (if accepted { a.steps.0 } else { a.steps.1 } * 1000.0).round() as i64;
     let (lo, hi) = (
         ((a.bounds.0 - a.threshold) * 1000.0).round() as i64,
         ((a.bounds.1 - a.threshold) * 1000.0).round() as i64,

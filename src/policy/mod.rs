@@ -5,6 +5,7 @@
 //! error naming the file, line and column. `judge.rs` is the decision itself, a pure function of
 //! Chime's typed messages and what came before them; `replay.rs` runs it over a file.
 
+pub mod ide;
 pub mod judge;
 pub mod live;
 pub mod replay;
@@ -30,6 +31,9 @@ pub struct PolicyFile {
     pub injection: InjectionFile,
     #[serde(rename = "action")]
     pub actions: Vec<ActionFile>,
+    /// Rules on what editors report (`policy/ide.rs`).
+    #[serde(default, rename = "ide")]
+    pub ide_rules: Vec<ide::IdeRuleFile>,
 }
 
 /// Where a policy speaks, and how.
@@ -176,6 +180,8 @@ pub struct Policy {
     pub(crate) signal_of: Vec<(usize, f64)>,
     pub(crate) injection: Vec<Regex>,
     pub(crate) quiet: Option<(u32, u32, i32)>,
+    /// The `[[ide]]` rules; their actions follow the `[[action]]`s in `actions`.
+    pub(crate) ide: Vec<ide::IdeRule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +223,8 @@ pub(crate) struct Action {
     pub threshold: f64,
     pub bounds: (f64, f64),
     pub whys: Vec<String>,
+    /// How far one acceptance and one "Not now" move the threshold.
+    pub steps: (f64, f64),
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -364,6 +372,7 @@ impl Policy {
                 threshold: a.threshold,
                 bounds: (a.threshold_min, a.threshold_max),
                 whys: a.signals.iter().map(|s| s.why.clone()).collect(),
+                steps: (-0.02, 0.05),
             });
         }
         let compile = |what: &str, patterns: &[String]| {
@@ -401,6 +410,22 @@ impl Policy {
                 }
             },
         };
+        let ide_checked = ide::check(&file.ide_rules, actions.len(), |needle, message| {
+            err(locate(text, needle), message)
+        })?;
+        let mut ide = Vec::with_capacity(ide_checked.len());
+        for (rule, action) in ide_checked {
+            actions.push(action);
+            ide.push(rule);
+        }
+        for (i, a) in actions.iter().enumerate() {
+            if actions[..i].iter().any(|b| b.kind == a.kind) {
+                return Err(err(
+                    locate(text, &format!("\"{}\"", a.kind)),
+                    format!("action kind {:?} is named twice", a.kind),
+                ));
+            }
+        }
         compile("claimed", &file.handled.claimed)?;
         compile("answered", &file.handled.answered)?;
         compile("resolved", &file.handled.resolved)?;
@@ -426,6 +451,7 @@ impl Policy {
             signal_of,
             injection,
             quiet,
+            ide,
             actions,
             file,
         })
@@ -482,6 +508,13 @@ mod tests {
     fn the_shipped_policy_is_valid() {
         let p = Policy::default_policy();
         assert!(p.actions.len() >= 7, "{}", p.actions.len());
+        // The editor rules follow the text actions, and no text signal points at them.
+        assert_eq!(p.ide.len(), 3);
+        let first = p.actions.len() - p.ide.len();
+        assert!(p.ide.iter().enumerate().all(|(i, r)| r.action == first + i));
+        assert!(p.signal_of.iter().all(|(a, _)| *a < first));
+        assert_eq!(p.actions[first].kind, "hand_off_flaky_test");
+        assert_eq!(p.actions[first].steps, (-1.0, 1.0));
     }
 
     #[test]
@@ -519,8 +552,31 @@ mod tests {
                 base.replacen("start = \"20:00\"", "start = \"25:00\"", 1),
                 "quiet_hours",
             ),
+            (
+                base.replacen("\nsignal = \"test_failed\"", "\nsignal = \"typing\"", 1),
+                "signal must be",
+            ),
+            (
+                base.replacen("threshold_max = 6", "threshold_max = 2", 1),
+                "threshold_min <= threshold",
+            ),
+            (
+                base.replacen("threshold_min = 2", "threshold_min = 0", 1),
+                "0 < threshold_min",
+            ),
+            (
+                base.replacen("within_minutes = 10", "within_minutes = -1", 1),
+                "within_minutes",
+            ),
+            (
+                base.replacen("kind = \"hand_off_build_error\"", "kind = \"fix_ci\"", 1),
+                "named twice",
+            ),
+            (base.replacen("step = 1", "stride = 1", 1), "stride"),
         ] {
-            let e = Policy::parse("p.toml", &bad).unwrap_err();
+            let Err(e) = Policy::parse("p.toml", &bad) else {
+                panic!("{why}: the policy was accepted");
+            };
             assert!(e.message.contains(why), "{why}: {e}");
         }
     }

@@ -91,8 +91,9 @@ fn lane_of(row: &InboxRow) -> String {
         Ok(Event::MuteSuggestions(m)) => return format!("person/{}/{}", m.surface, m.author.user),
         Ok(Event::SettingChanged(c)) => return format!("person/{}/{}", c.surface, c.author.user),
         Ok(Event::HomeOpened(h)) => return format!("person/{}/{}", h.surface, h.author.user),
-        // One editor's reports in the order it sent them.
-        Ok(Event::IdeSignal(s)) => return format!("ide/{}", s.token),
+        // One person's editor reports in the order they were sent
+        // (across their editors, so the policy counts their suggestions one at a time).
+        Ok(Event::IdeSignal(s)) => return format!("ide/{}.{}", s.account_surface, s.author.user),
         Ok(Event::Request(_) | Event::LinkAccount(_) | Event::PostDigest(_)) => None,
         Err(_) => None,
     };
