@@ -1,11 +1,12 @@
 // The extension's protocol client against a real `chime serve` (CHIME_BIN, or this checkout's
 // debug build): refused with a bad token, messages queued offline are sent on connect and
-// acknowledged, hello → handoff → result, and a revoked token ends the connection for good.
+// acknowledged, hello → handoff → result, hello → three failing runs → suggestion → accept →
+// result, and a revoked token ends the connection for good.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,7 +42,13 @@ function once(emitter, event) {
 test("the protocol client against chime serve", { timeout: 60_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "chime-vscode-"));
   const port = await freePort();
-  const env = { PATH: process.env.PATH, HOME: dir, DATABASE_URL: `sqlite://${join(dir, "chime.db")}` };
+  // Suggestions on, with the shipped policy minus its quiet hours (tests run at any hour).
+  const shipped = readFileSync(join(here, "..", "..", "..", "policies", "default.toml"), "utf8");
+  const policy = join(dir, "policy.toml");
+  writeFileSync(policy, shipped.replace(/\[quiet_hours\][^[]*/, ""));
+  const config = join(dir, "chime.toml");
+  writeFileSync(config, `[suggestions]\nenabled = true\npolicy = ${JSON.stringify(policy)}\n`);
+  const env = { PATH: process.env.PATH, HOME: dir, DATABASE_URL: `sqlite://${join(dir, "chime.db")}`, CHIME_CONFIG: config };
   const server = spawn(CHIME, ["serve"], { env: { ...env, CHIME_LISTEN: `127.0.0.1:${port}` }, stdio: "ignore" });
   t.after(() => server.kill("SIGTERM"));
   await until("chime serve", async () => {
@@ -86,6 +93,22 @@ test("the protocol client against chime serve", { timeout: 60_000 }, async (t) =
     client.send({ type: "accept_everything" });
     await until("the refusal", () => errors.length === 1);
     assert.equal(client.unacknowledged, 0);
+
+    // The same test failing in three runs: one suggestion; accepting it starts a session whose
+    // result comes back, named as the suggestion said.
+    const offers = [];
+    client.on("message", (m) => m.type === "suggestion" && offers.push(m));
+    for (let i = 0; i < 3; i++) {
+      client.send({ type: "test_run", runner: "node", passed: 3, failed: 1, failures: [{ name: "checkout retries", output: "expected 2, got 3" }] });
+    }
+    await until("the suggestion", () => offers.length === 1);
+    assert.match(offers[0].text, /flaky test/);
+    assert.deepEqual(offers[0].actions, ["accept", "dismiss"]);
+    client.send({ type: "accept", suggestion: offers[0].id });
+    await until("the accepted suggestion's result", () => results.length === 2, 30_000);
+    assert.equal(results[1].session, offers[0].session);
+    assert.match(results[1].text, /checkout retries/);
+    assert.equal(offers.length, 1);
 
     // Revoked while connected: the connection ends for good.
     const revoked = once(client, "revoked");
