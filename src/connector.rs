@@ -88,6 +88,18 @@ pub trait Reporter: Send + Sync {
         origin: &str,
         result: bool,
     ) -> anyhow::Result<()>;
+    /// Shows `to`, in their own direct messages with Chime, the end of a turn they asked
+    /// elsewhere (`origin`, their editor), as [`Reporter::show_mirrored`] would.
+    async fn show_direct(
+        &self,
+        _conn: &mut AnyConnection,
+        _to: &UserId,
+        _task: &Task,
+        _origin: &str,
+        _result: bool,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("this surface has no direct messages")
+    }
     /// Asks `to` to link their account before Chime runs anything for them, with the page that
     /// says how (`url`).
     async fn ask_to_link(

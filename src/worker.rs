@@ -353,6 +353,7 @@ async fn finish_once(
                 .await?;
         }
     }
+    session::direct::tell_person(ctx, &mut tx, &done).await?;
     tx.commit().await?;
     tracing::info!(state = state.as_str(), "task finished");
     ctx.wake();

@@ -290,6 +290,27 @@ async fn handoff(db: TestDb) {
     );
     assert_eq!(app.text("SELECT repo FROM tasks").await, "acme/api");
     let seen = result["seq"].as_i64().unwrap();
+    // U1 is a Slack user: the result also reaches their DM with Chime, once.
+    let dms = || {
+        slack
+            .calls("chat.postMessage")
+            .into_iter()
+            .filter(|p| p["channel"] == "DU1")
+            .collect::<Vec<_>>()
+    };
+    eventually(Duration::from_secs(10), "the result in U1's DM", || async {
+        (dms().len() == 1).then_some(())
+    })
+    .await;
+    let dm = dms()[0].to_string();
+    assert!(
+        dm.contains("From the editor") && dm.contains("make the retry test stable"),
+        "{dm}"
+    );
+    assert!(slack
+        .calls("conversations.open")
+        .iter()
+        .all(|p| p["users"] == "U1"));
 
     // A second hand-off; the editor goes away before its answer, then comes back with the last
     // seq it saw: it gets this session's messages, once, and nothing it had already seen.
@@ -332,6 +353,12 @@ async fn handoff(db: TestDb) {
         2,
         "the resent hand-off ran twice"
     );
+    eventually(
+        Duration::from_secs(10),
+        "the second result in U1's DM",
+        || async { (dms().len() == 2).then_some(()) },
+    )
+    .await;
 
     // Another person's editor, asking for everything from the start, gets none of U1's messages.
     let (_, other) = mint(&db, "U2");

@@ -50,6 +50,7 @@ impl LocalConnector {
                 cards,
                 guard,
                 ack_reaction: config.playground.ack_reaction.clone(),
+                home_team: None,
             }),
             inbox,
             access_token: config.secrets.playground_token.clone(),

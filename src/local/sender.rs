@@ -57,9 +57,12 @@ impl Deliver for LocalSender {
                 )
                 .await
                 .map(|m| Some(m.ts)),
-            // Never written for the playground (it has no per-person page).
+            // Never written for the playground (it has no per-person page, nor DMs).
             SlackOp::Home { .. } => {
                 return Delivery::Failed("the playground has no home page".into())
+            }
+            SlackOp::Direct { .. } => {
+                return Delivery::Failed("the playground has no direct messages".into())
             }
             SlackOp::Update { text, blocks, .. } => match outbox::update_target(db, row).await {
                 Ok(ts) => self.workspace.update(&ts, text, blocks).await.map(|_| None),

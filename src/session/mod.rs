@@ -3,6 +3,7 @@
 //! hands tasks to workers under leases, and `view` is the read model of the Sessions view.
 
 pub mod claim;
+pub mod direct;
 pub mod input;
 pub mod links;
 pub mod publish;

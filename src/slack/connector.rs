@@ -71,12 +71,13 @@ impl SlackConnector {
             Err(_) => tracing::warn!("auth.test timed out; retrying in the background"),
         }
         let learn_identity = home_team.is_none();
+        let home_team = Arc::new(RwLock::new(home_team));
         let ingress = Arc::new(SlackIngress {
             signing_secret: config.secrets.slack_signing_secret.clone(),
             inbox,
             allowed_workspaces: config.slack.allowed_workspaces.clone(),
             bot_user_id: RwLock::new(bot_user_id),
-            home_team: RwLock::new(home_team),
+            home_team: home_team.clone(),
             channel_messages: config.suggestions.enabled,
             db: db.clone(),
         });
@@ -93,6 +94,7 @@ impl SlackConnector {
                 cards: cards.clone(),
                 guard,
                 ack_reaction: config.slack.ack_reaction.clone(),
+                home_team: Some(home_team),
             }),
             cards,
             learn_identity,

@@ -26,7 +26,7 @@ pub struct SlackIngress {
     pub bot_user_id: RwLock<Option<String>>,
     /// The workspace the bot token belongs to (auth.test): the only one served when
     /// `allowed_workspaces` is empty. Unknown until auth.test answers.
-    pub home_team: RwLock<Option<String>>,
+    pub home_team: Arc<RwLock<Option<String>>>,
     /// Store channel messages for the relevance policy (`suggestions.enabled`).
     pub channel_messages: bool,
     /// Read by `/chime settings`, which answers at once from the store.

@@ -46,6 +46,13 @@ pub enum SlackOp {
         text: String,
         blocks: Value,
     },
+    /// Post in the direct conversation between Chime and `user` (conversations.open, then
+    /// chat.postMessage there).
+    Direct {
+        user: String,
+        text: String,
+        blocks: Value,
+    },
     /// Publish `user`'s App Home tab (`views.publish`).
     Home { user: String, view: Value },
     /// Replace the message posted by the row whose key is the row's `ref_key`.
@@ -65,6 +72,7 @@ impl SlackOp {
             SlackOp::Update { .. } => "update",
             SlackOp::Ephemeral { .. } => "ephemeral",
             SlackOp::Home { .. } => "home",
+            SlackOp::Direct { .. } => "direct",
         }
     }
 }
@@ -89,6 +97,9 @@ pub struct ThreadReporter {
     pub guard: Arc<Guard>,
     /// The reaction that acknowledges a request.
     pub ack_reaction: String,
+    /// The Slack workspace Chime serves, once auth.test has said (None: the playground, which
+    /// has no direct messages).
+    pub home_team: Option<Arc<std::sync::RwLock<Option<String>>>>,
 }
 
 impl ThreadReporter {
@@ -397,6 +408,42 @@ impl Reporter for ThreadReporter {
         };
         let key = format!("task:{}:mirror:{at}", task.id);
         self.write(conn, at, &key, None, op, false).await?;
+        Ok(())
+    }
+
+    async fn show_direct(
+        &self,
+        conn: &mut AnyConnection,
+        to: &UserId,
+        task: &Task,
+        origin: &str,
+        result: bool,
+    ) -> anyhow::Result<()> {
+        let team = self
+            .home_team
+            .as_ref()
+            .and_then(|t| t.read().ok().and_then(|g| g.clone()));
+        let Some(team) = team else {
+            anyhow::bail!("no direct messages: Chime does not know its Slack workspace yet");
+        };
+        let task = self.uncut(task);
+        let Some(text) = session::links::mirrored_text(&task, origin, result) else {
+            return Ok(());
+        };
+        let card = notice_card(&self.cards, None, &text)?;
+        let key = format!("task:{}:direct:{to}", task.id);
+        // A lane of its own: the "thread" names this message, never a real ts.
+        let target = Binding::SlackThread {
+            team: crate::ids::TeamId::new(&team),
+            channel: ChannelId::new(to.as_str()),
+            thread: ThreadTs::new(key.replace([':', '/'], "-")),
+        };
+        let op = SlackOp::Direct {
+            user: to.to_string(),
+            text: card.text,
+            blocks: card.blocks,
+        };
+        self.write(conn, &target, &key, None, op, false).await?;
         Ok(())
     }
 

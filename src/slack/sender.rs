@@ -76,6 +76,20 @@ impl Deliver for SlackSender {
                 .post_ephemeral(&team, channel, user, thread_ts.as_deref(), text, blocks)
                 .await
                 .map(|_| None),
+            SlackOp::Direct { user, text, blocks } => {
+                match self
+                    .api
+                    .open_dm(&team, &crate::ids::UserId::new(user))
+                    .await
+                {
+                    Ok(dm) => {
+                        self.api
+                            .post_message(&dm, None, text, blocks, &row.idempotency_key)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             SlackOp::Home { user, view } => {
                 self.api.publish_home(&team, user, view).await.map(|_| None)
             }
