@@ -23,6 +23,7 @@ pub mod guard;
 pub mod handlers;
 pub mod home;
 pub mod ide;
+pub mod ide_tokens;
 pub mod identity;
 pub mod ids;
 pub mod janitor;

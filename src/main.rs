@@ -313,7 +313,7 @@ async fn digest_post(
 }
 
 async fn ide_token(path: Option<PathBuf>, what: IdeTokenCommand) -> anyhow::Result<ExitCode> {
-    use chime::ide::tokens;
+    use chime::ide_tokens as tokens;
     let config = load(path)?;
     let db = Db::connect(&config.database).await?;
     match what {

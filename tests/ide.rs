@@ -532,3 +532,73 @@ async fn suggestions(db: TestDb) {
     app.stop().await;
 }
 dual_db!(suggestions_test, suggestions);
+
+/// `/chime ide-token` from `user` in `channel`; the ephemeral answer's text.
+async fn ide_token_command(app: &TestApp, user: &str, channel: &str, trigger: &str) -> String {
+    let body = serde_urlencoded::to_string([
+        ("team_id", "T1"),
+        ("user_id", user),
+        ("channel_id", channel),
+        ("trigger_id", trigger),
+        ("command", "/chime"),
+        ("text", "ide-token"),
+    ])
+    .unwrap();
+    let r = signed_post(
+        &app.http,
+        &app.url("/slack/commands"),
+        body.into_bytes(),
+        "application/x-www-form-urlencoded",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["response_type"], "ephemeral", "{answer}");
+    answer["text"].as_str().unwrap().to_string()
+}
+
+/// `/chime ide-token` in a DM mints a working token for that person, shown only to them and
+/// stored nowhere as such; in a channel, or for a guest, it mints nothing.
+async fn token_from_slack(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    slack.set_user(
+        "UGUEST",
+        json!({ "id": "UGUEST", "team_id": "T1", "is_restricted": true }),
+    );
+    let app = TestApp::spawn(test_config(&db, &slack)).await;
+    let tokens = || app.count("SELECT COUNT(*) FROM ide_tokens");
+
+    let in_channel = ide_token_command(&app, "U1", "C3", "300.1").await;
+    assert!(in_channel.contains("direct messages"), "{in_channel}");
+    let guest = ide_token_command(&app, "UGUEST", "DGUEST", "300.2").await;
+    assert!(guest.contains("guests cannot"), "{guest}");
+    assert_eq!(tokens().await, 0);
+
+    let answer = ide_token_command(&app, "U1", "DU1", "300.3").await;
+    let token = answer
+        .split('`')
+        .find(|w| w.starts_with("chime_ide_"))
+        .unwrap_or_else(|| panic!("no token in {answer}"))
+        .to_string();
+    assert_eq!(tokens().await, 1);
+    assert_eq!(
+        app.text("SELECT surface || '.' || user_id FROM ide_tokens")
+            .await,
+        "slack.U1"
+    );
+    // Stored only as its hash: not in any table Chime writes requests or messages to.
+    for table in ["inbox", "outbox"] {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE payload LIKE '%chime_ide_%'");
+        assert_eq!(app.count(&sql).await, 0, "{table}");
+    }
+    // It works, as U1: a hand-off from it is U1's.
+    let mut ws = connect(&app, &token, &[]).await.unwrap();
+    hello(&mut ws, "h1").await;
+    // A second one is a new token; the first stays valid until revoked.
+    let again = ide_token_command(&app, "U1", "DU1", "300.4").await;
+    assert!(!again.contains(&token), "{again}");
+    assert_eq!(tokens().await, 2);
+    app.stop().await;
+}
+dual_db!(token_from_slack_test, token_from_slack);

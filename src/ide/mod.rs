@@ -6,6 +6,5 @@ pub mod connector;
 pub mod protocol;
 pub mod reporter;
 pub mod stream;
-pub mod tokens;
 
 pub use connector::IdeConnector;

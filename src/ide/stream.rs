@@ -3,10 +3,10 @@
 //! acknowledged again and stored once. A revoked token's open connection is closed.
 
 use super::protocol::{self, Body};
-use super::tokens::{self, Owner};
 use crate::binding::Binding;
 use crate::db::Db;
 use crate::event::{Author, ButtonAction, ButtonClicked, Event, IdeSignal, Mention};
+use crate::ide_tokens::{self as tokens, Owner};
 use crate::ids::UserId;
 use crate::queue::inbox::InboxWriter;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};

@@ -80,6 +80,8 @@ impl SlackConnector {
             home_team: home_team.clone(),
             channel_messages: config.suggestions.enabled,
             db: db.clone(),
+            api: api.clone(),
+            slack: config.slack.clone(),
         });
         Ok(Some(Self {
             config: config.clone(),

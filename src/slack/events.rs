@@ -427,6 +427,8 @@ pub enum SlashCommand {
     Link(String),
     /// `/chime settings`: show this person's settings.
     Settings,
+    /// `/chime ide-token`: mint a token for this person's editor (in a DM only).
+    IdeToken,
     /// `/chime quiet 18-9` or `/chime quiet off`.
     Quiet(Option<String>),
     /// `/chime progress milestones|final`.
@@ -471,6 +473,12 @@ pub enum CommandPlan {
     ShowSettings {
         user: UserId,
     },
+    /// Answer with a new IDE token for the person (shown once, only to them).
+    MintIdeToken {
+        team: TeamId,
+        user: UserId,
+        channel: ChannelId,
+    },
     Store {
         inbound: Inbound,
         confirm: String,
@@ -483,6 +491,7 @@ pub const COMMAND_HELP: &str = "*Chime* offers to hand work to a coding agent wh
 • `/chime unmute`: suggestions again\n\
 • `/chime link CODE`: link your Slack account to your Linear account (Chime gives you the code in Linear)\n\
 • `/chime settings`: your settings (also on Chime's Home tab)\n\
+• `/chime ide-token`: a token for Chime's editor extension (in your DM with Chime; shown once)\n\
 • `/chime quiet 18-9` or `/chime quiet off`: no suggestions to you in those hours (your time zone)\n\
 • `/chime progress milestones|final`: follow a run's milestones, or see only its result\n\
 • `/chime help`: this\n\
@@ -515,6 +524,13 @@ pub fn plan_command(
     let (event, confirm) = match cmd.command {
         SlashCommand::Help => return Ok(CommandPlan::Answer(COMMAND_HELP.into())),
         SlashCommand::Settings => return Ok(CommandPlan::ShowSettings { user: cmd.user }),
+        SlashCommand::IdeToken => {
+            return Ok(CommandPlan::MintIdeToken {
+                team: cmd.team,
+                user: cmd.user,
+                channel: cmd.channel,
+            })
+        }
         SlashCommand::Quiet(hours) => {
             let confirm = match &hours {
                 None => "No quiet hours: Chime may suggest to you at any time.".to_string(),
@@ -624,6 +640,7 @@ fn parse_command_fields(form: &[(String, String)], now_ms: i64) -> Result<Comman
         (None | Some("help"), _) => SlashCommand::Help,
         (Some("unmute"), None) => SlashCommand::Unmute,
         (Some("settings"), None) => SlashCommand::Settings,
+        (Some("ide-token"), None) => SlashCommand::IdeToken,
         (Some("quiet"), arg) if words.next().is_none() => match arg {
             Some(a) if a.eq_ignore_ascii_case("off") => SlashCommand::Quiet(None),
             Some(a) if crate::settings::QuietHours::parse_hours(a, 0).is_some() => {
@@ -1002,6 +1019,13 @@ mod tests {
         };
         let cmd = |t: &str| parse_command_body(body(t).as_bytes(), now).map(|c| c.command);
         assert_eq!(cmd("settings").unwrap(), SlashCommand::Settings);
+        assert_eq!(cmd("ide-token").unwrap(), SlashCommand::IdeToken);
+        assert_eq!(cmd("IDE-TOKEN").unwrap(), SlashCommand::IdeToken);
+        // With more words it is a request like any other, never a token.
+        assert!(matches!(
+            cmd("ide-token for UOTHER").unwrap(),
+            SlashCommand::Request(_)
+        ));
         assert_eq!(cmd("quiet off").unwrap(), SlashCommand::Quiet(None));
         assert_eq!(cmd("QUIET OFF").unwrap(), SlashCommand::Quiet(None));
         assert_eq!(

@@ -31,6 +31,9 @@ pub struct SlackIngress {
     pub channel_messages: bool,
     /// Read by `/chime settings`, which answers at once from the store.
     pub db: crate::db::Db,
+    /// Who may mint an IDE token (`/chime ide-token`): the membership check, answered at once.
+    pub api: Arc<super::api::SlackApi>,
+    pub slack: crate::config::SlackConfig,
 }
 
 /// Chime does not know yet which workspace it serves (auth.test has not answered), so it cannot
@@ -152,6 +155,11 @@ async fn commands(
         Ok(CommandPlan::ShowSettings { user }) => {
             return ephemeral(&state.describe_settings(&user).await)
         }
+        Ok(CommandPlan::MintIdeToken {
+            team,
+            user,
+            channel,
+        }) => return ephemeral(&state.mint_ide_token(&team, &user, &channel).await),
         Ok(CommandPlan::Store { inbound, confirm }) => (inbound, confirm),
         Err(e) => {
             tracing::warn!(reason = %e, "refused a signed but malformed slash command");
@@ -232,6 +240,45 @@ pub enum Admitted {
 }
 
 impl SlackIngress {
+    /// `/chime ide-token`: a new token for the person's editor, shown once in the answer only
+    /// they see (never stored as such, never logged). Only in a DM with Chime, and only for
+    /// someone who may start tasks here.
+    pub async fn mint_ide_token(
+        &self,
+        team: &crate::ids::TeamId,
+        user: &crate::ids::UserId,
+        channel: &crate::ids::ChannelId,
+    ) -> String {
+        if !channel.as_str().starts_with('D') {
+            return "An IDE token is a secret: ask for it in your direct messages with Chime \
+                    (`/chime ide-token` there)."
+                .into();
+        }
+        let author = crate::event::Author {
+            user: user.clone(),
+            external: false,
+        };
+        let membership = super::people::membership(&self.api, &self.slack, team, &author).await;
+        if let crate::connector::Membership::Denied(why) = membership {
+            tracing::info!(user = %user, reason = %why, "refused an IDE token");
+            return format!("Sorry, {why}.");
+        }
+        match crate::ide_tokens::create(&self.db, "slack", user.as_str()).await {
+            Ok((id, token)) => {
+                tracing::info!(user = %user, token_id = id, "minted an IDE token from Slack");
+                format!(
+                    "Your IDE token (id {id}), shown this once: `{token}`\n\
+                     Paste it into your editor's *Chime: Token* setting. It acts as you: keep it \
+                     secret. An admin can revoke it with `chime ide-token revoke {id}`."
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "could not mint an IDE token");
+                COULD_NOT_SAVE.into()
+            }
+        }
+    }
+
     /// `/chime settings`: the person's settings as the store has them now.
     pub async fn describe_settings(&self, user: &crate::ids::UserId) -> String {
         let read = async {

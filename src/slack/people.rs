@@ -69,36 +69,45 @@ impl SlackPeople {
     }
 
     pub async fn check_member(&self, team: &TeamId, author: &Author) -> Membership {
-        if author.external && !self.config.allow_external {
-            return Membership::Denied("people from other organisations in a shared channel cannot start or stop Chime tasks here".into());
+        membership(&self.api, &self.config, team, author).await
+    }
+}
+
+/// Whether `author` may start and stop tasks in `team` (users.info: not a guest, a bot, a
+/// deactivated account or someone from another organisation, unless the config allows it).
+pub async fn membership(
+    api: &SlackApi,
+    config: &SlackConfig,
+    team: &TeamId,
+    author: &Author,
+) -> Membership {
+    if author.external && !config.allow_external {
+        return Membership::Denied("people from other organisations in a shared channel cannot start or stop Chime tasks here".into());
+    }
+    match api.member(team.as_str(), &author.user).await {
+        Ok(m) if m.deleted => Membership::Denied("this account is deactivated".into()),
+        Ok(m) if m.is_bot => Membership::Denied("bots cannot start or stop Chime tasks".into()),
+        Ok(m) if (m.is_restricted || m.is_ultra_restricted) && !config.allow_guests => {
+            Membership::Denied("guests cannot start or stop Chime tasks in this workspace".into())
         }
-        match self.api.member(team.as_str(), &author.user).await {
-            Ok(m) if m.deleted => Membership::Denied("this account is deactivated".into()),
-            Ok(m) if m.is_bot => Membership::Denied("bots cannot start or stop Chime tasks".into()),
-            Ok(m) if (m.is_restricted || m.is_ultra_restricted) && !self.config.allow_guests => {
-                Membership::Denied(
-                    "guests cannot start or stop Chime tasks in this workspace".into(),
-                )
-            }
-            Ok(m)
-                if m.team_id.as_deref().is_some_and(|t| t != team.as_str())
-                    && !self.config.allow_external =>
-            {
-                Membership::Denied(
-                    "people from other organisations cannot start or stop Chime tasks here".into(),
-                )
-            }
-            Ok(_) => Membership::Allowed,
-            Err(e) if self.config.on_lookup_error == "deny" => {
-                tracing::warn!(user = %author.user, error = %e, "users.info failed; refusing (slack.on_lookup_error = deny)");
-                Membership::Denied(
-                    "I could not check your membership of this workspace; please try again".into(),
-                )
-            }
-            Err(e) => {
-                tracing::warn!(user = %author.user, error = %e, "users.info failed; allowing (slack.on_lookup_error = allow)");
-                Membership::Allowed
-            }
+        Ok(m)
+            if m.team_id.as_deref().is_some_and(|t| t != team.as_str())
+                && !config.allow_external =>
+        {
+            Membership::Denied(
+                "people from other organisations cannot start or stop Chime tasks here".into(),
+            )
+        }
+        Ok(_) => Membership::Allowed,
+        Err(e) if config.on_lookup_error == "deny" => {
+            tracing::warn!(user = %author.user, error = %e, "users.info failed; refusing (slack.on_lookup_error = deny)");
+            Membership::Denied(
+                "I could not check your membership of this workspace; please try again".into(),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(user = %author.user, error = %e, "users.info failed; allowing (slack.on_lookup_error = allow)");
+            Membership::Allowed
         }
     }
 }

@@ -231,6 +231,14 @@ impl SlackSocketModeClientListener for FrameListener {
                         let text = self.ingress.describe_settings(&user).await;
                         return Some(ack_with(&envelope_id, &text));
                     }
+                    Ok(CommandPlan::MintIdeToken {
+                        team,
+                        user,
+                        channel,
+                    }) => {
+                        let text = self.ingress.mint_ide_token(&team, &user, &channel).await;
+                        return Some(ack_with(&envelope_id, &text));
+                    }
                     Ok(CommandPlan::Store { inbound, confirm }) => {
                         answer = Some(confirm);
                         Ok(inbound)

@@ -1,4 +1,5 @@
-//! Per-person tokens for the IDE stream: minted once (shown once), stored as a SHA-256 hash,
+//! Per-person tokens for the IDE stream: minted once (shown once: `chime ide-token create`, or
+//! `/chime ide-token` in a DM with Chime), stored as a SHA-256 hash,
 //! revocable at once.
 
 use crate::db::Db;
