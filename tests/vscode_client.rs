@@ -38,7 +38,12 @@ fn vscode_protocol_client_against_chime_serve() {
         String::from_utf8_lossy(&compile.stderr)
     );
     let out = Command::new("node")
-        .args(["--test", "--test-reporter=spec", "test/client.test.mjs"])
+        .args([
+            "--test",
+            "--test-reporter=spec",
+            "test/client.test.mjs",
+            "test/reports.test.mjs",
+        ])
         .current_dir(&ext)
         .env("CHIME_BIN", env!("CARGO_BIN_EXE_chime"))
         .output()

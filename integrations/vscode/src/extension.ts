@@ -1,12 +1,17 @@
-// The VS Code side: reads the settings, reports failing test tasks, failed tasks and files with
-// errors, shows Chime's suggestions as notifications with buttons and its progress in the status
-// bar, and hands the selection to a cloud agent. The protocol itself is in client.ts.
+// The VS Code side: reads the settings, reports failing tests (the testing API's results where
+// this VS Code offers them, else the configured test task), failed tasks and files with errors
+// (again every few minutes while they last, and once when they clear), shows Chime's suggestions
+// as notifications with buttons and its progress in the status bar, and hands the selection to a
+// cloud agent. The protocol itself is in client.ts.
 
 import { execFile } from "node:child_process";
 import * as vscode from "vscode";
 import { ChimeClient, Incoming } from "./client";
+import { TestRunResult, testRunMessage } from "./reports";
 
 const MAX_DIFF = 256 * 1024;
+/** Files whose errors last are reported again this often: Chime's policy measures how long. */
+const DIAGNOSTICS_REPEAT_MS = 5 * 60 * 1000;
 
 export function activate(context: vscode.ExtensionContext): void {
   const config = vscode.workspace.getConfiguration("chime");
@@ -53,21 +58,40 @@ export function activate(context: vscode.ExtensionContext): void {
     }),
   );
 
-  // Files whose error count changed to something other than zero.
+  // Test results from the testing API, where this VS Code has it (a proposed API in some
+  // versions): each failing test by its own name, so "the same test failing" means that.
+  const tests = vscode.tests as unknown as {
+    onDidChangeTestResults?: vscode.Event<void>;
+    testResults?: ReadonlyArray<TestRunResult>;
+  };
+  if (typeof tests.onDidChangeTestResults === "function") {
+    context.subscriptions.push(
+      tests.onDidChangeTestResults(() => {
+        const run = tests.testResults?.[0];
+        const message = run && testRunMessage(run);
+        if (message) client.send(message);
+      }),
+    );
+  }
+
+  // Files with errors: reported when their count changes, again while they last, and once
+  // when they clear (which ends their stretch for Chime).
   const lastErrors = new Map<string, number>();
-  context.subscriptions.push(
-    vscode.languages.onDidChangeDiagnostics((e) => {
-      for (const uri of e.uris) {
-        const errors = vscode.languages.getDiagnostics(uri).filter((d) => d.severity === vscode.DiagnosticSeverity.Error);
-        const key = uri.toString();
-        if ((lastErrors.get(key) ?? 0) === errors.length) continue;
-        lastErrors.set(key, errors.length);
-        if (errors.length > 0) {
-          client.send({ type: "diagnostics", file: vscode.workspace.asRelativePath(uri), errors: errors.length, first: errors[0].message });
-        }
-      }
-    }),
-  );
+  const reportFile = (uri: vscode.Uri, force: boolean) => {
+    const errors = vscode.languages.getDiagnostics(uri).filter((d) => d.severity === vscode.DiagnosticSeverity.Error);
+    const key = uri.toString();
+    const before = lastErrors.get(key) ?? 0;
+    if (!force && before === errors.length) return;
+    if (errors.length === 0 && before === 0) return;
+    if (errors.length === 0) lastErrors.delete(key);
+    else lastErrors.set(key, errors.length);
+    client.send({ type: "diagnostics", file: vscode.workspace.asRelativePath(uri), errors: errors.length, first: errors[0]?.message });
+  };
+  context.subscriptions.push(vscode.languages.onDidChangeDiagnostics((e) => e.uris.forEach((uri) => reportFile(uri, false))));
+  const repeat = setInterval(() => {
+    for (const key of [...lastErrors.keys()]) reportFile(vscode.Uri.parse(key), true);
+  }, DIAGNOSTICS_REPEAT_MS);
+  context.subscriptions.push({ dispose: () => clearInterval(repeat) });
 
   context.subscriptions.push(
     vscode.commands.registerCommand("chime.handoff", async () => {
