@@ -143,6 +143,7 @@ async fn run_turn(backend: &CommandBackend, turn_no: i64) -> anyhow::Result<()> 
         variants: 1,
         remote: None,
         checkpoint: Default::default(),
+        base: None,
     };
     let (tx, _rx) = mpsc::channel(100);
     backend

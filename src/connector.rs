@@ -185,6 +185,11 @@ pub trait Connector: Send + Sync {
     async fn suggest_repo(&self, _binding: &Binding) -> Option<RepoName> {
         None
     }
+    /// Where a new session at `binding` starts, when the platform knows the requester's
+    /// workspace (the editor's commit and branch); None: the repository's default branch.
+    async fn suggest_base(&self, _binding: &Binding) -> Option<crate::backend::Base> {
+        None
+    }
     /// The work items `binding` is about (a Linear issue's key), as `session::links` refs.
     async fn work_items(&self, _binding: &Binding) -> Vec<String> {
         vec![]

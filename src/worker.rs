@@ -165,6 +165,10 @@ async fn try_run_task(
                 context,
                 &|user| connector.name_person(user),
             )?;
+            input.base = crate::db::retry("reading where the session starts", || {
+                session::base(&ctx.db, &task.session_id)
+            })
+            .await?;
             // A cloud run an earlier claim started is resumed, never launched twice.
             input.remote = crate::db::retry("reading the task's remote run", || {
                 session::claim::remote_ref(&ctx.db, &task.id)

@@ -165,6 +165,7 @@ fn input(session: &str, turn_no: i64, prompt: &str, repo: Option<&str>) -> Agent
         variants: 1,
         remote: None,
         checkpoint: Default::default(),
+        base: None,
     }
 }
 
@@ -1053,4 +1054,41 @@ async fn similar_repository_names_get_their_own_mirrors() {
     let (two, _) = run_ok(&backend, &input("n2", 1, "which", Some("a/b__c"))).await;
     assert_eq!(one.summary, "first");
     assert_eq!(two.summary, "second");
+}
+
+/// A session from an editor starts at the editor's commit; at its branch when the commit never
+/// reached upstream; at the default branch when neither did.
+#[tokio::test]
+async fn a_session_starts_at_the_editors_commit() {
+    let fx = Fixture::new();
+    let first = git(&fx.upstream, &["rev-parse", "HEAD"]);
+    git(&fx.upstream, &["checkout", "--quiet", "-b", "feature"]);
+    std::fs::write(fx.upstream.join("feature.txt"), "f\n").unwrap();
+    git(&fx.upstream, &["add", "-A"]);
+    commit(&fx.upstream, "feature");
+    let feature = git(&fx.upstream, &["rev-parse", "HEAD"]);
+    git(&fx.upstream, &["checkout", "--quiet", "main"]);
+    std::fs::write(fx.upstream.join("main.txt"), "m\n").unwrap();
+    git(&fx.upstream, &["add", "-A"]);
+    commit(&fx.upstream, "main moves on");
+    let main = git(&fx.upstream, &["rev-parse", "HEAD"]);
+    let script = fx.script("agent.sh", "cat >/dev/null\ngit rev-parse HEAD");
+    let backend = fx.backend(&script);
+    let base = |commit: &str, branch: &str| {
+        Some(chime::backend::Base {
+            commit: commit.into(),
+            branch: branch.into(),
+        })
+    };
+    for (session, start, expected) in [
+        ("b1", base(&first, "main"), &first),
+        ("b2", base(&"f".repeat(40), "feature"), &feature),
+        ("b3", base(&"f".repeat(40), "--upload-pack=x"), &main),
+        ("b4", None, &main),
+    ] {
+        let mut input = input(session, 1, "where am I?", Some(REPO));
+        input.base = start;
+        let (outcome, _) = run_ok(&backend, &input).await;
+        assert_eq!(&outcome.summary, expected, "{session}");
+    }
 }

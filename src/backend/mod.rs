@@ -49,6 +49,18 @@ pub struct AgentInput {
     pub remote: Option<String>,
     #[serde(skip)]
     pub checkpoint: Checkpoint,
+    /// Where a new session's branch starts, when the request came with a workspace (an
+    /// editor's commit and branch); None: the repository's default branch.
+    #[serde(skip)]
+    pub base: Option<Base>,
+}
+
+/// A workspace's position: a commit, and the branch it is on (for when the commit was never
+/// pushed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Base {
+    pub commit: String,
+    pub branch: String,
 }
 
 type Record = dyn Fn(String) -> BoxFuture<'static, anyhow::Result<bool>> + Send + Sync;

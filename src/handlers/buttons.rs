@@ -28,11 +28,12 @@ pub async fn handle_button(
     let membership = connector.check_member(&binding.location(), &b.author).await;
     // An accepted suggestion starts a session where the surface says which repository it is
     // about (the editor's workspace); asked before the transaction: it may be a network call.
-    let suggested = match (&membership, &b.action) {
-        (Membership::Allowed, ButtonAction::Accept { .. }) => {
-            connector.suggest_repo(&binding).await
-        }
-        _ => None,
+    let (suggested, base) = match (&membership, &b.action) {
+        (Membership::Allowed, ButtonAction::Accept { .. }) => (
+            connector.suggest_repo(&binding).await,
+            connector.suggest_base(&binding).await,
+        ),
+        _ => (None, None),
     };
     let mut tx = ctx.db.begin().await?;
     if let Membership::Denied(why) = membership {
@@ -72,6 +73,7 @@ pub async fn handle_button(
                 click: &b,
                 suggestion,
                 repo: suggested,
+                base,
             };
             super::suggestions::handle(ctx, &mut tx, reporter, pressed).await?;
             inbox::complete_in(&mut tx, inbox_id).await?;

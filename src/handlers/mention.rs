@@ -29,12 +29,13 @@ pub async fn handle_mention(
         .await?
         .is_none();
     drop(conn);
-    let (suggested, refs) = match (&membership, is_new) {
+    let (suggested, base, refs) = match (&membership, is_new) {
         (Membership::Allowed, true) => (
             connector.suggest_repo(&m.binding).await,
+            connector.suggest_base(&m.binding).await,
             connector.work_items(&m.binding).await,
         ),
-        _ => (None, vec![]),
+        _ => (None, None, vec![]),
     };
     // Where the config requires it, someone whose account is not linked links it first.
     let standing = match &membership {
@@ -77,6 +78,7 @@ pub async fn handle_mention(
         Membership::Allowed => {
             let (prompt, mut options) = TurnOptions::extract(&m.text);
             options.repo = options.repo.or(suggested);
+            options.base = base;
             let request = TurnRequest {
                 source_event,
                 binding: &m.binding,

@@ -17,8 +17,10 @@ pub struct Pressed<'a> {
     pub binding: &'a Binding,
     pub click: &'a ButtonClicked,
     pub suggestion: &'a str,
-    /// The repository the surface says the place is about, for the session it may start.
+    /// The repository the surface says the place is about, for the session it may start, and
+    /// where in it that session starts.
     pub repo: Option<RepoName>,
+    pub base: Option<crate::backend::Base>,
 }
 
 pub async fn handle(
@@ -32,6 +34,7 @@ pub async fn handle(
         click: b,
         suggestion: id,
         repo,
+        base,
     } = pressed;
     let by = &b.author.user;
     let Some(s) = live::get(tx, id).await? else {
@@ -73,6 +76,7 @@ pub async fn handle(
                 prompt: &prompt,
                 options: TurnOptions {
                     repo,
+                    base,
                     ..TurnOptions::default()
                 },
                 refs: vec![],

@@ -46,6 +46,25 @@ impl IdeConnector {
     }
 }
 
+impl IdeConnector {
+    /// (remote, head, branch) of the latest hello from the person's editors.
+    async fn workspace(&self, binding: &Binding) -> Option<(String, String, String)> {
+        let Binding::Ide { account, .. } = binding else {
+            return None;
+        };
+        let (surface, user) = account.split_once('.')?;
+        sqlx::query_as(
+            "SELECT w.remote, w.head, w.branch FROM ide_workspaces w JOIN ide_tokens t ON t.id = w.token_id \
+             WHERE t.surface = $1 AND t.user_id = $2 ORDER BY w.updated_at DESC LIMIT 1",
+        )
+        .bind(surface)
+        .bind(user)
+        .fetch_optional(&self.db.pool)
+        .await
+        .ok()?
+    }
+}
+
 /// `git@github.com:acme/api.git`, `https://github.com/acme/api` → `github.com/acme/api`, so
 /// that the two forms of one remote compare equal.
 fn remote_key(url: &str) -> String {
@@ -140,24 +159,23 @@ impl Connector for IdeConnector {
     /// The repository of the workspace the editor said it is in (its hello), when it is one of
     /// Chime's `[repos]`.
     async fn suggest_repo(&self, binding: &Binding) -> Option<RepoName> {
-        let Binding::Ide { account, .. } = binding else {
-            return None;
-        };
-        let (surface, user) = account.split_once('.')?;
-        let remote: String = sqlx::query_scalar(
-            "SELECT w.remote FROM ide_workspaces w JOIN ide_tokens t ON t.id = w.token_id \
-             WHERE t.surface = $1 AND t.user_id = $2 ORDER BY w.updated_at DESC LIMIT 1",
-        )
-        .bind(surface)
-        .bind(user)
-        .fetch_optional(&self.db.pool)
-        .await
-        .ok()??;
+        let (remote, _, _) = self.workspace(binding).await?;
         let key = remote_key(&remote);
         self.repos
             .iter()
             .find(|(_, url)| remote_key(url) == key)
             .map(|(name, _)| name.clone())
+    }
+
+    /// The commit and branch of the editor's workspace (its latest hello), when it is one of
+    /// Chime's `[repos]`: a session started from the editor starts where the person is.
+    async fn suggest_base(&self, binding: &Binding) -> Option<crate::backend::Base> {
+        self.suggest_repo(binding).await?;
+        let (_, head, branch) = self.workspace(binding).await?;
+        Some(crate::backend::Base {
+            commit: head,
+            branch,
+        })
     }
 
     async fn is_private(&self, _binding: &Binding) -> bool {

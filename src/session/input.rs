@@ -107,6 +107,7 @@ pub fn build_input(
                 variants: task.variants,
                 remote: None,
                 checkpoint: Default::default(),
+                base: None,
             });
         }
         if level + 1 < OLDER_RESULT_CHARS.len() {

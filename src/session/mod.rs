@@ -176,6 +176,38 @@ pub async fn get_session(
     row.as_ref().map(session_from_row).transpose()
 }
 
+/// Records where a new session's branch starts.
+pub async fn set_base(
+    conn: &mut AnyConnection,
+    id: &SessionId,
+    base: &crate::backend::Base,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE sessions SET base_commit = $1, base_branch = $2 WHERE id = $3")
+        .bind(&base.commit)
+        .bind(&base.branch)
+        .bind(id.as_str())
+        .execute(conn)
+        .await
+        .context("recording where the session starts")?;
+    Ok(())
+}
+
+/// Where a session's branch starts, when its first request said.
+pub async fn base(db: &Db, id: &SessionId) -> anyhow::Result<Option<crate::backend::Base>> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT base_commit, base_branch FROM sessions WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(match row {
+        Some((Some(commit), branch)) => Some(crate::backend::Base {
+            commit,
+            branch: branch.unwrap_or_default(),
+        }),
+        _ => None,
+    })
+}
+
 /// Creates a session bound to `binding`. A concurrent creator makes the binding insert fail, and
 /// the caller's transaction is retried, then finds this session.
 pub async fn create(

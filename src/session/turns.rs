@@ -19,6 +19,8 @@ pub struct TurnOptions {
     pub backend: Option<String>,
     /// `attempts=N`: run N attempts side by side (best-of-N), at most `agent.best_of_max`.
     pub attempts: Option<u32>,
+    /// Where a new session's branch starts (the editor's workspace); never given inline.
+    pub base: Option<crate::backend::Base>,
 }
 
 impl TurnOptions {
@@ -148,9 +150,13 @@ pub async fn start_turn(
                         .backend
                         .as_deref()
                         .unwrap_or(&config.agent.default_backend);
-                    super::create(tx, req.binding, req.requester.as_str(), None, backend)
+                    let s = super::create(tx, req.binding, req.requester.as_str(), None, backend)
                         .await
-                        .context("creating a session")?
+                        .context("creating a session")?;
+                    if let Some(base) = &req.options.base {
+                        super::set_base(tx, &s.id, base).await?;
+                    }
+                    s
                 }
             };
             super::links::add(tx, &session.id, &refs).await?;

@@ -208,6 +208,28 @@ pub(super) async fn clone_mirror(url: &str, mirror: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The first of `candidates` (commits or refs) that names a commit in `repo`.
+pub(super) async fn first_commit(
+    repo: &Path,
+    candidates: &[String],
+) -> anyhow::Result<Option<String>> {
+    for c in candidates {
+        // Never an option: a commit is hex, a ref starts with `refs/`.
+        if c.is_empty() || c.starts_with('-') {
+            continue;
+        }
+        let verify = format!("{c}^{{commit}}");
+        if git_output(repo, &["rev-parse", "--verify", "--quiet", &verify])
+            .await?
+            .status
+            .success()
+        {
+            return Ok(Some(c.clone()));
+        }
+    }
+    Ok(None)
+}
+
 /// Checks out `branch` in a new worktree, creating the branch from `start` if it is new.
 pub(super) async fn add_worktree(
     mirror: &Path,

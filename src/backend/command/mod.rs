@@ -246,7 +246,7 @@ impl CommandBackend {
                     .ok_or_else(|| anyhow!("repository name {repo:?} is not owner/name"))?;
                 let config = self.repo_config(&repo)?;
                 let worktree = self
-                    .prepare_worktree(&repo, config, session_id, branch)
+                    .prepare_worktree(&repo, config, session_id, branch, input.base.as_ref())
                     .await?;
                 let mounts = worktree_mounts(&self.mirror_path(&repo), &worktree).await?;
                 (worktree, mounts)
@@ -273,6 +273,7 @@ impl CommandBackend {
         config: &RepoConfig,
         session_id: &str,
         branch: &str,
+        base: Option<&crate::backend::Base>,
     ) -> anyhow::Result<PathBuf> {
         let worktree = self.worktree_path(session_id, repo);
         if worktree.join(".git").exists() {
@@ -302,10 +303,20 @@ impl CommandBackend {
         // The url may carry a token (`https://x-access-token:…@github.com/…`), and this error is
         // shown to the requester.
         synced.map_err(|e| anyhow!(redact_credentials(&format!("{e:#}"), &config.url)))?;
-        let start = match &config.default_branch {
+        let default = match &config.default_branch {
             Some(b) => format!("refs/heads/{b}"),
             None => "HEAD".to_string(),
         };
+        // A session from an editor starts at the editor's commit; one never pushed, at its
+        // branch; a branch that is not upstream either, at the default branch.
+        let wanted = base.map(|b| [b.commit.clone(), format!("refs/heads/{}", b.branch)]);
+        let start = match &wanted {
+            Some(candidates) => git::first_commit(&mirror, candidates)
+                .await?
+                .unwrap_or(default),
+            None => default,
+        };
+        tracing::info!(%repo, start = %start, "new session worktree");
         add_worktree(&mirror, &worktree, branch, &start).await?;
         Ok(worktree)
     }
