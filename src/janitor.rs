@@ -1,5 +1,5 @@
-//! Deletes rows that have done their job, so the inbox, the outbox and the job claims do not grow
-//! without bound. The first periodic [`Job`]: one replica sweeps each hour.
+//! Deletes rows that have done their job, so the inbox, the outbox, the job claims and what
+//! editors reported and were sent do not grow without bound. The first periodic [`Job`]: one replica sweeps each hour.
 //!
 //! Inbox rows are kept for `worker.retention_days` after they were handled: long past any platform
 //! retry (Slack retries for minutes, Linear for hours), so dedupe still holds while it matters.
@@ -46,9 +46,14 @@ pub async fn sweep(db: &Db, retention_days: u64) -> anyhow::Result<(u64, u64)> {
             .execute(&db.pool)
             .await?
             .rows_affected();
-    sqlx::query("DELETE FROM job_runs WHERE claimed_at < $1")
-        .bind(cutoff)
-        .execute(&db.pool)
-        .await?;
+    // Editors' signals past every policy window (a week at most), and what editors were sent:
+    // one offline for longer than retention resumes with what came after.
+    for sql in [
+        "DELETE FROM job_runs WHERE claimed_at < $1",
+        "DELETE FROM ide_signals WHERE at < $1",
+        "DELETE FROM ide_outbound WHERE created_at < $1",
+    ] {
+        sqlx::query(sql).bind(cutoff).execute(&db.pool).await?;
+    }
     Ok((inbox, outbox))
 }

@@ -543,9 +543,55 @@ async fn suggestions(db: TestDb) {
         .await,
         1000
     );
+    // What editors reported and were sent goes with the janitor's retention.
+    assert!(app.count("SELECT COUNT(*) FROM ide_signals").await > 50);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    chime::janitor::sweep(&app.db, 0).await.unwrap();
+    assert_eq!(app.count("SELECT COUNT(*) FROM ide_signals").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM ide_outbound").await, 0);
     app.stop().await;
 }
 dual_db!(suggestions_test, suggestions);
+
+/// The policy's quiet hours hold for editors too: three failing runs in them offer nothing.
+async fn quiet_hours(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = ide_policy(dir.path());
+    // Quiet from an hour ago to an hour from now (UTC), whenever the test runs.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60;
+    let hhmm = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
+    let quiet = format!(
+        "[quiet_hours]\nstart = \"{}\"\nend = \"{}\"\n\n[budgets]",
+        hhmm(now + 1440 - 60),
+        hhmm(now + 60)
+    );
+    let text = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replacen("[budgets]", &quiet, 1);
+    std::fs::write(&policy, text).unwrap();
+    let mut config = test_config(&db, &slack);
+    config.suggestions.enabled = true;
+    config.suggestions.policy = Some(policy);
+    let app = TestApp::spawn(config).await;
+    let (_, token) = mint(&db, "U1");
+    let mut ws = connect(&app, &token, &[]).await.unwrap();
+    hello(&mut ws, "h1").await;
+    for id in ["r1", "r2", "r3", "r4"] {
+        assert_eq!(
+            say(&mut ws, test_run(id, "api::retry")).await["type"],
+            "ack"
+        );
+    }
+    all_handled(&app).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM suggestions").await, 0);
+    app.stop().await;
+}
+dual_db!(quiet_hours_test, quiet_hours);
 
 /// `/chime ide-token` from `user` in `channel`; the ephemeral answer's text.
 async fn ide_token_command(app: &TestApp, user: &str, channel: &str, trigger: &str) -> String {
