@@ -24,6 +24,28 @@ fn hash(token: &str) -> String {
 
 /// Mints a token for `(surface, user)`; returns its id and the token, which is never stored.
 pub async fn create(db: &Db, surface: &str, user: &str) -> anyhow::Result<(i64, String)> {
+    Ok(mint(db, surface, user, None)
+        .await?
+        .expect("a token without a request to dedupe on is always minted"))
+}
+
+/// Mints a token for `(surface, user)` asked by request `request` (a chat command's own id);
+/// None when that request already minted one: a replay is shown nothing.
+pub async fn create_once(
+    db: &Db,
+    surface: &str,
+    user: &str,
+    request: &str,
+) -> anyhow::Result<Option<(i64, String)>> {
+    mint(db, surface, user, Some(request)).await
+}
+
+async fn mint(
+    db: &Db,
+    surface: &str,
+    user: &str,
+    request: Option<&str>,
+) -> anyhow::Result<Option<(i64, String)>> {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let secret: String = {
@@ -33,18 +55,19 @@ pub async fn create(db: &Db, surface: &str, user: &str) -> anyhow::Result<(i64, 
             .collect()
     };
     let token = format!("{PREFIX}{secret}");
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO ide_tokens (token_hash, surface, user_id, created_at) VALUES ($1, $2, $3, $4) \
-         RETURNING id",
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO ide_tokens (token_hash, surface, user_id, created_at, minted_by) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (minted_by) DO NOTHING RETURNING id",
     )
     .bind(hash(&token))
     .bind(surface)
     .bind(user)
     .bind(now_ms())
-    .fetch_one(&db.pool)
+    .bind(request)
+    .fetch_optional(&db.pool)
     .await
     .context("storing an IDE token")?;
-    Ok((id, token))
+    Ok(id.map(|id| (id, token)))
 }
 
 /// The owner of an unrevoked token; None for anything else (malformed, unknown, revoked).

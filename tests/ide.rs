@@ -652,6 +652,13 @@ async fn token_from_slack(db: TestDb) {
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE payload LIKE '%chime_ide_%'");
         assert_eq!(app.count(&sql).await, 0, "{table}");
     }
+    // The same command again (a replay within Slack's window): no token shown, none minted.
+    let replay = ide_token_command(&app, "U1", "DU1", "300.3").await;
+    assert!(
+        replay.contains("already answered") && !replay.contains("chime_ide_"),
+        "{replay}"
+    );
+    assert_eq!(tokens().await, 1);
     // It works, as U1: a hand-off from it is U1's.
     let mut ws = connect(&app, &token, &[]).await.unwrap();
     hello(&mut ws, "h1").await;

@@ -478,6 +478,8 @@ pub enum CommandPlan {
         team: TeamId,
         user: UserId,
         channel: ChannelId,
+        /// The command's own id: a replayed command mints nothing.
+        request: String,
     },
     Store {
         inbound: Inbound,
@@ -529,6 +531,7 @@ pub fn plan_command(
                 team: cmd.team,
                 user: cmd.user,
                 channel: cmd.channel,
+                request: cmd.delivery_id,
             })
         }
         SlashCommand::Quiet(hours) => {

@@ -159,7 +159,11 @@ async fn commands(
             team,
             user,
             channel,
-        }) => return ephemeral(&state.mint_ide_token(&team, &user, &channel).await),
+            request,
+        }) => {
+            let answer = state.mint_ide_token(&team, &user, &channel, &request).await;
+            return ephemeral(&answer);
+        }
         Ok(CommandPlan::Store { inbound, confirm }) => (inbound, confirm),
         Err(e) => {
             tracing::warn!(reason = %e, "refused a signed but malformed slash command");
@@ -241,13 +245,15 @@ pub enum Admitted {
 
 impl SlackIngress {
     /// `/chime ide-token`: a new token for the person's editor, shown once in the answer only
-    /// they see (never stored as such, never logged). Only in a DM with Chime, and only for
-    /// someone who may start tasks here.
+    /// they see (never stored as such, never logged). Only in a DM with Chime, only for someone
+    /// who may start tasks here, and once per command (`request`): a signed command sent again
+    /// within Slack's replay window shows no token.
     pub async fn mint_ide_token(
         &self,
         team: &crate::ids::TeamId,
         user: &crate::ids::UserId,
         channel: &crate::ids::ChannelId,
+        request: &str,
     ) -> String {
         if !channel.as_str().starts_with('D') {
             return "An IDE token is a secret: ask for it in your direct messages with Chime \
@@ -263,8 +269,13 @@ impl SlackIngress {
             tracing::info!(user = %user, reason = %why, "refused an IDE token");
             return format!("Sorry, {why}.");
         }
-        match crate::ide_tokens::create(&self.db, "slack", user.as_str()).await {
-            Ok((id, token)) => {
+        let request = format!("slack:{request}");
+        match crate::ide_tokens::create_once(&self.db, "slack", user.as_str(), &request).await {
+            Ok(None) => {
+                tracing::warn!(user = %user, "a /chime ide-token command came again; no token shown");
+                "This request was already answered: a token is shown once. Run `/chime ide-token` again for a new one.".into()
+            }
+            Ok(Some((id, token))) => {
                 tracing::info!(user = %user, token_id = id, "minted an IDE token from Slack");
                 format!(
                     "Your IDE token (id {id}), shown this once: `{token}`\n\

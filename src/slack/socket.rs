@@ -235,8 +235,12 @@ impl SlackSocketModeClientListener for FrameListener {
                         team,
                         user,
                         channel,
+                        request,
                     }) => {
-                        let text = self.ingress.mint_ide_token(&team, &user, &channel).await;
+                        let text = self
+                            .ingress
+                            .mint_ide_token(&team, &user, &channel, &request)
+                            .await;
                         return Some(ack_with(&envelope_id, &text));
                     }
                     Ok(CommandPlan::Store { inbound, confirm }) => {
