@@ -264,7 +264,11 @@ pub fn parse(text: &str) -> Result<ClientMessage, Refused> {
             Body::Handoff(handoff_text(m).map_err(refuse)?)
         }
         "accept" | "dismiss" => {
-            let m: AnswerMsg = serde_json::from_str(text).map_err(shape)?;
+            let m: AnswerMsg = serde_json::from_str(text).map_err(|_| {
+                refuse(format!(
+                    "{kind}: suggestion must be a suggestion's id (a string)"
+                ))
+            })?;
             // Suggestion ids are Chime's own (32 hex digits); anything else names none.
             let valid = (1..=64).contains(&m.suggestion.len())
                 && m.suggestion.chars().all(|c| c.is_ascii_hexdigit());
