@@ -301,6 +301,11 @@ pub enum ButtonAction {
     MuteHere {
         suggestion: String,
     },
+    /// Thumbs up (`positive`) or down on a turn's result.
+    Feedback {
+        task: TaskId,
+        positive: bool,
+    },
 }
 
 impl ButtonAction {
@@ -312,6 +317,7 @@ impl ButtonAction {
     pub const ACCEPT: &'static str = "chime_accept";
     pub const NOT_NOW: &'static str = "chime_not_now";
     pub const MUTE_HERE: &'static str = "chime_mute_here";
+    pub const FEEDBACK: &'static str = "chime_feedback";
 
     /// Rebuilds an action from a button's `action_id` and `value`; None for buttons Chime did not make.
     pub fn from_parts(action_id: &str, value: &str) -> Option<Self> {
@@ -346,6 +352,18 @@ impl ButtonAction {
             Self::MUTE_HERE => Some(Self::MuteHere {
                 suggestion: task_ok(value)?.0,
             }),
+            Self::FEEDBACK => {
+                let (vote, task) = value.split_once(' ')?;
+                let positive = match vote {
+                    "up" => true,
+                    "down" => false,
+                    _ => return None,
+                };
+                Some(Self::Feedback {
+                    task: task_ok(task)?,
+                    positive,
+                })
+            }
             Self::PICK_REPO => {
                 let (task, repo) = value.split_once(' ')?;
                 Some(Self::PickRepo {

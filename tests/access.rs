@@ -235,3 +235,52 @@ async fn inline_backend_is_restricted(db: TestDb) {
     app.stop().await;
 }
 dual_db!(inline_backend_test, inline_backend_is_restricted);
+
+/// Slack's own stop button on Chime's agent session (`agent_session_stopped`) is the thread's
+/// Stop: another member's is refused and changes nothing; the requester's stops the turn.
+async fn native_stop_belongs_to_the_requester(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    let mut config = test_config(&db, &slack);
+    config.repos.insert(
+        "acme/api".into(),
+        chime::config::RepoConfig {
+            url: "/nonexistent".into(),
+            default_branch: None,
+        },
+    );
+    let app = TestApp::spawn(config).await;
+    let (ch, root) = ("CNAT", "1700000000.000500");
+    app.post_event(&mention("EvNat", ch, "U1", root, None, "which repo"))
+        .await;
+    slack.card(ch, root, "chime_pick_repo").await;
+    let stopped = |id: &str, user: &str| {
+        envelope(
+            id,
+            json!({ "type": "agent_session_stopped", "user": user, "channel": ch,
+                "thread_ts": root, "streaming_message_ts": [], "event_ts": "1700000002.000001" }),
+            None,
+        )
+    };
+    assert_eq!(
+        app.post_event(&stopped("EvStop1", "U2")).await.status(),
+        200
+    );
+    notice(&slack, ch, root, "Only the person who asked").await;
+    all_handled(&app, "the refused stop handled").await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks WHERE cancel_requested = 1")
+            .await,
+        0
+    );
+    assert_eq!(app.text("SELECT state FROM tasks").await, "awaiting_repo");
+    assert_eq!(
+        app.post_event(&stopped("EvStop2", "U1")).await.status(),
+        200
+    );
+    eventually(WAIT, "the stop", || async {
+        (app.text("SELECT state FROM tasks").await == "cancelled").then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+dual_db!(native_stop_test, native_stop_belongs_to_the_requester);

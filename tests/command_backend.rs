@@ -737,10 +737,12 @@ EOF"#,
     let backend = fx.backend(&script);
     let (outcome, progress) = run_ok(&backend, &input("h1", 1, "codex", Some(REPO))).await;
     assert_eq!(outcome.summary, "Added src/lib.rs.");
+    // `ls` is no check: nothing in the result's Checks list.
+    assert!(outcome.checks.is_empty(), "{:?}", outcome.checks);
     assert_eq!(
         progress,
         [
-            "Ran `bash -lc ls`",
+            "Ran `bash -lc ls`: exit 0\n```\nREADME.md\n```",
             "I will add a file.",
             "Edited src/lib.rs",
             "Added src/lib.rs."
@@ -769,8 +771,16 @@ EOF"#,
     assert_eq!(outcome.summary, "The tests pass; nothing to fix.");
     assert_eq!(
         progress,
-        ["Let me check the tests.", "Using Bash", "All tests pass."]
+        [
+            "Let me check the tests.",
+            "Running `cargo test`",
+            "Ran `cargo test`: passed\n```\nok\n```",
+            "All tests pass."
+        ]
     );
+    // The command ran (the transcript says so): it is on the result's Checks list.
+    assert_eq!(outcome.checks.len(), 1);
+    assert_eq!(outcome.checks[0].line(), "`cargo test`: passed");
 }
 
 /// (i) Invalid UTF-8, huge lines and broken JSON on stdout are survived; a progress channel that

@@ -86,6 +86,71 @@ echo '{"type":"result","text":"done"}'"#,
     })
     .await;
     assert_eq!(app.count("SELECT COUNT(*) FROM pull_requests").await, 2);
+    // Feedback on the first result, through its card's own buttons: U1 thumbs up; U2 thumbs
+    // up, then changes to thumbs down (one vote each); a forged vote for that result pressed in
+    // another thread counts for nothing.
+    let root = "1700000000.000100";
+    let card = slack.card("C1", root, "chime_feedback").await;
+    let values: Vec<String> = card["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "context_actions")
+        .flat_map(|b| {
+            let e = &b["elements"][0];
+            assert_eq!(e["type"], "feedback_buttons");
+            [
+                e["positive_button"]["value"].as_str().unwrap().to_string(),
+                e["negative_button"]["value"].as_str().unwrap().to_string(),
+            ]
+        })
+        .collect();
+    let (up, down) = (&values[0], &values[1]);
+    assert!(
+        up.starts_with("up ") && down.starts_with("down "),
+        "{values:?}"
+    );
+    let vote = |value: &str, user: &str, channel: &str, thread: &str, n: u32| {
+        let mut click = common::button(
+            "chime_feedback",
+            value,
+            user,
+            channel,
+            thread,
+            &format!("1700000003.{n:06}"),
+        );
+        click["actions"][0]["type"] = json!("feedback_buttons");
+        click
+    };
+    for (i, (value, user, channel, thread)) in [
+        (up, "U1", "C1", root),
+        (up, "U2", "C1", root),
+        (down, "U2", "C1", root),
+        (down, "U3", "C2", "1700000000.000101"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(
+            app.click(&vote(value, user, channel, thread, i as u32))
+                .await
+                .status(),
+            200
+        );
+    }
+    common::eventually(Duration::from_secs(10), "the votes handled", || async {
+        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM task_feedback").await, 2);
+    assert_eq!(
+        app.text("SELECT user_id FROM task_feedback WHERE positive = 0")
+            .await,
+        "U2"
+    );
     github(&app, "g-1", 1, true).await;
     github(&app, "g-2", 2, false).await;
     common::eventually(Duration::from_secs(10), "the fates recorded", || async {
@@ -107,6 +172,7 @@ echo '{"type":"result","text":"done"}'"#,
         "- U1: 2",
         "- U2: 1",
         "- slack:C1: 2",
+        "Thumbs up 1 (+1), thumbs down 1 (+1)",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

@@ -77,6 +77,20 @@ fn result_card_snapshot() {
         dry_run: false,
         remote: None,
         attempts: vec![],
+        checks: vec![
+            chime::backend::Check {
+                command: "cargo test".into(),
+                exit_code: Some(101),
+                failed: true,
+                failing: vec!["retry::tests::flushes_last_chunk".into()],
+            },
+            chime::backend::Check {
+                command: "cargo clippy --all-targets".into(),
+                exit_code: Some(0),
+                failed: false,
+                failing: vec![],
+            },
+        ],
     });
     let r = result_card(&t, &done).unwrap();
     assert_within_limits(&r);

@@ -194,6 +194,41 @@ pub struct Outcome {
     /// A best-of-N turn's attempts, each on its own branch (empty for an ordinary turn).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// The checks the agent ran (tests, builds, linters), each with its last outcome, read from
+    /// its own transcript: evidence for the reviewer, not the agent's claim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+/// A check an agent ran and how it ended.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub command: String,
+    /// Its exit status, when the transcript gives one.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    #[serde(default)]
+    pub failed: bool,
+    /// The failing tests its output names (a few).
+    #[serde(default)]
+    pub failing: Vec<String>,
+}
+
+impl Check {
+    /// One line of a **Checks** list: "`cargo test`: exit 101, failing: tests::adds". Untrusted
+    /// (the agent's): each surface escapes it.
+    pub fn line(&self) -> String {
+        let command = self.command.replace('`', "ʼ");
+        let mut line = match (self.exit_code, self.failed) {
+            (Some(code), _) => format!("`{command}`: exit {code}"),
+            (None, false) => format!("`{command}`: passed"),
+            (None, true) => format!("`{command}`: failed"),
+        };
+        if !self.failing.is_empty() {
+            line.push_str(&format!(", failing: {}", self.failing.join(", ")));
+        }
+        line
+    }
 }
 
 /// One attempt of a best-of-N turn.

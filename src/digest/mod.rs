@@ -93,6 +93,8 @@ pub fn view(now: &WeekStats, before: &WeekStats) -> Value {
         "suggestions_accepted": count(now.suggestions_accepted, before.suggestions_accepted),
         "suggestions_dismissed": count(now.suggestions_dismissed, before.suggestions_dismissed),
         "acceptance": acceptance,
+        "feedback_up": count(now.feedback_up, before.feedback_up),
+        "feedback_down": count(now.feedback_down, before.feedback_down),
         "top_requesters": now.top_requesters.iter().map(|(w, n)| json!({"who": crate::templates::one_line(w, 80), "n": n})).collect::<Vec<_>>(),
         "busiest_places": now.busiest_places.iter().map(|(w, n)| json!({"where": crate::templates::one_line(w, 120), "n": n})).collect::<Vec<_>>(),
         "waiting_on_someone": now.waiting_on_someone,

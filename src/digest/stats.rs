@@ -35,6 +35,9 @@ pub struct WeekStats {
     pub suggestions_offered: i64,
     pub suggestions_accepted: i64,
     pub suggestions_dismissed: i64,
+    /// Thumbs up and down on results, by when they were last given.
+    pub feedback_up: i64,
+    pub feedback_down: i64,
     /// accepted ÷ (accepted + dismissed), per action kind.
     pub acceptance_by_action: BTreeMap<String, Option<f64>>,
     /// The people who asked most, with their counts (at most five).
@@ -185,6 +188,22 @@ pub async fn compute(db: &Db, week: Week, now_ms: i64) -> anyhow::Result<WeekSta
         .into_iter()
         .map(|(k, (a, d))| (k, rate(a, d)))
         .collect();
+
+    let votes: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT positive, COUNT(*) AS n FROM task_feedback WHERE updated_at >= $1 AND updated_at < $2 \
+         GROUP BY positive",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(&db.pool)
+    .await?;
+    for (positive, n) in votes {
+        if positive != 0 {
+            s.feedback_up += n;
+        } else {
+            s.feedback_down += n;
+        }
+    }
 
     let waiting = sqlx::query(
         "SELECT DISTINCT binding FROM tasks WHERE state = 'awaiting_repo' \

@@ -64,6 +64,7 @@ pub async fn handle_button(
         | ButtonAction::Retry { task }
         | ButtonAction::TryWays { task }
         | ButtonAction::Choose { task, .. }
+        | ButtonAction::Feedback { task, .. }
         | ButtonAction::PickRepo { task, .. } => task.clone(),
         ButtonAction::Accept { suggestion }
         | ButtonAction::NotNow { suggestion }
@@ -91,6 +92,13 @@ pub async fn handle_button(
     if task.binding != binding {
         // A button value can be forged; it must belong to the thread it was pressed in.
         tracing::warn!(task_id = %task_id, "button names a task of another thread; ignored");
+        inbox::complete_in(&mut tx, inbox_id).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    if let ButtonAction::Feedback { positive, .. } = b.action {
+        // Anyone who may act here may say what they thought of a result.
+        super::feedback::handle(ctx, &mut tx, &task, &user, positive).await?;
         inbox::complete_in(&mut tx, inbox_id).await?;
         tx.commit().await?;
         return Ok(());

@@ -4,6 +4,7 @@ pub mod backend_update;
 pub mod buttons;
 pub mod choose;
 pub mod digest;
+pub mod feedback;
 pub mod home;
 pub mod ide;
 pub mod link;

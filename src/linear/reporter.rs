@@ -219,6 +219,9 @@ impl LinearReporter {
                     "summary": md(&summary, BODY_CHARS),
                     "pr_url": outcome.pr_url.as_deref().and_then(crate::backend::valid_pr_url),
                     "diff_stat": outcome.diff_stat.as_deref().map(|d| one_line(&self.guard.redact(d, "result"), 300)),
+                    "checks": outcome.checks.iter().take(8)
+                        .map(|c| one_line(&self.guard.redact(&c.line(), "result"), 300))
+                        .collect::<Vec<_>>(),
                     "requester": requester,
                 });
                 json!({"type": "response", "body": self.render("result", &view)?})

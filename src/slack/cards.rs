@@ -127,6 +127,9 @@ pub fn repo_picker_card(t: &BlockKit, task: &Task, repos: &[RepoName]) -> anyhow
 }
 
 /// The final card, chosen by how the task ended.
+/// One line of a result's **Checks** list, at most.
+const CHECK_CHARS: usize = 300;
+
 pub fn result_card(t: &BlockKit, task: &Task) -> anyhow::Result<Rendered> {
     // JSON escaping (`\"`, `\n`) makes the blocks longer than the text Slack shows, so the budget
     // for the agent's text shrinks until the whole message fits. Every other field is capped, so
@@ -190,6 +193,14 @@ fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Ren
                     .diff_stat
                     .map(|d| fit(&d.replace("```", "ʼʼʼ"), DIFF_STAT_CHARS))),
             );
+            // The agent's own transcript, not its claims: each check with its outcome.
+            let checks: Vec<String> = outcome
+                .checks
+                .iter()
+                .take(8)
+                .map(|c| fit(&c.line(), CHECK_CHARS))
+                .collect();
+            view.insert("checks".into(), json!(checks));
             // Checked again here: a stored outcome may come from before the backend checked it.
             view.insert(
                 "pr_url".into(),

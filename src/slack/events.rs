@@ -109,6 +109,9 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
     if kind == "app_home_opened" {
         return home_opened(&raw, team, event_id);
     }
+    if kind == "agent_session_stopped" {
+        return agent_session_stopped(&raw, team, event_id);
+    }
     if kind != "app_mention" && kind != "message" {
         return Ok(Inbound::Ignored("unhandled event type"));
     }
@@ -232,6 +235,46 @@ fn home_opened(
     });
     Ok(Inbound::Event {
         delivery_id: format!("home:{event_id}"),
+        team: TeamId(team),
+        event: Box::new(event),
+    })
+}
+
+/// Someone pressed Slack's own stop button on Chime's agent session in a thread: the thread's
+/// Stop, with the button's ownership rule (checked by the handler).
+fn agent_session_stopped(
+    raw: &serde_json::Value,
+    team: String,
+    event_id: String,
+) -> Result<Inbound, ParseError> {
+    let field = |k: &str, valid: fn(&str) -> bool| {
+        raw.get(k)
+            .and_then(|v| v.as_str())
+            .filter(|v| valid(v))
+            .map(str::to_string)
+    };
+    let (Some(channel), Some(user)) = (field("channel", is_id), field("user", is_id)) else {
+        return Err(ParseError::Shape(
+            "agent_session_stopped without a valid channel and user",
+        ));
+    };
+    let Some(thread) = field("thread_ts", is_ts) else {
+        // Chime's sessions are threads; a stop elsewhere names nothing of Chime's.
+        return Ok(Inbound::Ignored("agent session stop outside a thread"));
+    };
+    let event = Event::StopRequested(crate::event::StopRequested {
+        binding: Binding::SlackThread {
+            team: TeamId(team.clone()),
+            channel: ChannelId(channel),
+            thread: ThreadTs(thread),
+        },
+        author: Author {
+            user: UserId(user),
+            external: false,
+        },
+    });
+    Ok(Inbound::Event {
+        delivery_id: format!("stop:{event_id}"),
         team: TeamId(team),
         event: Box::new(event),
     })
@@ -1089,6 +1132,41 @@ mod tests {
                 );
             }
             other => panic!("{other:?}"),
+        }
+        let stopped = env(
+            json!({ "type": "agent_session_stopped", "user": "U1", "channel": "C1",
+            "thread_ts": "1782234671.392669", "streaming_message_ts": [], "event_ts": "1783536983.783769" }),
+        );
+        match parse_event_body(stopped.as_bytes(), Some("UBOT")).unwrap() {
+            Inbound::Event {
+                delivery_id, event, ..
+            } => {
+                assert_eq!(delivery_id, "stop:Ev1");
+                match *event {
+                    Event::StopRequested(s) => {
+                        assert_eq!(s.binding.to_string(), "slack:T1/C1/1782234671.392669");
+                        assert_eq!(s.author.user.as_str(), "U1");
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        let unthreaded =
+            env(json!({ "type": "agent_session_stopped", "user": "U1", "channel": "C1" }));
+        assert!(matches!(
+            parse_event_body(unthreaded.as_bytes(), None).unwrap(),
+            Inbound::Ignored(_)
+        ));
+        for bad in [
+            json!({ "type": "agent_session_stopped", "channel": "C1", "thread_ts": "1.2" }),
+            json!({ "type": "agent_session_stopped", "user": "U1>", "channel": "C1", "thread_ts": "1.2" }),
+            json!({ "type": "agent_session_stopped", "user": "U1", "channel": 5, "thread_ts": "1.2" }),
+        ] {
+            assert!(
+                parse_event_body(env(bad.clone()).as_bytes(), None).is_err(),
+                "{bad}"
+            );
         }
         let messages = env(json!({ "type": "app_home_opened", "user": "U1", "tab": "messages" }));
         assert!(matches!(

@@ -34,6 +34,9 @@ pub fn check_card(r: &Rendered, mentions: &[&str]) -> Result<(), String> {
             }
             check_markup(t, mentions)?;
         }
+        if kind == "context_actions" && b["elements"].as_array().is_none_or(|e| e.len() > 5) {
+            return Err("context_actions needs 1 to 5 elements".into());
+        }
         for e in b["elements"].as_array().into_iter().flatten() {
             match e["type"].as_str() {
                 Some("mrkdwn") => {
@@ -53,7 +56,29 @@ pub fn check_card(r: &Rendered, mentions: &[&str]) -> Result<(), String> {
                         return Err("action_id over 255".into());
                     }
                 }
-                other => return Err(format!("unexpected element {other:?}")),
+                // Only in a context_actions block: two buttons, each a plain_text label, a
+                // value and an optional accessibility label of at most 75.
+                Some("feedback_buttons") if kind == "context_actions" => {
+                    for side in ["positive_button", "negative_button"] {
+                        let button = &e[side];
+                        let label = button["text"]["text"].as_str().unwrap_or_default();
+                        let v = button["value"].as_str().unwrap_or_default();
+                        let a11y = button["accessibility_label"].as_str().unwrap_or_default();
+                        if button["text"]["type"] != "plain_text"
+                            || label.is_empty()
+                            || units(label) > 75
+                            || v.is_empty()
+                            || units(v) > 2000
+                            || units(a11y) > 75
+                        {
+                            return Err(format!("feedback {side} {label:?} = {v:?}"));
+                        }
+                    }
+                    if e["action_id"].as_str().map_or(0, units) > 255 {
+                        return Err("action_id over 255".into());
+                    }
+                }
+                other => return Err(format!("unexpected element {other:?} in a {kind} block")),
             }
         }
         let options = b["accessory"]["options"].as_array();

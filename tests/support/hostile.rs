@@ -146,9 +146,10 @@ pub fn any_outcome() -> impl Strategy<Value = Outcome> {
         maybe(hostile()),
         maybe(hostile_url()),
         any::<bool>(),
+        maybe(hostile()),
     )
         .prop_map(
-            |(summary, branch, commit, diff_stat, pr_url, dry_run)| Outcome {
+            |(summary, branch, commit, diff_stat, pr_url, dry_run, check)| Outcome {
                 summary,
                 branch,
                 commit,
@@ -157,6 +158,20 @@ pub fn any_outcome() -> impl Strategy<Value = Outcome> {
                 dry_run,
                 remote: None,
                 attempts: vec![],
+                // A transcript's commands and test names are the agent's: as hostile as its text.
+                checks: check
+                    .map(|c| {
+                        vec![
+                            chime::backend::Check {
+                                command: c.clone(),
+                                exit_code: Some(101),
+                                failed: true,
+                                failing: vec![c; 5],
+                            };
+                            8
+                        ]
+                    })
+                    .unwrap_or_default(),
             },
         )
 }

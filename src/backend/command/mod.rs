@@ -101,6 +101,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod branches;
 pub mod cleanup;
+mod evidence;
 mod git;
 mod process;
 mod protocol;
@@ -524,6 +525,7 @@ impl CommandBackend {
             dry_run: false,
             remote: None,
             attempts: vec![],
+            checks: transcript.evidence(),
         };
         Ok((outcome, transcript.checks))
     }
@@ -559,11 +561,15 @@ impl CommandBackend {
             attempts.push(match result {
                 Ok((o, checks)) => Attempt {
                     n: k,
+                    // What the agent said of its checks, else what its transcript shows.
+                    checks: checks.or_else(|| {
+                        let ran: Vec<String> = o.checks.iter().map(|c| c.line()).collect();
+                        (!ran.is_empty()).then(|| ran.join("; "))
+                    }),
                     summary: o.summary,
                     branch: o.branch,
                     commit: o.commit,
                     diff_stat: o.diff_stat,
-                    checks,
                     error: None,
                 },
                 Err(BackendError::Cancelled) => return Err(BackendError::Cancelled),

@@ -2,6 +2,7 @@
 //! or plain text; see the `command` module documentation for the table.
 
 use super::super::Progress;
+use super::evidence::{self, Ran};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -22,6 +23,19 @@ pub(super) enum Event {
     PullRequest(String),
     /// What the agent's own checks said (tests, lints), one line.
     Checks(String),
+    /// A command the agent ran, and how it ended (Codex).
+    Ran(Ran),
+    /// A command the agent started (Claude's Bash tool), named by its tool use id...
+    Started {
+        id: String,
+        command: String,
+    },
+    /// ...and how it ended.
+    Finished {
+        id: String,
+        output: String,
+        failed: bool,
+    },
     /// A line that is not a JSON object.
     Plain(String),
     Ignored,
@@ -35,7 +49,13 @@ pub(super) struct Transcript {
     plain: String,
     pub pr_url: Option<String>,
     pub checks: Option<String>,
+    /// Commands the agent ran (the last ones), and those started and not yet finished.
+    ran: Vec<Ran>,
+    started: Vec<(String, String)>,
 }
+
+/// How many commands a transcript keeps.
+const MAX_RAN: usize = 50;
 
 impl Transcript {
     pub(super) fn apply(&mut self, event: Event, progress: &mpsc::Sender<Progress>) {
@@ -61,8 +81,42 @@ impl Transcript {
                     self.plain = tail_chars(&self.plain, PLAIN_TAIL_CHARS).to_string();
                 }
             }
+            Event::Ran(ran) => self.ran_one(ran, progress),
+            Event::Started { id, command } => {
+                send_progress(progress, &format!("Running `{}`", shorten(&command, 200)));
+                if self.started.len() == MAX_RAN {
+                    self.started.remove(0);
+                }
+                self.started.push((id, command));
+            }
+            Event::Finished { id, output, failed } => {
+                if let Some(i) = self.started.iter().position(|(s, _)| *s == id) {
+                    let (_, command) = self.started.remove(i);
+                    let exit_code = exit_code_in(&output);
+                    let ran = Ran {
+                        command,
+                        exit_code,
+                        failed,
+                        output,
+                    };
+                    self.ran_one(ran, progress);
+                }
+            }
             Event::Ignored => {}
         }
+    }
+
+    fn ran_one(&mut self, ran: Ran, progress: &mpsc::Sender<Progress>) {
+        send_progress(progress, &ran.milestone());
+        if self.ran.len() == MAX_RAN {
+            self.ran.remove(0);
+        }
+        self.ran.push(ran);
+    }
+
+    /// The checks the agent ran, each with its last outcome.
+    pub(super) fn evidence(&self) -> Vec<crate::backend::Check> {
+        evidence::checks(&self.ran)
     }
 
     /// An explicit result wins, then the last agent message, then the tail of the plain text.
@@ -136,6 +190,12 @@ fn parse_json(v: &Value) -> Event {
             .pointer("/message/content")
             .and_then(Value::as_array)
             .map_or(Event::Ignored, |parts| parse_claude_content(parts)),
+        // Claude's tool results come back as the user's turn.
+        Some("user") => v
+            .pointer("/message/content")
+            .and_then(Value::as_array)
+            .and_then(|parts| parts.iter().find_map(claude_tool_result))
+            .unwrap_or(Event::Ignored),
         _ => Event::Ignored,
     }
 }
@@ -145,9 +205,18 @@ fn parse_codex_item(item: &Value) -> Event {
     let field = |key: &str| item.get(key).and_then(Value::as_str);
     match field("type") {
         Some("agent_message") => field("text").map_or(Event::Ignored, |t| Event::Message(t.into())),
-        Some("command_execution") => field("command").map_or(Event::Ignored, |c| {
-            Event::Progress(format!("Ran `{}`", shorten(c, 200)))
-        }),
+        Some("command_execution") => match field("command") {
+            Some(command) => {
+                let exit_code = item.get("exit_code").and_then(Value::as_i64);
+                Event::Ran(Ran {
+                    command: command.to_string(),
+                    exit_code,
+                    failed: field("status") == Some("failed") || exit_code.is_some_and(|c| c != 0),
+                    output: field("aggregated_output").unwrap_or_default().to_string(),
+                })
+            }
+            None => Event::Ignored,
+        },
         Some("file_change") => {
             let paths: Vec<&str> = item
                 .get("changes")
@@ -187,13 +256,55 @@ fn parse_claude_content(parts: &[Value]) -> Event {
     if !texts.is_empty() {
         return Event::Message(texts.join("\n"));
     }
-    let tool = parts
+    let Some(tool) = parts
         .iter()
-        .filter(|p| part_type(p).as_deref() == Some("tool_use"))
-        .find_map(|p| p.get("name").and_then(Value::as_str));
-    tool.map_or(Event::Ignored, |name| {
-        Event::Progress(format!("Using {name}"))
+        .find(|p| part_type(p).as_deref() == Some("tool_use"))
+    else {
+        return Event::Ignored;
+    };
+    let name = tool.get("name").and_then(Value::as_str);
+    let id = tool.get("id").and_then(Value::as_str);
+    let command = tool.pointer("/input/command").and_then(Value::as_str);
+    match (name, id, command) {
+        (Some("Bash"), Some(id), Some(command)) => Event::Started {
+            id: id.to_string(),
+            command: command.to_string(),
+        },
+        (Some(name), _, _) => Event::Progress(format!("Using {name}")),
+        _ => Event::Ignored,
+    }
+}
+
+/// A `tool_result` part of Claude's user turn: its text, and whether it failed.
+fn claude_tool_result(part: &Value) -> Option<Event> {
+    if part.get("type").and_then(Value::as_str) != Some("tool_result") {
+        return None;
+    }
+    let id = part.get("tool_use_id").and_then(Value::as_str)?;
+    let output = match part.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    };
+    Some(Event::Finished {
+        id: id.to_string(),
+        failed: part.get("is_error").and_then(Value::as_bool) == Some(true),
+        output,
     })
+}
+
+/// "Exit code 101", as Claude's Bash tool reports a failed command.
+fn exit_code_in(output: &str) -> Option<i64> {
+    let at = output.find("Exit code ")?;
+    let digits: String = output[at + "Exit code ".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
 }
 
 fn shorten(s: &str, max_chars: usize) -> String {
@@ -233,8 +344,16 @@ mod tests {
     fn codex_lines() {
         let msg = r#"{"type":"item.completed","item":{"id":"item_3","type":"agent_message","text":"All done"}}"#;
         assert_eq!(parse_line(msg), Event::Message("All done".into()));
-        let cmd = r#"{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"bash -lc ls","aggregated_output":"","exit_code":0,"status":"completed"}}"#;
-        assert_eq!(parse_line(cmd), Event::Progress("Ran `bash -lc ls`".into()));
+        let cmd = r#"{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"bash -lc ls","aggregated_output":"a.rs","exit_code":0,"status":"completed"}}"#;
+        assert_eq!(
+            parse_line(cmd),
+            Event::Ran(Ran {
+                command: "bash -lc ls".into(),
+                exit_code: Some(0),
+                failed: false,
+                output: "a.rs".into()
+            })
+        );
         let edit = r#"{"type":"item.completed","item":{"type":"file_change","changes":[{"path":"a.rs","kind":"update"},{"path":"b.rs","kind":"add"}]}}"#;
         assert_eq!(
             parse_line(edit),
@@ -255,6 +374,28 @@ mod tests {
         assert_eq!(parse_line(text), Event::Message("Looking".into()));
         let tool = r#"{"type":"assistant","message":{"content":[{"type":"tool_use","name":"Bash","input":{}}]}}"#;
         assert_eq!(parse_line(tool), Event::Progress("Using Bash".into()));
+        // A Bash command, then its failed result: one check with the exit code Claude reports.
+        let (tx, mut rx) = mpsc::channel(10);
+        let mut t = Transcript::default();
+        let start = r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"tu1","name":"Bash","input":{"command":"cargo test"}}]}}"#;
+        let done = r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"tu1","is_error":true,"content":"test tests::adds ... FAILED\nError: Exit code 101"}]}}"#;
+        t.apply(parse_line(start), &tx);
+        t.apply(parse_line(done), &tx);
+        let checks = t.evidence();
+        assert_eq!(checks.len(), 1);
+        assert_eq!(
+            checks[0].line(),
+            "`cargo test`: exit 101, failing: tests::adds"
+        );
+        assert_eq!(rx.try_recv().unwrap().text, "Running `cargo test`");
+        assert!(rx
+            .try_recv()
+            .unwrap()
+            .text
+            .starts_with("Ran `cargo test`: exit 101"));
+        // A result for a tool use never seen is no check.
+        t.apply(parse_line(&done.replace("tu1", "tu9")), &tx);
+        assert_eq!(t.evidence().len(), 1);
         let result =
             r#"{"type":"result","subtype":"success","is_error":false,"result":"Fixed it"}"#;
         assert_eq!(parse_line(result), Event::Result("Fixed it".into()));

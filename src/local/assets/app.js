@@ -432,6 +432,28 @@
           root.append(group);
           break;
         }
+        case "context_actions": {
+          // Feedback buttons: thumbs up and down, pressed like any button.
+          const group = h("div", { class: "block block-actions block-feedback", role: "group", "aria-label": "Feedback" });
+          for (const e of block.elements || []) {
+            if (!e || e.type !== "feedback_buttons") continue;
+            for (const side of ["positive_button", "negative_button"]) {
+              const b = e[side] || {};
+              const btn = h("button", {
+                type: "button",
+                class: "btn",
+                "data-action-id": e.action_id || "",
+                "data-focus-key": `feedback:${side}`,
+                "aria-label": typeof b.accessibility_label === "string" ? b.accessibility_label : plainText(b.text),
+                text: plainText(b.text) || (side === "positive_button" ? "Good" : "Bad"),
+              });
+              btn.addEventListener("click", () => pressAction(btn, msg, e.action_id, b.value ?? "", btn));
+              group.append(btn);
+            }
+          }
+          root.append(group);
+          break;
+        }
         case "divider":
           root.append(h("hr", { class: "block block-divider" }));
           break;
