@@ -273,6 +273,8 @@ async fn native_stop_belongs_to_the_requester(db: TestDb) {
         0
     );
     assert_eq!(app.text("SELECT state FROM tasks").await, "awaiting_repo");
+    // Waiting for a person to pick a repository is not processing.
+    assert!(slack.agent_statuses(root).is_empty());
     assert_eq!(
         app.post_event(&stopped("EvStop2", "U1")).await.status(),
         200
@@ -281,6 +283,54 @@ async fn native_stop_belongs_to_the_requester(db: TestDb) {
         (app.text("SELECT state FROM tasks").await == "cancelled").then_some(())
     })
     .await;
+    // A turn that runs: processing, then active once it answered (Slack does not move it).
+    let other = "1700000000.000501";
+    app.post_event(&mention(
+        "EvRun",
+        ch,
+        "U1",
+        other,
+        None,
+        "hello repo=acme/api",
+    ))
+    .await;
+    slack.card(ch, other, "Dry run").await;
+    eventually(WAIT, "the session active again", || async {
+        (slack.agent_statuses(other) == ["processing", "active"]).then_some(())
+    })
+    .await;
     app.stop().await;
 }
 dual_db!(native_stop_test, native_stop_belongs_to_the_requester);
+
+/// An app Slack does not treat as an agent: the first refused status is the last one asked for,
+/// and the turns answer as before.
+async fn no_agent_sessions(db: TestDb) {
+    let slack = FakeSlack::start().await;
+    slack.not_an_agent();
+    let app = TestApp::spawn(test_config(&db, &slack)).await;
+    for (i, root) in ["1700000000.000601", "1700000000.000602"]
+        .iter()
+        .enumerate()
+    {
+        app.post_event(&mention(
+            &format!("EvNa{i}"),
+            "CNA",
+            "U1",
+            root,
+            None,
+            "hello",
+        ))
+        .await;
+        slack.card("CNA", root, "Dry run").await;
+    }
+    all_handled(&app, "both turns handled").await;
+    assert_eq!(slack.calls("agents.sessions.setStatus").len(), 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM outbox WHERE state NOT IN ('done', 'superseded')")
+            .await,
+        0
+    );
+    app.stop().await;
+}
+dual_db!(no_agent_sessions_test, no_agent_sessions);

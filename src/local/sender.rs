@@ -64,6 +64,8 @@ impl Deliver for LocalSender {
             SlackOp::Direct { .. } => {
                 return Delivery::Failed("the playground has no direct messages".into())
             }
+            // Never written for the playground either: it has no agent sessions.
+            SlackOp::AgentStatus { .. } => return Delivery::Sent(None),
             SlackOp::Update { text, blocks, .. } => match outbox::update_target(db, row).await {
                 Ok(ts) => self.workspace.update(&ts, text, blocks).await.map(|_| None),
                 Err(delivery) => return delivery,

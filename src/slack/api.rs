@@ -421,6 +421,25 @@ impl SlackApi {
         }
     }
 
+    /// Sets the agent session status of a thread (`agents.sessions.setStatus`): `processing`
+    /// while a turn runs (Slack shows its own stop button), `active` once it answered.
+    pub async fn set_agent_status(
+        &self,
+        team: &str,
+        channel: &str,
+        thread_ts: &str,
+        status: &str,
+    ) -> Result<(), SendError> {
+        self.throttle(team, "agents.sessions.setStatus", Tier::T3)
+            .await;
+        self.post::<_, Empty>(
+            "agents.sessions.setStatus",
+            &serde_json::json!({ "channel_id": channel, "thread_ts": thread_ts, "status": status }),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// A thread's messages, oldest first, metadata included (for thread context, and to find
     /// Chime's own posts after a crash). Slack pages replies from the oldest, so every page is read
     /// (up to a bound) and the newest `REPLIES_KEEP` are kept.

@@ -34,6 +34,8 @@ pub struct SlackConnector {
     cards: Arc<BlockKit>,
     /// auth.test had not answered at start-up: it is asked again in the background.
     learn_identity: bool,
+    /// Slack refused agent session statuses once: shared by every sender of this connector.
+    no_agent_sessions: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SlackConnector {
@@ -100,6 +102,7 @@ impl SlackConnector {
             }),
             cards,
             learn_identity,
+            no_agent_sessions: Default::default(),
         }))
     }
 }
@@ -132,6 +135,7 @@ impl Connector for SlackConnector {
     fn sender(&self) -> Arc<dyn Deliver> {
         Arc::new(SlackSender {
             api: self.api.clone(),
+            no_agent_sessions: self.no_agent_sessions.clone(),
             reporter: self.reporter.clone(),
         })
     }

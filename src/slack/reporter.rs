@@ -53,6 +53,12 @@ pub enum SlackOp {
         text: String,
         blocks: Value,
     },
+    /// Set the thread's agent session status (`agents.sessions.setStatus`).
+    AgentStatus {
+        channel: String,
+        thread_ts: String,
+        status: String,
+    },
     /// Publish `user`'s App Home tab (`views.publish`).
     Home { user: String, view: Value },
     /// Replace the message posted by the row whose key is the row's `ref_key`.
@@ -73,6 +79,7 @@ impl SlackOp {
             SlackOp::Ephemeral { .. } => "ephemeral",
             SlackOp::Home { .. } => "home",
             SlackOp::Direct { .. } => "direct",
+            SlackOp::AgentStatus { .. } => "agent_status",
         }
     }
 }
@@ -121,6 +128,29 @@ impl ThreadReporter {
             last,
         };
         outbox::enqueue(conn, &self.guard, row).await
+    }
+
+    /// Slack's own status of the thread's agent session: `processing` while a turn runs, `active`
+    /// once it answered. Only for Slack threads (the playground has no agent sessions).
+    async fn agent_status(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        status: &str,
+    ) -> anyhow::Result<()> {
+        if !matches!(task.binding, Binding::SlackThread { .. }) {
+            return Ok(());
+        }
+        let (channel, thread_ts) = thread_of(&task.binding);
+        let op = SlackOp::AgentStatus {
+            channel,
+            thread_ts,
+            status: status.to_string(),
+        };
+        let key = format!("task:{}:agent-status:{status}", task.id);
+        self.write(conn, &task.binding, &key, None, op, false)
+            .await?;
+        Ok(())
     }
 
     /// The task with the agent's text scanned before the card cuts it to Block Kit's sizes, so a
@@ -250,7 +280,8 @@ impl Reporter for ThreadReporter {
 
     async fn show_status(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
         let card = status_card(&self.cards, task, None)?;
-        self.post_card(conn, task, card).await
+        self.post_card(conn, task, card).await?;
+        self.agent_status(conn, task, "processing").await
     }
 
     async fn update_status(
@@ -272,7 +303,8 @@ impl Reporter for ThreadReporter {
     async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
         let card = result_card(&self.cards, &self.uncut(task))?;
         self.edit_card(conn, task, &final_key(task), card, true)
-            .await
+            .await?;
+        self.agent_status(conn, task, "active").await
     }
 
     async fn ask_repo(

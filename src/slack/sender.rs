@@ -6,11 +6,14 @@ use crate::binding::{Binding, Surface};
 use crate::db::Db;
 use crate::queue::outbox::{self, backoff, Deliver, Delivery, OutboxRow};
 use async_trait::async_trait;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct SlackSender {
     pub api: Arc<SlackApi>,
+    /// Slack refused agent session statuses (the app is not an agent): none are sent again.
+    pub no_agent_sessions: Arc<AtomicBool>,
     /// Queues the fallback for a refused final card.
     pub reporter: Arc<ThreadReporter>,
 }
@@ -88,6 +91,30 @@ impl Deliver for SlackSender {
                             .await
                     }
                     Err(e) => Err(e),
+                }
+            }
+            SlackOp::AgentStatus {
+                channel,
+                thread_ts,
+                status,
+            } => {
+                if self.no_agent_sessions.load(Ordering::Relaxed) {
+                    return Delivery::Sent(None);
+                }
+                match self
+                    .api
+                    .set_agent_status(&team, channel, thread_ts, status)
+                    .await
+                {
+                    // An app not declared as an agent (or an older workspace) has no agent
+                    // sessions: the status card already says everything; stop asking.
+                    Err(SendError::Permanent(why)) => {
+                        if !self.no_agent_sessions.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(reason = %why, "Slack refused agents.sessions.setStatus; Chime stops setting agent session statuses until restarted (declare the app as an agent to get Slack's stop button)");
+                        }
+                        Ok(None)
+                    }
+                    other => other.map(|_| None),
                 }
             }
             SlackOp::Home { user, view } => {

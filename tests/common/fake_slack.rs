@@ -35,6 +35,8 @@ pub struct State {
     pub not_in: Vec<String>,
     /// Each person's Home tab as last published (views.publish).
     pub homes: HashMap<String, Value>,
+    /// The app is not declared as an agent: agents.sessions.setStatus is refused.
+    pub not_an_agent: bool,
 }
 
 #[derive(Clone)]
@@ -158,6 +160,20 @@ impl FakeSlack {
             "no Home tab was published for {user}: {:?}",
             self.calls("views.publish")
         )
+    }
+
+    /// The app is not an agent from now on: agent session statuses are refused.
+    pub fn not_an_agent(&self) {
+        self.state.lock().unwrap().not_an_agent = true;
+    }
+
+    /// The statuses set on `thread`'s agent session, in order.
+    pub fn agent_statuses(&self, thread: &str) -> Vec<String> {
+        self.calls("agents.sessions.setStatus")
+            .into_iter()
+            .filter(|p| p["thread_ts"] == thread)
+            .map(|p| p["status"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     pub fn leave(&self, channel: &str) {
@@ -386,6 +402,20 @@ impl Respond for Responder {
                 ok(json!({ "channel": { "id": format!("D{user}") } }))
             }
             "chat.postEphemeral" => ok(json!({ "message_ts": "1800000000.999999" })),
+            // Checked as Slack documents it: a known status, the thread it is about.
+            "agents.sessions.setStatus" => {
+                let status = p["status"].as_str().unwrap_or_default();
+                let known = ["active", "processing", "suspended", "closed"].contains(&status);
+                let thread = p["thread_ts"].as_str().is_some_and(|t| !t.is_empty());
+                let channel = p["channel_id"].as_str().is_some_and(|c| !c.is_empty());
+                if s.not_an_agent {
+                    err("not_allowed_token_type")
+                } else if !known || !thread || !channel {
+                    err("invalid_arguments")
+                } else {
+                    ok(json!({ "status": status }))
+                }
+            }
             "views.publish" => match check_home_view(&p) {
                 Ok(user) => {
                     s.homes.insert(user, p["view"].clone());
