@@ -595,23 +595,7 @@ dual_db!(quiet_hours_test, quiet_hours);
 
 /// `/chime ide-token` from `user` in `channel`; the ephemeral answer's text.
 async fn ide_token_command(app: &TestApp, user: &str, channel: &str, trigger: &str) -> String {
-    let body = serde_urlencoded::to_string([
-        ("team_id", "T1"),
-        ("user_id", user),
-        ("channel_id", channel),
-        ("trigger_id", trigger),
-        ("command", "/chime"),
-        ("text", "ide-token"),
-    ])
-    .unwrap();
-    let r = signed_post(
-        &app.http,
-        &app.url("/slack/commands"),
-        body.into_bytes(),
-        "application/x-www-form-urlencoded",
-        &[],
-    )
-    .await;
+    let r = slash_in(app, user, channel, trigger, "ide-token").await;
     assert_eq!(r.status(), 200);
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer["response_type"], "ephemeral", "{answer}");

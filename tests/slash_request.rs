@@ -8,24 +8,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 async fn slash(app: &TestApp, user: &str, channel: &str, trigger: &str, text: &str) -> Value {
-    let body = serde_urlencoded::to_string([
-        ("team_id", "T1"),
-        ("user_id", user),
-        ("channel_id", channel),
-        ("trigger_id", trigger),
-        ("command", "/chime"),
-        ("text", text),
-        ("response_url", "https://hooks.slack.com/commands/T1/1/x"),
-    ])
-    .unwrap();
-    let r = signed_post(
-        &app.http,
-        &app.url("/slack/commands"),
-        body.into_bytes(),
-        "application/x-www-form-urlencoded",
-        &[],
-    )
-    .await;
+    let r = slash_in(app, user, channel, trigger, text).await;
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }

@@ -499,13 +499,25 @@ pub fn suggestions_in(slack: &FakeSlack, channel: &str, root: &str) -> Vec<Value
 
 /// `/chime <text>` from `user` in C3, signed.
 pub async fn slash(app: &TestApp, user: &str, trigger: &str, text: &str) -> reqwest::Response {
+    slash_in(app, user, "C3", trigger, text).await
+}
+
+/// A signed `/chime` command from `user` in `channel`.
+pub async fn slash_in(
+    app: &TestApp,
+    user: &str,
+    channel: &str,
+    trigger: &str,
+    text: &str,
+) -> reqwest::Response {
     let body = serde_urlencoded::to_string([
         ("team_id", "T1"),
         ("user_id", user),
-        ("channel_id", "C3"),
+        ("channel_id", channel),
         ("trigger_id", trigger),
         ("command", "/chime"),
         ("text", text),
+        ("response_url", "https://hooks.slack.com/commands/T1/1/x"),
     ])
     .unwrap();
     signed_post(
