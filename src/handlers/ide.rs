@@ -1,5 +1,4 @@
-//! What editors report over the IDE stream: the workspace they are in (`hello`), and the
-//! signals the relevance policy reads (failing tests, errors that persist, failed commands),
+//! What editors report over the IDE stream: the signals the relevance policy reads (failing tests, errors that persist, failed commands),
 //! recorded per person with their time, then judged by the relevance policy's `[[ide]]` rules,
 //! which may offer one suggestion in the person's editors.
 
@@ -17,26 +16,9 @@ pub async fn handle_ide_signal(ctx: &Ctx, inbox_id: i64, s: IdeSignal) -> anyhow
     // (kind, subject, detail) of each signal, for the policy.
     let mut signals: Vec<(&str, &str, String)> = Vec::new();
     match &s.report {
-        IdeReport::Hello {
-            client,
-            remote,
-            branch,
-            head,
-        } => {
-            sqlx::query(
-                "INSERT INTO ide_workspaces (token_id, client, remote, branch, head, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO UPDATE SET \
-                 client = $2, remote = $3, branch = $4, head = $5, updated_at = $6",
-            )
-            .bind(s.token)
-            .bind(client)
-            .bind(remote)
-            .bind(branch)
-            .bind(head)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        }
+        // The stream recorded the workspace before it read the connection's next message, so a
+        // hand-off right behind its hello finds it.
+        IdeReport::Hello { .. } => {}
         IdeReport::TestRun { failures, .. } => {
             for (name, output) in failures {
                 signal(&mut tx, who, "test_failed", name, output).await?;

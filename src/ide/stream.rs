@@ -216,11 +216,41 @@ async fn handle_text(
         user: UserId::new(owner.user.as_str()),
         external: false,
     };
-    let hello = matches!(
-        msg.body,
-        Body::Report(crate::event::IdeReport::Hello { .. })
-    )
-    .then_some(msg.last_seq);
+    let hello = match &msg.body {
+        Body::Report(crate::event::IdeReport::Hello {
+            client,
+            remote,
+            branch,
+            head,
+        }) => {
+            // Recorded before the next message of this connection is read: a hand-off sent right
+            // behind its hello (a client resending its queue) runs on this workspace. The inbox
+            // handlers run in parallel lanes, so this cannot wait for the hello's event.
+            let recorded = sqlx::query(
+                "INSERT INTO ide_workspaces (token_id, client, remote, branch, head, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO UPDATE SET \
+                 client = $2, remote = $3, branch = $4, head = $5, updated_at = $6",
+            )
+            .bind(owner.token_id)
+            .bind(client)
+            .bind(remote)
+            .bind(branch)
+            .bind(head)
+            .bind(crate::ids::now_ms())
+            .execute(&state.db.pool)
+            .await;
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "could not record an editor's workspace");
+                return (
+                    json!({ "v": protocol::VERSION, "type": "error", "id": msg.id,
+                        "reason": "could not store the message; send it again" }),
+                    None,
+                );
+            }
+            Some(msg.last_seq)
+        }
+        _ => None,
+    };
     let event = match msg.body {
         Body::Report(report) => Event::IdeSignal(IdeSignal {
             account_surface: owner.surface.clone(),

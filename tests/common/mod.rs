@@ -174,6 +174,13 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(config: Config) -> Self {
+        // `CHIME_TEST_LOG=chime=debug` shows the app's logs with a failing test's output.
+        if let Ok(filter) = std::env::var("CHIME_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let db = Db::connect(&config.database).await.expect("connect");
         db.migrate().await.expect("migrate");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
