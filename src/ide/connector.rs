@@ -47,6 +47,15 @@ impl IdeConnector {
 }
 
 impl IdeConnector {
+    /// The one of Chime's `[repos]` whose URL is `remote`, in either form.
+    fn repo_of(&self, remote: &str) -> Option<RepoName> {
+        let key = remote_key(remote);
+        self.repos
+            .iter()
+            .find(|(_, url)| remote_key(url) == key)
+            .map(|(name, _)| name.clone())
+    }
+
     /// (remote, head, branch) of the latest hello from the person's editors.
     async fn workspace(&self, binding: &Binding) -> Option<(String, String, String)> {
         let Binding::Ide { account, .. } = binding else {
@@ -160,18 +169,14 @@ impl Connector for IdeConnector {
     /// Chime's `[repos]`.
     async fn suggest_repo(&self, binding: &Binding) -> Option<RepoName> {
         let (remote, _, _) = self.workspace(binding).await?;
-        let key = remote_key(&remote);
-        self.repos
-            .iter()
-            .find(|(_, url)| remote_key(url) == key)
-            .map(|(name, _)| name.clone())
+        self.repo_of(&remote)
     }
 
     /// The commit and branch of the editor's workspace (its latest hello), when it is one of
     /// Chime's `[repos]`: a session started from the editor starts where the person is.
     async fn suggest_base(&self, binding: &Binding) -> Option<crate::backend::Base> {
-        self.suggest_repo(binding).await?;
-        let (_, head, branch) = self.workspace(binding).await?;
+        let (remote, head, branch) = self.workspace(binding).await?;
+        self.repo_of(&remote)?;
         Some(crate::backend::Base {
             commit: head,
             branch,

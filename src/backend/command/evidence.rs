@@ -3,6 +3,7 @@
 //! carries each one as it happens; the turn's result lists the checks (tests, builds, linters)
 //! with their last outcome, so a reviewer can verify instead of trusting the summary.
 
+use super::protocol::tail_chars;
 use crate::backend::Check;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -78,13 +79,6 @@ impl Ran {
             text.push_str(&format!("\n```\n{tail}\n```"));
         }
         text
-    }
-}
-
-fn tail_chars(s: &str, n: usize) -> &str {
-    match s.char_indices().rev().nth(n.saturating_sub(1)) {
-        Some((start, _)) => &s[start..],
-        None => s,
     }
 }
 

@@ -147,7 +147,7 @@ fn send_progress(progress: &mpsc::Sender<Progress>, text: &str) {
 }
 
 /// The last `n` characters of `s`.
-fn tail_chars(s: &str, n: usize) -> &str {
+pub(super) fn tail_chars(s: &str, n: usize) -> &str {
     match s.char_indices().rev().nth(n.saturating_sub(1)) {
         Some((start, _)) if n > 0 => &s[start..],
         _ if n == 0 => "",
