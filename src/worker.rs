@@ -6,7 +6,7 @@ use crate::connector::Connector;
 use crate::context::Ctx;
 use crate::lease::Lease;
 pub use crate::queue::dispatch::run_inbox_loop;
-use crate::session::{self, input::build_input, Claim, Task, TaskState};
+use crate::session::{self, input::build_input, plan::Plan, Claim, Task, TaskState};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -381,20 +381,52 @@ async fn forward_progress(
         while rx.recv().await.is_some() {}
         return;
     }
+    // The plan goes on where an earlier claim of this turn left it (a restart, another replica).
+    let loaded = async {
+        let mut conn = db.pool.acquire().await?;
+        Plan::load(&mut conn, &task.id).await
+    };
+    let mut plan = loaded.await.unwrap_or_else(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "could not read the turn's plan; starting a new one");
+        Plan::starting()
+    });
     let mut last_sent = tokio::time::Instant::now() - PROGRESS_EVERY;
     let mut pending: Option<String> = None;
     loop {
         let next = tokio::time::timeout_at(last_sent + PROGRESS_EVERY, rx.recv()).await;
         match next {
-            Ok(Some(p)) => pending = Some(p.text),
-            Ok(None) => return, // The final card replaces whatever milestone was still waiting.
+            Ok(Some(p)) => {
+                plan.advance(&p);
+                pending = Some(p.text);
+            }
+            Ok(None) => {
+                // The final card replaces whatever milestone was still waiting; its plan has
+                // every step.
+                if pending.is_some() {
+                    let saved = async {
+                        let mut conn = db.pool.acquire().await?;
+                        plan.save(&mut conn, &task.id).await
+                    };
+                    if let Err(e) = saved.await {
+                        tracing::warn!(error = %format!("{e:#}"), "could not save the turn's plan");
+                    }
+                }
+                return;
+            }
             Err(_) => {}
         }
         if tokio::time::Instant::now() >= last_sent + PROGRESS_EVERY {
             if let Some(text) = pending.take() {
                 last_sent = tokio::time::Instant::now();
+                // Milestones come no faster than PROGRESS_EVERY, each with the whole plan: the
+                // coalescing Slack's tiers ask for, and no step lost in between.
+                let task = Task {
+                    plan: Some(plan.clone()),
+                    ..task.clone()
+                };
                 let write = async {
                     let mut conn = db.pool.acquire().await?;
+                    plan.save(&mut conn, &task.id).await?;
                     connector
                         .reporter()
                         .update_status(&mut conn, &task, &text)

@@ -30,6 +30,7 @@ fn task(turn_no: i64) -> Task {
         finished_at: None,
         variants: 1,
         chosen_attempt: None,
+        plan: None,
     }
 }
 

@@ -177,7 +177,7 @@ async fn run(
     let (tx, mut rx) = mpsc::channel(10_000);
     let result = backend.run(input, tx, CancellationToken::new()).await;
     let mut progress = vec![];
-    while let Ok(Progress { text }) = rx.try_recv() {
+    while let Ok(Progress { text, .. }) = rx.try_recv() {
         progress.push(text);
     }
     (result, progress)

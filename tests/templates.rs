@@ -42,6 +42,7 @@ fn task(state: TaskState) -> Task {
         finished_at: None,
         variants: 1,
         chosen_attempt: None,
+        plan: None,
     }
 }
 

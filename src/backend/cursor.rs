@@ -217,7 +217,7 @@ impl CursorBackend {
         };
         let path = format!("/v1/agents/{}/runs/{}", turn.agent, turn.run);
         let text = "Cursor's agent is working on it".to_string();
-        let _ = progress.try_send(Progress { text });
+        let _ = progress.try_send(Progress::new(text));
         // Milestones come from the run's event stream, followed beside the polling below.
         let ended = Notify::new();
         let stream =

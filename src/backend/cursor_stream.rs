@@ -93,7 +93,7 @@ pub(super) async fn follow(
             }
             match step(&event.event, &event.data) {
                 Step::Progress(text) => {
-                    let _ = progress.try_send(Progress { text });
+                    let _ = progress.try_send(Progress::new(text));
                 }
                 Step::End => {
                     ended.notify_one();

@@ -221,7 +221,7 @@ impl DevinBackend {
             if !shown {
                 if let Some(url) = s["url"].as_str().and_then(valid_pr_url) {
                     let text = format!("Devin is working on it: {url}");
-                    let _ = progress.try_send(Progress { text });
+                    let _ = progress.try_send(Progress::new(text));
                     shown = true;
                 }
             }

@@ -19,9 +19,9 @@ impl Backend for DryRun {
             return Err(BackendError::Cancelled);
         }
         let _ = progress
-            .send(Progress {
-                text: "Prepared the agent input (dry run: nothing is executed)".into(),
-            })
+            .send(Progress::new(
+                "Prepared the agent input (dry run: nothing is executed)",
+            ))
             .await;
         Ok(Outcome {
             summary: input.rendered.clone(),

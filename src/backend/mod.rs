@@ -166,10 +166,23 @@ pub struct QuotedMessage {
     pub text: String,
 }
 
-/// A milestone the agent reports while it works; shown by editing the one status message.
+/// A milestone the agent reports while it works: a step of the turn's plan (`session::plan`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
     pub text: String,
+    /// `None` for a step that starts now; `Some(failed)` for one that has already ended (a
+    /// command the agent ran, read from its transcript).
+    pub ended: Option<bool>,
+}
+
+impl Progress {
+    /// A step that starts now.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ended: None,
+        }
+    }
 }
 
 /// What a finished turn produced.

@@ -10,7 +10,7 @@ pub use check::Report;
 pub use sections::{
     AgentConfig, BackendConfig, DatabaseConfig, DigestConfig, DigestTarget, GithubConfig,
     GuardConfig, IdentityConfig, LinearConfig, LinearRoute, MirrorConfig, OpenaiApi,
-    PlaygroundConfig, RateLimits, RepoConfig, RoutingConfig, SandboxMode, ServerConfig,
+    PlaygroundConfig, ProgressMode, RateLimits, RepoConfig, RoutingConfig, SandboxMode, ServerConfig,
     SlackConfig, SuggestionsConfig, WorkerConfig,
 };
 

@@ -75,6 +75,17 @@ pub struct SlackConfig {
     /// Every Slack Web API call is abandoned (and retried or reported) after this many seconds.
     pub http_timeout_secs: u64,
     pub rate_limits: RateLimits,
+    /// How a turn shows its progress: `stream` (one streamed reply whose plan ticks over, falling
+    /// back per workspace to an edited status message when Slack refuses streams) or `edit`.
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressMode {
+    #[default]
+    Stream,
+    Edit,
 }
 
 impl Default for SlackConfig {
@@ -90,6 +101,7 @@ impl Default for SlackConfig {
             ack_reaction: "eyes".into(),
             http_timeout_secs: 10,
             rate_limits: RateLimits::default(),
+            progress: ProgressMode::Stream,
         }
     }
 }

@@ -51,6 +51,7 @@ impl LocalConnector {
                 guard,
                 ack_reaction: config.playground.ack_reaction.clone(),
                 home_team: None,
+                stream: config.slack.progress == crate::config::ProgressMode::Stream,
             }),
             inbox,
             access_token: config.secrets.playground_token.clone(),

@@ -103,6 +103,9 @@ pub struct LocalMessage {
     pub blocks: Option<Value>,
     pub reactions: Vec<String>,
     pub reply_count: i64,
+    /// A streamed reply's plan: Slack's `plan_update` / `task_update` chunks as last sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Value>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -123,7 +126,7 @@ pub struct LocalWorkspace {
     allow_external: bool,
 }
 
-const COLUMNS: &str = "m.ts, m.channel, m.thread_ts, m.user_id, m.text, m.blocks, m.reactions, m.created_at, m.updated_at, \
+const COLUMNS: &str = "m.ts, m.channel, m.thread_ts, m.user_id, m.text, m.blocks, m.reactions, m.plan, m.created_at, m.updated_at, \
     (SELECT COUNT(*) FROM local_messages r WHERE r.thread_ts = m.ts) AS reply_count";
 
 fn from_row(r: &crate::db::Row) -> LocalMessage {
@@ -138,6 +141,9 @@ fn from_row(r: &crate::db::Row) -> LocalMessage {
         blocks: blocks.and_then(|b| serde_json::from_str(&b).ok()),
         reactions: serde_json::from_str(&reactions).unwrap_or_default(),
         reply_count: r.get("reply_count"),
+        plan: r
+            .get::<Option<String>, _>("plan")
+            .and_then(|p| serde_json::from_str(&p).ok()),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
     }
@@ -244,6 +250,20 @@ impl LocalWorkspace {
             self.publish(m.clone());
         }
         Ok(m)
+    }
+
+    /// Sets a streamed reply's plan (the whole list: each update replaces it, as in Slack).
+    pub async fn set_plan(&self, ts: &str, plan: &Value) -> anyhow::Result<()> {
+        sqlx::query("UPDATE local_messages SET plan = $1, updated_at = $2 WHERE ts = $3")
+            .bind(plan.to_string())
+            .bind(now_ms())
+            .bind(ts)
+            .execute(&self.db.pool)
+            .await?;
+        if let Some(m) = self.get(ts).await? {
+            self.publish(m);
+        }
+        Ok(())
     }
 
     pub async fn add_reaction(&self, ts: &str, name: &str) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@ use super::{LocalWorkspace, BOT_USER};
 use crate::binding::Surface;
 use crate::db::Db;
 use crate::queue::outbox::{self, Deliver, Delivery, OutboxRow};
-use crate::slack::reporter::{SlackOp, ThreadReporter};
+use crate::slack::reporter::{SlackOp, ThreadReporter, STREAMED};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -66,6 +66,55 @@ impl Deliver for LocalSender {
             }
             // Never written for the playground either: it has no agent sessions.
             SlackOp::AgentStatus { .. } => return Delivery::Sent(None),
+            // The playground always streams: the status card shows the plan as it ticks over.
+            SlackOp::StreamStart {
+                channel,
+                thread_ts,
+                chunks,
+                text,
+                blocks,
+                ..
+            } => {
+                let posted = self
+                    .workspace
+                    .insert(
+                        channel,
+                        Some(thread_ts),
+                        BOT_USER,
+                        text,
+                        Some(blocks),
+                        Some(&row.idempotency_key),
+                    )
+                    .await;
+                match posted {
+                    Ok(m) => self
+                        .set_plan(&m.ts, chunks)
+                        .await
+                        .map(|_| Some(format!("{STREAMED}{}", m.ts))),
+                    Err(e) => Err(e),
+                }
+            }
+            SlackOp::StreamAppend {
+                chunks,
+                text,
+                blocks,
+                ..
+            }
+            | SlackOp::StreamStop {
+                chunks,
+                text,
+                blocks,
+                ..
+            } => match outbox::update_target(db, row).await {
+                Ok(target) => {
+                    let ts = target.strip_prefix(STREAMED).unwrap_or(&target);
+                    match self.workspace.update(ts, text, blocks).await {
+                        Ok(_) => self.set_plan(ts, chunks).await.map(|_| None),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(delivery) => return delivery,
+            },
             SlackOp::Update { text, blocks, .. } => match outbox::update_target(db, row).await {
                 Ok(ts) => self.workspace.update(&ts, text, blocks).await.map(|_| None),
                 Err(delivery) => return delivery,
@@ -79,5 +128,21 @@ impl Deliver for LocalSender {
 
     async fn refused(&self, db: &Db, row: &OutboxRow, why: &str) -> anyhow::Result<bool> {
         self.reporter.queue_fallback(db, row, why).await
+    }
+}
+
+impl LocalSender {
+    /// Keeps the plan's chunks (an empty list, as a refused card's fallback sends, keeps the last).
+    async fn set_plan(
+        &self,
+        ts: &str,
+        chunks: &[slack_morphism::prelude::SlackStreamChunk],
+    ) -> anyhow::Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        self.workspace
+            .set_plan(ts, &serde_json::to_value(chunks)?)
+            .await
     }
 }

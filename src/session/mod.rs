@@ -6,6 +6,7 @@ pub mod claim;
 pub mod direct;
 pub mod input;
 pub mod links;
+pub mod plan;
 pub mod publish;
 pub mod pulls;
 pub mod turns;
@@ -98,12 +99,14 @@ pub struct Task {
     pub variants: u32,
     /// The attempt someone chose with **Use this one**, and who.
     pub chosen_attempt: Option<u32>,
+    /// The steps the agent has taken so far (`plan`), once it started.
+    pub plan: Option<plan::Plan>,
 }
 
 const TASK_COLUMNS: &str =
     "t.id, t.session_id, t.turn_no, t.prompt, t.requester, t.repo, t.backend, \
     t.binding, t.message_ts, t.state, t.attempts, t.cancel_requested, t.cancelled_by, \
-    t.result, t.error, t.created_at, t.started_at, t.finished_at, t.variants, t.chosen_attempt";
+    t.result, t.error, t.created_at, t.started_at, t.finished_at, t.variants, t.chosen_attempt, t.plan";
 
 /// A stored task; an unknown state or binding is an error, never a guess.
 fn task_from_row(r: &Row) -> anyhow::Result<Task> {
@@ -136,6 +139,10 @@ fn task_from_row(r: &Row) -> anyhow::Result<Task> {
         chosen_attempt: r
             .get::<Option<i64>, _>("chosen_attempt")
             .and_then(|n| u32::try_from(n).ok()),
+        // A plan is shown, never acted on: one that no longer reads is left out.
+        plan: r
+            .get::<Option<String>, _>("plan")
+            .and_then(|p| serde_json::from_str(&p).ok()),
     })
 }
 

@@ -440,6 +440,71 @@ impl SlackApi {
         .map(|_| ())
     }
 
+    /// Starts a streamed reply in a thread (`chat.startStream`, tier 2) showing a plan; its ts.
+    #[tracing::instrument(skip(self, chunks))]
+    pub async fn start_stream(
+        &self,
+        team: &str,
+        channel: &str,
+        thread_ts: &str,
+        recipient_user: &str,
+        recipient_team: Option<&str>,
+        chunks: &[SlackStreamChunk],
+    ) -> Result<String, SendError> {
+        self.throttle(team, "chat.startStream", Tier::T2).await;
+        let req = SlackApiChatStartStreamRequest::new(channel.into())
+            .with_thread_ts(thread_ts.into())
+            .with_recipient_user_id(recipient_user.into())
+            .opt_recipient_team_id(recipient_team.map(Into::into))
+            .with_task_display_mode(SlackStreamTaskDisplayMode::Plan)
+            .with_chunks(chunks.to_vec());
+        let r: SlackApiChatStartStreamResponse = self.post("chat.startStream", &req).await?;
+        Ok(r.ts.to_string())
+    }
+
+    /// Appends chunks to a streamed reply (`chat.appendStream`, tier 4).
+    #[tracing::instrument(skip(self, chunks))]
+    pub async fn append_stream(
+        &self,
+        team: &str,
+        channel: &str,
+        ts: &str,
+        chunks: &[SlackStreamChunk],
+    ) -> Result<(), SendError> {
+        self.throttle(team, "chat.appendStream", Tier::T4).await;
+        let req = SlackApiChatAppendStreamRequest::new(channel.into(), ts.into())
+            .with_chunks(chunks.to_vec());
+        let _: SlackApiChatAppendStreamResponse = self.post("chat.appendStream", &req).await?;
+        Ok(())
+    }
+
+    /// Ends a streamed reply (`chat.stopStream`, tier 2) with its last chunks and the final card.
+    #[tracing::instrument(skip(self, chunks, text, blocks))]
+    pub async fn stop_stream(
+        &self,
+        team: &str,
+        channel: &str,
+        ts: &str,
+        chunks: &[SlackStreamChunk],
+        text: &str,
+        blocks: &Value,
+    ) -> Result<(), SendError> {
+        self.throttle(team, "chat.stopStream", Tier::T2).await;
+        // Chime's cards are Block Kit it has measured; one that slack-morphism cannot read is a
+        // card Slack would refuse too.
+        let blocks: Vec<SlackBlock> = serde_json::from_value(blocks.clone())
+            .map_err(|e| SendError::Permanent(format!("invalid_blocks: {e}")))?;
+        let content = SlackMessageContent::new()
+            .with_text(text.to_string())
+            .with_blocks(blocks);
+        let mut req = SlackApiChatStopStreamRequest::new(channel.into(), ts.into(), content);
+        if !chunks.is_empty() {
+            req = req.with_chunks(chunks.to_vec());
+        }
+        let _: SlackApiChatStopStreamResponse = self.post("chat.stopStream", &req).await?;
+        Ok(())
+    }
+
     /// A thread's messages, oldest first, metadata included (for thread context, and to find
     /// Chime's own posts after a crash). Slack pages replies from the oldest, so every page is read
     /// (up to a bound) and the newest `REPLIES_KEEP` are kept.

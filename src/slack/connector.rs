@@ -99,6 +99,7 @@ impl SlackConnector {
                 guard,
                 ack_reaction: config.slack.ack_reaction.clone(),
                 home_team: Some(home_team),
+                stream: config.slack.progress == crate::config::ProgressMode::Stream,
             }),
             cards,
             learn_identity,

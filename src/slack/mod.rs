@@ -11,6 +11,7 @@ pub mod people;
 pub mod reporter;
 pub mod sender;
 pub mod socket;
+pub mod stream;
 pub mod verify;
 
 pub use connector::SlackConnector;

@@ -18,6 +18,7 @@ use crate::session::{self, Task};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use slack_morphism::prelude::SlackStreamChunk;
 use sqlx::AnyConnection;
 use std::sync::Arc;
 
@@ -67,6 +68,34 @@ pub enum SlackOp {
         text: String,
         blocks: Value,
     },
+    /// Start a turn's streamed reply showing its plan (`chat.startStream`, plan display); its ts,
+    /// as `stream:TS`, is the row's `external_ref`. Where the workspace refuses streams, `text`
+    /// and `blocks` (the status card) are posted instead and the message's plain ts is kept.
+    StreamStart {
+        channel: String,
+        thread_ts: String,
+        recipient_user: String,
+        recipient_team: Option<String>,
+        chunks: Vec<SlackStreamChunk>,
+        text: String,
+        blocks: Value,
+    },
+    /// The plan as it stands, appended to the stream started by the row whose key is `ref_key`
+    /// (`chat.appendStream`), or the status card edited in place when that row posted one.
+    StreamAppend {
+        channel: String,
+        chunks: Vec<SlackStreamChunk>,
+        text: String,
+        blocks: Value,
+    },
+    /// The turn's end: the stream stopped with the final card (`chat.stopStream`), or the posted
+    /// status card replaced by it.
+    StreamStop {
+        channel: String,
+        chunks: Vec<SlackStreamChunk>,
+        text: String,
+        blocks: Value,
+    },
 }
 
 impl SlackOp {
@@ -80,9 +109,15 @@ impl SlackOp {
             SlackOp::Home { .. } => "home",
             SlackOp::Direct { .. } => "direct",
             SlackOp::AgentStatus { .. } => "agent_status",
+            SlackOp::StreamStart { .. } => "stream_start",
+            SlackOp::StreamAppend { .. } => "stream_append",
+            SlackOp::StreamStop { .. } => "stream_stop",
         }
     }
 }
+
+/// How a streamed reply's ts is kept as its row's `external_ref` (a posted card keeps its bare ts).
+pub const STREAMED: &str = "stream:";
 
 /// The channel and thread root of a thread binding.
 pub fn thread_of(b: &Binding) -> (String, String) {
@@ -107,6 +142,8 @@ pub struct ThreadReporter {
     /// The Slack workspace Chime serves, once auth.test has said (None: the playground, which
     /// has no direct messages).
     pub home_team: Option<Arc<std::sync::RwLock<Option<String>>>>,
+    /// A turn's progress is one streamed reply (`slack.progress = "stream"`), not an edited card.
+    pub stream: bool,
 }
 
 impl ThreadReporter {
@@ -236,6 +273,15 @@ impl ThreadReporter {
         };
         let (channel, thread) = thread_of(&task.binding);
         let (op, ref_key) = match posted {
+            Some((state, Some(r))) if state == "done" && r.starts_with(STREAMED) => (
+                SlackOp::StreamStop {
+                    channel,
+                    chunks: vec![],
+                    text: card.text,
+                    blocks: card.blocks,
+                },
+                row.ref_key.as_deref(),
+            ),
             Some((state, Some(_))) if state == "done" => (
                 SlackOp::Update {
                     channel,
@@ -280,7 +326,26 @@ impl Reporter for ThreadReporter {
 
     async fn show_status(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
         let card = status_card(&self.cards, task, None)?;
-        self.post_card(conn, task, card).await?;
+        if self.stream {
+            let (channel, thread_ts) = thread_of(&task.binding);
+            let recipient_team = match &task.binding {
+                Binding::SlackThread { team, .. } => Some(team.to_string()),
+                _ => None,
+            };
+            let op = SlackOp::StreamStart {
+                channel,
+                thread_ts,
+                recipient_user: task.requester.clone(),
+                recipient_team,
+                chunks: super::stream::plan_chunks(task, &self.guard),
+                text: card.text,
+                blocks: card.blocks,
+            };
+            self.write(conn, &task.binding, &status_key(task), None, op, false)
+                .await?;
+        } else {
+            self.post_card(conn, task, card).await?;
+        }
         self.agent_status(conn, task, "processing").await
     }
 
@@ -297,13 +362,38 @@ impl Reporter for ThreadReporter {
             task.id,
             uuid::Uuid::new_v4().simple()
         );
+        if self.stream {
+            let (channel, _) = thread_of(&task.binding);
+            let op = SlackOp::StreamAppend {
+                channel,
+                chunks: super::stream::plan_chunks(task, &self.guard),
+                text: card.text,
+                blocks: card.blocks,
+            };
+            self.write(conn, &task.binding, &key, Some(&status_key(task)), op, false)
+                .await?;
+            return Ok(());
+        }
         self.edit_card(conn, task, &key, card, false).await
     }
 
     async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
         let card = result_card(&self.cards, &self.uncut(task))?;
-        self.edit_card(conn, task, &final_key(task), card, true)
-            .await?;
+        if self.stream {
+            let (channel, _) = thread_of(&task.binding);
+            let op = SlackOp::StreamStop {
+                channel,
+                chunks: super::stream::plan_chunks(task, &self.guard),
+                text: card.text,
+                blocks: card.blocks,
+            };
+            let status = status_key(task);
+            self.write(conn, &task.binding, &final_key(task), Some(&status), op, true)
+                .await?;
+        } else {
+            self.edit_card(conn, task, &final_key(task), card, true)
+                .await?;
+        }
         self.agent_status(conn, task, "active").await
     }
 

@@ -1,11 +1,13 @@
 //! Delivers Slack outbox rows: reactions, threaded posts and in-place edits.
 
 use super::api::{SendError, SlackApi};
-use super::reporter::{SlackOp, ThreadReporter};
+use super::reporter::{thread_of, SlackOp, ThreadReporter, STREAMED};
+use super::stream;
 use crate::binding::{Binding, Surface};
 use crate::db::Db;
 use crate::queue::outbox::{self, backoff, Deliver, Delivery, OutboxRow};
 use async_trait::async_trait;
+use slack_morphism::prelude::SlackStreamChunk;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,26 +50,76 @@ impl Deliver for SlackSender {
                 text,
                 blocks,
             } => {
-                if row.attempts > 1 {
-                    // An earlier attempt may have posted before the process died: adopt that message.
-                    if let Some(ts) = self
-                        .find_posted(&team, channel, thread_ts.as_deref(), &row.idempotency_key)
-                        .await
-                    {
-                        tracing::info!(ts = %ts, "adopted a message posted by an earlier attempt");
-                        return Delivery::Sent(Some(ts));
-                    }
-                }
-                self.api
-                    .post_message(
-                        channel,
-                        thread_ts.as_deref(),
-                        text,
-                        blocks,
-                        &row.idempotency_key,
-                    )
+                self.post_once(&team, channel, thread_ts.as_deref(), text, blocks, row)
                     .await
             }
+            SlackOp::StreamStart {
+                channel,
+                thread_ts,
+                recipient_user,
+                recipient_team,
+                chunks,
+                text,
+                blocks,
+            } => {
+                let start = StreamStart {
+                    channel,
+                    thread_ts,
+                    recipient_user,
+                    recipient_team: recipient_team.as_deref(),
+                    chunks,
+                };
+                match self.start_stream(db, &team, &start).await {
+                    Ok(Some(ts)) => Ok(Some(format!("{STREAMED}{ts}"))),
+                    Ok(None) => {
+                        self.post_once(&team, channel, Some(thread_ts), text, blocks, row)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            SlackOp::StreamAppend {
+                channel,
+                chunks,
+                text,
+                blocks,
+            } => match outbox::update_target(db, row).await {
+                Ok(target) => match target.strip_prefix(STREAMED) {
+                    Some(ts) => match self.api.append_stream(&team, channel, ts, chunks).await {
+                        // Progress only: the stop (or the result posted in its place) says the rest.
+                        Err(SendError::Permanent(why)) => {
+                            tracing::warn!(reason = %why, "Slack refused a plan update; the final result still follows");
+                            Ok(None)
+                        }
+                        other => other.map(|_| None),
+                    },
+                    None => self
+                        .api
+                        .update_message(&team, channel, &target, text, blocks)
+                        .await
+                        .map(|_| None),
+                },
+                Err(delivery) => return delivery,
+            },
+            SlackOp::StreamStop {
+                channel,
+                chunks,
+                text,
+                blocks,
+            } => match outbox::update_target(db, row).await {
+                Ok(target) => match target.strip_prefix(STREAMED) {
+                    Some(ts) => {
+                        self.stop_stream(&team, channel, ts, chunks, text, blocks, row)
+                            .await
+                    }
+                    None => self
+                        .api
+                        .update_message(&team, channel, &target, text, blocks)
+                        .await
+                        .map(|_| None),
+                },
+                Err(delivery) => return delivery,
+            },
             SlackOp::Ephemeral {
                 channel,
                 user,
@@ -149,7 +201,111 @@ impl Deliver for SlackSender {
     }
 }
 
+/// What a [`SlackOp::StreamStart`] asks of Slack.
+struct StreamStart<'a> {
+    channel: &'a str,
+    thread_ts: &'a str,
+    recipient_user: &'a str,
+    recipient_team: Option<&'a str>,
+    chunks: &'a [SlackStreamChunk],
+}
+
 impl SlackSender {
+    /// Posts a message, unless an earlier attempt of the same row already did (after a crash
+    /// between Slack taking it and the row being marked sent): then it adopts that message.
+    async fn post_once(
+        &self,
+        team: &str,
+        channel: &str,
+        thread_ts: Option<&str>,
+        text: &str,
+        blocks: &serde_json::Value,
+        row: &OutboxRow,
+    ) -> Result<Option<String>, SendError> {
+        if row.attempts > 1 {
+            if let Some(ts) = self
+                .find_posted(team, channel, thread_ts, &row.idempotency_key)
+                .await
+            {
+                tracing::info!(ts = %ts, "adopted a message posted by an earlier attempt");
+                return Ok(Some(ts));
+            }
+        }
+        self.api
+            .post_message(channel, thread_ts, text, blocks, &row.idempotency_key)
+            .await
+    }
+
+    /// Starts a streamed reply: its ts, or `None` when the workspace refuses streams (now, or
+    /// recently: remembered per workspace), so the caller posts the status card instead.
+    async fn start_stream(
+        &self,
+        db: &Db,
+        team: &str,
+        s: &StreamStart<'_>,
+    ) -> Result<Option<String>, SendError> {
+        match stream::refused(db, team).await {
+            Ok(true) => return Ok(None),
+            Ok(false) => {}
+            Err(e) => return Err(SendError::Transient(format!("{e:#}"))),
+        }
+        let started = self
+            .api
+            .start_stream(
+                team,
+                s.channel,
+                s.thread_ts,
+                s.recipient_user,
+                s.recipient_team,
+                s.chunks,
+            )
+            .await;
+        let (reason, for_ms) = match started {
+            Ok(ts) => return Ok(Some(ts)),
+            Err(SendError::Permanent(why)) => (why, stream::REFUSAL_MS),
+            Err(SendError::RateLimited(_)) => ("rate limited".to_string(), stream::RATE_LIMITED_MS),
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(team, reason = %reason, "Slack refused a streamed reply; this workspace's turns show an edited status message instead");
+        stream::remember_refusal(db, team, &reason, for_ms)
+            .await
+            .map_err(|e| SendError::Transient(format!("{e:#}")))?;
+        Ok(None)
+    }
+
+    /// Ends a streamed reply with the final card. When the message no longer streams, an earlier
+    /// attempt of this row stopped it (it died before recording that), or Slack closed it (a turn
+    /// resumed long after a crash): then the result is posted in the thread, once.
+    #[allow(clippy::too_many_arguments)]
+    async fn stop_stream(
+        &self,
+        team: &str,
+        channel: &str,
+        ts: &str,
+        chunks: &[SlackStreamChunk],
+        text: &str,
+        blocks: &serde_json::Value,
+        row: &OutboxRow,
+    ) -> Result<Option<String>, SendError> {
+        match self
+            .api
+            .stop_stream(team, channel, ts, chunks, text, blocks)
+            .await
+        {
+            Err(SendError::Permanent(code)) if stream::not_streaming(&code) => {
+                if row.attempts > 1 {
+                    tracing::info!("the stream was already stopped by an earlier attempt");
+                    return Ok(None);
+                }
+                let thread = row.binding().ok().map(|b| thread_of(&b).1);
+                tracing::warn!(reason = %code, "the streamed reply was closed before its result; posting the result in the thread");
+                self.post_once(team, channel, thread.as_deref(), text, blocks, row)
+                    .await
+            }
+            other => other.map(|_| None),
+        }
+    }
+
     async fn find_posted(
         &self,
         team: &str,

@@ -37,6 +37,11 @@ pub struct State {
     pub homes: HashMap<String, Value>,
     /// The app is not declared as an agent: agents.sessions.setStatus is refused.
     pub not_an_agent: bool,
+    /// Streamed replies (chat.startStream …) are enabled for the app; unset, Slack refuses them
+    /// as it does for an app without its agent features.
+    pub streams: bool,
+    /// Every error answered, as (method, code), to check a run met none it should not have.
+    pub errors: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -180,6 +185,48 @@ impl FakeSlack {
         self.state.lock().unwrap().not_in.push(channel.into());
     }
 
+    pub fn enable_streams(&self) {
+        self.state.lock().unwrap().streams = true;
+    }
+
+    /// The errors answered so far, as (method, code).
+    pub fn errors(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().errors.clone()
+    }
+
+    /// The stream calls for the streamed reply in `thread`, in order, as (method, params).
+    pub fn stream_calls(&self, channel: &str, thread: &str) -> Vec<(String, Value)> {
+        let calls = self.all_calls();
+        let mut ts: Option<String> = None;
+        let mut out = vec![];
+        for c in calls {
+            match c.method.as_str() {
+                "chat.startStream" if c.params["channel"] == channel && c.params["thread_ts"] == thread => {
+                    out.push((c.method, c.params));
+                }
+                "chat.appendStream" | "chat.stopStream" if c.params["channel"] == channel => {
+                    let stream = self.stream_ts(channel, thread);
+                    if ts.is_none() {
+                        ts = stream;
+                    }
+                    if ts.as_deref() == c.params["ts"].as_str() {
+                        out.push((c.method, c.params));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The ts of the streamed reply in `thread`, once started.
+    pub fn stream_ts(&self, channel: &str, thread: &str) -> Option<String> {
+        self.thread(channel, thread)
+            .into_iter()
+            .find(|m| m.get("streaming").is_some())
+            .and_then(|m| m["ts"].as_str().map(String::from))
+    }
+
     pub fn rate_limit_next_posts(&self, n: usize) {
         self.state.lock().unwrap().posts_to_rate_limit = n;
     }
@@ -250,6 +297,43 @@ fn check_home_view(p: &Value) -> Result<String, &'static str> {
     Ok(user)
 }
 
+/// What Slack checks of streamed chunks: known types with their fields, known task statuses, and
+/// no step going back from done to pending or in progress (`steps` is the stream's so far).
+fn check_chunks(chunks: &Value, steps: &mut HashMap<String, String>) -> Result<(), &'static str> {
+    let Some(chunks) = chunks.as_array() else {
+        return Ok(());
+    };
+    for c in chunks {
+        let text = |k: &str| c[k].as_str().is_some_and(|t| !t.is_empty());
+        match c["type"].as_str() {
+            Some("markdown_text") if text("text") => {}
+            Some("plan_update") if text("title") => {}
+            Some("blocks") if c["blocks"].is_array() => {}
+            Some("task_update") if text("id") && text("title") => {
+                let status = c["status"].as_str().unwrap_or_default();
+                if !["pending", "in_progress", "complete", "error"].contains(&status) {
+                    return Err("invalid_chunks");
+                }
+                let id = c["id"].as_str().unwrap_or_default().to_string();
+                let was = steps.get(&id).map(String::as_str);
+                if matches!(was, Some("complete" | "error"))
+                    && matches!(status, "pending" | "in_progress")
+                {
+                    return Err("invalid_chunks");
+                }
+                if c["title"].as_str().unwrap_or_default().chars().count() > 256
+                    || c["output"].as_str().unwrap_or_default().chars().count() > 4000
+                {
+                    return Err("invalid_chunks");
+                }
+                steps.insert(id, status.to_string());
+            }
+            _ => return Err("invalid_chunks"),
+        }
+    }
+    Ok(())
+}
+
 fn ok(extra: Value) -> ResponseTemplate {
     let mut body = json!({ "ok": true });
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
@@ -258,7 +342,13 @@ fn ok(extra: Value) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(body)
 }
 
+thread_local! {
+    /// The error code `err` last answered on this thread (the responder runs synchronously).
+    static LAST_ERROR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 fn err(code: &str) -> ResponseTemplate {
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some(code.to_string()));
     ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": code }))
 }
 
@@ -267,6 +357,18 @@ impl Respond for Responder {
         let method = req.url.path().trim_start_matches("/api/").to_string();
         let p = params(req);
         let mut s = self.0.lock().unwrap();
+        LAST_ERROR.with(|e| e.borrow_mut().take());
+        let answer = self.answer(&mut s, req, &method, &p);
+        if let Some(code) = LAST_ERROR.with(|e| e.borrow_mut().take()) {
+            s.errors.push((method, code));
+        }
+        answer
+    }
+}
+
+impl Responder {
+    fn answer(&self, s: &mut State, req: &Request, method: &str, p: &Value) -> ResponseTemplate {
+        let (method, p) = (method.to_string(), p.clone());
         s.calls.push(Call {
             method: method.clone(),
             params: p.clone(),
@@ -322,6 +424,9 @@ impl Respond for Responder {
                 else {
                     return err("message_not_found");
                 };
+                if m["streaming"] == true {
+                    return err("cant_update_message");
+                }
                 m["text"] = p["text"].clone();
                 m["blocks"] = p["blocks"].clone();
                 ok(json!({ "channel": channel, "ts": ts, "text": p["text"] }))
@@ -415,6 +520,68 @@ impl Respond for Responder {
                 } else {
                     ok(json!({ "status": status }))
                 }
+            }
+            // Streamed replies, checked as Slack does: a thread and its recipient to start one,
+            // known chunks, and appends and the stop only while it streams.
+            "chat.startStream" => {
+                if !s.streams {
+                    return err("feature_not_enabled");
+                }
+                let thread = p["thread_ts"].as_str().unwrap_or_default().to_string();
+                let recipient = p["recipient_user_id"].as_str().is_some_and(|u| u.starts_with('U'))
+                    && p["recipient_team_id"].as_str().is_some_and(|t| t.starts_with('T'));
+                let mode = p.get("task_display_mode").map_or(true, |m| m == "plan" || m == "timeline");
+                if channel.is_empty() || thread.is_empty() || !mode {
+                    return err("invalid_arguments");
+                }
+                if !recipient {
+                    return err("missing_recipient_user_id");
+                }
+                let mut steps = HashMap::new();
+                if let Err(code) = check_chunks(&p["chunks"], &mut steps) {
+                    return err(code);
+                }
+                s.next_ts += 1;
+                let ts = format!("1800000000.{:06}", s.next_ts);
+                let msg = json!({
+                    "type": "message", "user": "UBOT", "bot_id": "BCHIME", "ts": ts,
+                    "thread_ts": thread, "text": "", "streaming": true,
+                    "chunks": p["chunks"].as_array().cloned().unwrap_or_default(),
+                    "steps": steps,
+                });
+                s.messages.entry(channel.clone()).or_default().push(msg);
+                ok(json!({ "channel": channel, "ts": ts }))
+            }
+            "chat.appendStream" | "chat.stopStream" => {
+                let ts = p["ts"].as_str().unwrap_or_default().to_string();
+                let Some(m) = s
+                    .messages
+                    .get_mut(&channel)
+                    .and_then(|ms| ms.iter_mut().find(|m| m["ts"] == ts.as_str()))
+                else {
+                    return err("message_not_found");
+                };
+                if m["streaming"] != true {
+                    return err("message_not_in_streaming_state");
+                }
+                let mut steps: HashMap<String, String> =
+                    serde_json::from_value(m["steps"].clone()).unwrap_or_default();
+                if let Err(code) = check_chunks(&p["chunks"], &mut steps) {
+                    return err(code);
+                }
+                if method == "chat.appendStream" && p["chunks"].as_array().is_none_or(|c| c.is_empty()) && p.get("markdown_text").is_none() {
+                    return err("invalid_arguments");
+                }
+                m["steps"] = json!(steps);
+                if let (Some(all), Some(new)) = (m["chunks"].as_array_mut(), p["chunks"].as_array()) {
+                    all.extend(new.iter().cloned());
+                }
+                if method == "chat.stopStream" {
+                    m["streaming"] = json!(false);
+                    m["text"] = p["text"].clone();
+                    m["blocks"] = p["blocks"].clone();
+                }
+                ok(json!({ "channel": channel, "ts": ts }))
             }
             "views.publish" => match check_home_view(&p) {
                 Ok(user) => {

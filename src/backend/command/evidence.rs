@@ -60,7 +60,7 @@ impl Ran {
         out
     }
 
-    fn check(&self) -> Check {
+    pub fn check(&self) -> Check {
         Check {
             command: crate::templates::one_line(&self.command, 200),
             exit_code: self.exit_code,

@@ -547,7 +547,7 @@ impl CommandBackend {
             let forward = async {
                 while let Some(p) = rx.recv().await {
                     let text = format!("Attempt {k} of {n}: {}", p.text);
-                    let _ = progress.try_send(Progress { text });
+                    let _ = progress.try_send(Progress { text, ..p });
                 }
             };
             let run = async move { self.run_in(input, &key, &tx, cancel, deadline).await };

@@ -107,7 +107,8 @@ impl Transcript {
     }
 
     fn ran_one(&mut self, ran: Ran, progress: &mpsc::Sender<Progress>) {
-        send_progress(progress, &ran.milestone());
+        let failed = ran.check().failed;
+        send_step(progress, &ran.milestone(), Some(failed));
         if self.ran.len() == MAX_RAN {
             self.ran.remove(0);
         }
@@ -135,6 +136,11 @@ impl Transcript {
 /// Never waits: a slow consumer of progress must not stall the agent, so a milestone that does
 /// not fit is dropped (the caller only shows the latest one anyway).
 fn send_progress(progress: &mpsc::Sender<Progress>, text: &str) {
+    send_step(progress, text, None)
+}
+
+/// A milestone that starts a step (`ended: None`) or reports one already over.
+fn send_step(progress: &mpsc::Sender<Progress>, text: &str, ended: Option<bool>) {
     let text = text.trim();
     if text.is_empty() {
         return;
@@ -143,7 +149,7 @@ fn send_progress(progress: &mpsc::Sender<Progress>, text: &str) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
     };
-    let _ = progress.try_send(Progress { text });
+    let _ = progress.try_send(Progress { text, ended });
 }
 
 /// The last `n` characters of `s`.

@@ -211,7 +211,7 @@ impl OpenaiBackend {
             match answer.feed(self.api, &event.data)? {
                 Step::Continue => {}
                 Step::Milestone(text) => {
-                    let _ = progress.try_send(Progress { text: text.into() });
+                    let _ = progress.try_send(Progress::new(text));
                 }
                 Step::Done => {
                     finished = true;

@@ -161,8 +161,8 @@ impl WebhookBackend {
                 seen = r.seq;
                 match r.kind.as_str() {
                     "progress" => {
-                        let text = r.text.chars().take(500).collect();
-                        let _ = progress.try_send(Progress { text });
+                        let text: String = r.text.chars().take(500).collect();
+                        let _ = progress.try_send(Progress::new(text));
                     }
                     "result" => {
                         return Ok(Outcome {
