@@ -10,8 +10,8 @@ pub use check::Report;
 pub use sections::{
     AgentConfig, BackendConfig, DatabaseConfig, DigestConfig, DigestTarget, GithubConfig,
     GuardConfig, IdentityConfig, LinearConfig, LinearRoute, MirrorConfig, OpenaiApi,
-    PlaygroundConfig, ProgressMode, RateLimits, RepoConfig, RoutingConfig, SandboxMode, ServerConfig,
-    SlackConfig, SuggestionsConfig, WorkerConfig,
+    PlaygroundConfig, ProgressMode, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
+    ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
 };
 
 use crate::ids::RepoName;

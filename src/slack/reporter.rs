@@ -370,8 +370,15 @@ impl Reporter for ThreadReporter {
                 text: card.text,
                 blocks: card.blocks,
             };
-            self.write(conn, &task.binding, &key, Some(&status_key(task)), op, false)
-                .await?;
+            self.write(
+                conn,
+                &task.binding,
+                &key,
+                Some(&status_key(task)),
+                op,
+                false,
+            )
+            .await?;
             return Ok(());
         }
         self.edit_card(conn, task, &key, card, false).await
@@ -388,8 +395,15 @@ impl Reporter for ThreadReporter {
                 blocks: card.blocks,
             };
             let status = status_key(task);
-            self.write(conn, &task.binding, &final_key(task), Some(&status), op, true)
-                .await?;
+            self.write(
+                conn,
+                &task.binding,
+                &final_key(task),
+                Some(&status),
+                op,
+                true,
+            )
+            .await?;
         } else {
             self.edit_card(conn, task, &final_key(task), card, true)
                 .await?;

@@ -201,7 +201,9 @@ impl FakeSlack {
         let mut out = vec![];
         for c in calls {
             match c.method.as_str() {
-                "chat.startStream" if c.params["channel"] == channel && c.params["thread_ts"] == thread => {
+                "chat.startStream"
+                    if c.params["channel"] == channel && c.params["thread_ts"] == thread =>
+                {
                     out.push((c.method, c.params));
                 }
                 "chat.appendStream" | "chat.stopStream" if c.params["channel"] == channel => {
@@ -528,9 +530,15 @@ impl Responder {
                     return err("feature_not_enabled");
                 }
                 let thread = p["thread_ts"].as_str().unwrap_or_default().to_string();
-                let recipient = p["recipient_user_id"].as_str().is_some_and(|u| u.starts_with('U'))
-                    && p["recipient_team_id"].as_str().is_some_and(|t| t.starts_with('T'));
-                let mode = p.get("task_display_mode").map_or(true, |m| m == "plan" || m == "timeline");
+                let recipient = p["recipient_user_id"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with('U'))
+                    && p["recipient_team_id"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with('T'));
+                let mode = p
+                    .get("task_display_mode")
+                    .map_or(true, |m| m == "plan" || m == "timeline");
                 if channel.is_empty() || thread.is_empty() || !mode {
                     return err("invalid_arguments");
                 }
@@ -569,11 +577,15 @@ impl Responder {
                 if let Err(code) = check_chunks(&p["chunks"], &mut steps) {
                     return err(code);
                 }
-                if method == "chat.appendStream" && p["chunks"].as_array().is_none_or(|c| c.is_empty()) && p.get("markdown_text").is_none() {
+                if method == "chat.appendStream"
+                    && p["chunks"].as_array().is_none_or(|c| c.is_empty())
+                    && p.get("markdown_text").is_none()
+                {
                     return err("invalid_arguments");
                 }
                 m["steps"] = json!(steps);
-                if let (Some(all), Some(new)) = (m["chunks"].as_array_mut(), p["chunks"].as_array()) {
+                if let (Some(all), Some(new)) = (m["chunks"].as_array_mut(), p["chunks"].as_array())
+                {
                     all.extend(new.iter().cloned());
                 }
                 if method == "chat.stopStream" {
