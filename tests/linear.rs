@@ -170,12 +170,39 @@ echo '{"type":"result","text":"Fixed the flaky retry test: the timeout now cover
         response.contains("https://github.com/acme/api/pull/42"),
         "{response}"
     );
-    let urls = linear.ops("AgentSessionUpdate");
+    let updates = linear.ops("AgentSessionUpdate");
+    let urls: Vec<_> = updates
+        .iter()
+        .filter(|o| o.variables["input"].get("externalUrls").is_some())
+        .collect();
     assert_eq!(urls.len(), 1);
     assert_eq!(
         urls[0].variables["input"]["externalUrls"][0]["url"],
         "https://github.com/acme/api/pull/42"
     );
+    // The session's plan (checked by the fake against Linear's schema), the whole list each time:
+    // the last has every milestone, completed.
+    let plans: Vec<&Value> = updates
+        .iter()
+        .filter_map(|o| o.variables["input"].get("plan"))
+        .collect();
+    assert!(!plans.is_empty(), "no plan update reached Linear");
+    let last = plans.last().unwrap().as_array().unwrap();
+    let steps: Vec<(&str, &str)> = last
+        .iter()
+        .map(|s| {
+            (
+                s["content"].as_str().unwrap(),
+                s["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        steps.contains(&("Reading the retry client", "completed"))
+            && steps.contains(&("Running the tests", "completed")),
+        "{steps:?}"
+    );
+    assert!(steps.iter().all(|(_, s)| *s == "completed"), "{steps:?}");
     // Activities carry Chime's own ids (so a retried send lands once).
     let ids: std::collections::HashSet<String> = linear
         .ops("AgentActivityCreate")

@@ -10,6 +10,7 @@ use crate::guard::Guard;
 use crate::ids::{RepoName, UserId};
 use crate::policy::live::{Offer, OfferAnswer};
 use crate::queue::outbox::{self, NewRow};
+use crate::session::plan::{Plan, StepStatus};
 use crate::session::{Task, TaskState};
 use async_trait::async_trait;
 use handlebars::Handlebars;
@@ -37,6 +38,11 @@ pub enum LinearOp {
     },
     /// `agentSessionUpdate`: the session's links (the pull request).
     SessionUrls { session: String, urls: Vec<Link> },
+    /// `agentSessionUpdate`: the session's plan, the whole list (Linear replaces it each time).
+    SessionPlan {
+        session: String,
+        plan: Vec<PlanStep>,
+    },
     /// `commentCreate` on an issue.
     Comment { issue: String, body: String },
     /// On delegation: move the issue to its team's first started state when it is not started,
@@ -46,6 +52,14 @@ pub enum LinearOp {
         #[serde(default)]
         set_delegate: bool,
     },
+}
+
+/// One step of a Linear agent session's plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    pub content: String,
+    /// `pending`, `inProgress`, `completed` or `canceled`.
+    pub status: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,6 +73,7 @@ impl LinearOp {
         match self {
             LinearOp::Activity { .. } => "activity",
             LinearOp::SessionUrls { .. } => "session_urls",
+            LinearOp::SessionPlan { .. } => "session_plan",
             LinearOp::Comment { .. } => "comment",
             LinearOp::Delegate { .. } => "delegate",
         }
@@ -149,6 +164,48 @@ impl LinearReporter {
             last,
         };
         outbox::enqueue(conn, &self.guard, row).await
+    }
+
+    /// Keeps the session's plan current: every step of the task's plan with its status (a finished
+    /// task's as it ended). Only an agent session has a plan; an issue's comments do not.
+    async fn show_plan(
+        &self,
+        conn: &mut AnyConnection,
+        task: &Task,
+        last: bool,
+    ) -> anyhow::Result<()> {
+        let Binding::Linear {
+            thread: LinearThread::Session(session),
+            ..
+        } = &task.binding
+        else {
+            return Ok(());
+        };
+        let plan = Plan::shown(task);
+        let plan = plan
+            .steps
+            .iter()
+            .map(|s| PlanStep {
+                content: one_line(&self.guard.redact(&s.title, "progress"), PARAMETER_CHARS),
+                status: match s.status {
+                    StepStatus::Pending => "pending",
+                    StepStatus::InProgress => "inProgress",
+                    StepStatus::Complete => "completed",
+                    StepStatus::Error => "canceled",
+                }
+                .into(),
+            })
+            .collect();
+        let op = LinearOp::SessionPlan {
+            session: session.clone(),
+            plan,
+        };
+        let key = format!("task:{}:plan:{}", task.id, uuid::Uuid::new_v4().simple());
+        // Each plan replaces the last: a later one queued before this is sent makes it pointless.
+        let plans = format!("task:{}:plan", task.id);
+        self.write(conn, &task.binding, &key, op, Some(&plans), last)
+            .await?;
+        Ok(())
     }
 
     /// Says `body` as `content_type` where `binding` is: an activity in its session, or a
@@ -346,10 +403,12 @@ impl Reporter for LinearReporter {
             Some(&status),
             false,
         )
-        .await
+        .await?;
+        self.show_plan(conn, task, false).await
     }
 
     async fn show_result(&self, conn: &mut AnyConnection, task: &Task) -> anyhow::Result<()> {
+        self.show_plan(conn, task, true).await?;
         let pr = task
             .outcome
             .as_ref()

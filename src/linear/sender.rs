@@ -113,6 +113,15 @@ impl Deliver for LinearSender {
                 )
                 .await
                 .map(|_| None),
+            LinearOp::SessionPlan { session, plan } => self
+                .api
+                .call(
+                    &token,
+                    graphql::AGENT_SESSION_UPDATE,
+                    json!({"id": session, "input": {"plan": plan}}),
+                )
+                .await
+                .map(|_| None),
             LinearOp::Delegate {
                 issue,
                 set_delegate,

@@ -128,6 +128,17 @@ impl Plan {
         plan
     }
 
+    /// What a surface shows of `task`'s plan: as it stands while the turn runs, as it ended once
+    /// the turn did (a turn that has not reported yet shows its first step).
+    pub fn shown(task: &super::Task) -> Plan {
+        let plan = task.plan.clone().unwrap_or_else(Plan::starting);
+        match task.state {
+            super::TaskState::Succeeded => plan.finished(true),
+            super::TaskState::Failed | super::TaskState::Cancelled => plan.finished(false),
+            _ => plan,
+        }
+    }
+
     /// The task's plan as last saved (a task without one starts afresh).
     pub async fn load(conn: &mut AnyConnection, task: &crate::ids::TaskId) -> anyhow::Result<Plan> {
         let raw: Option<String> = sqlx::query_scalar("SELECT plan FROM tasks WHERE id = $1")

@@ -36,12 +36,7 @@ fn status(s: StepStatus) -> SlackTaskCardStatus {
 /// then one task update per step. Step text is the agent's: scanned by the guard and escaped, so
 /// it can neither leak a secret nor mention anyone.
 pub fn plan_chunks(task: &Task, guard: &Guard) -> Vec<SlackStreamChunk> {
-    let plan = task.plan.clone().unwrap_or_else(Plan::starting);
-    let plan = match task.state {
-        TaskState::Succeeded => plan.finished(true),
-        TaskState::Failed | TaskState::Cancelled => plan.finished(false),
-        _ => plan,
-    };
+    let plan = Plan::shown(task);
     let clean = |s: &str, max: usize| {
         let s = guard.redact(s, "progress");
         super::blocks::fit(&slack_escape(&s), max)

@@ -113,6 +113,72 @@ impl FakeLinear {
     }
 }
 
+/// The fields of `AgentSessionUpdateInput` in Linear's schema (the developers' copy, when it is
+/// there; otherwise the ones it had when this fake was written).
+fn session_update_fields() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/linear/schema.graphql"
+    );
+    let from_schema = std::fs::read_to_string(path).ok().and_then(|text| {
+        let start = text.find("input AgentSessionUpdateInput {")?;
+        let body = &text[start..];
+        let body = &body[..body.find("\n}")?];
+        let fields: Vec<String> = body
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                let (name, _) = l.split_once(':')?;
+                (!name.contains(' ') && !name.starts_with('"')).then(|| name.to_string())
+            })
+            .collect();
+        (!fields.is_empty()).then_some(fields)
+    });
+    from_schema.unwrap_or_else(|| {
+        [
+            "addedExternalUrls",
+            "dismissedAt",
+            "externalLink",
+            "externalUrls",
+            "plan",
+            "removedExternalUrls",
+            "userState",
+        ]
+        .map(String::from)
+        .to_vec()
+    })
+}
+
+/// What Linear checks of `agentSessionUpdate`'s input: fields of the schema's input type, and a
+/// plan that is a list of steps `{content, status}` with a known status.
+fn check_session_update(input: &Value) -> Result<(), String> {
+    let fields = session_update_fields();
+    let input = input.as_object().ok_or("input is not an object")?;
+    for key in input.keys() {
+        if !fields.contains(key) {
+            return Err(format!("unknown field {key} of AgentSessionUpdateInput"));
+        }
+    }
+    if let Some(plan) = input.get("plan") {
+        let steps = plan.as_array().ok_or("plan is not a list of steps")?;
+        for step in steps {
+            let step = step.as_object().ok_or("a plan step is not an object")?;
+            let content = step.get("content").and_then(Value::as_str);
+            let status = step
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if step.len() != 2 || content.is_none_or(str::is_empty) {
+                return Err(format!("a plan step must be {{content, status}}: {step:?}"));
+            }
+            if !["pending", "inProgress", "completed", "canceled"].contains(&status) {
+                return Err(format!("unknown plan step status {status:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn op_name(query: &str) -> String {
     query
         .split_whitespace()
@@ -150,7 +216,15 @@ impl Respond for Graphql {
         let data = match name.as_str() {
             "AgentActivityCreate" => json!({"agentActivityCreate": {"success": true,
                 "agentActivity": {"id": body["variables"]["input"]["id"]}}}),
-            "AgentSessionUpdate" => json!({"agentSessionUpdate": {"success": true}}),
+            "AgentSessionUpdate" => match check_session_update(&body["variables"]["input"]) {
+                Ok(()) => json!({"agentSessionUpdate": {"success": true}}),
+                Err(why) => {
+                    return ResponseTemplate::new(400).set_body_json(json!({"errors": [{
+                        "message": format!("Argument Validation Error: {why}"),
+                        "extensions": {"code": "INVALID_INPUT"}
+                    }]}))
+                }
+            },
             "IssueContext" => json!({"issue": s.issue}),
             "IssueUpdate" => json!({"issueUpdate": {"success": true}}),
             "CommentCreate" => {
