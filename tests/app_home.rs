@@ -346,7 +346,7 @@ async fn quiet_hours_and_progress(db: TestDb) {
         let app = &app;
         async move {
             app.count(&format!(
-                "SELECT COUNT(*) FROM outbox WHERE kind = 'update' AND target LIKE '%/{channel}/%' \
+                "SELECT COUNT(*) FROM outbox WHERE kind IN ('update', 'stream_append') AND target LIKE '%/{channel}/%' \
                  AND payload LIKE '%Prepared the agent input%'"
             ))
             .await

@@ -164,7 +164,7 @@ async fn refused_posts_are_parked_after_one_try(db: TestDb) {
     })
     .await;
     let status_error = app
-        .text("SELECT last_error FROM outbox WHERE target LIKE '%CGONE%' AND kind = 'post' ORDER BY id LIMIT 1")
+        .text("SELECT last_error FROM outbox WHERE target LIKE '%CGONE%' AND kind IN ('post', 'stream_start') ORDER BY id LIMIT 1")
         .await;
     assert!(status_error.contains("channel_not_found"), "{status_error}");
     assert_eq!(
@@ -177,7 +177,7 @@ async fn refused_posts_are_parked_after_one_try(db: TestDb) {
     // counts: every post row sent exactly once.
     eventually(WAIT, "every CGONE post sent exactly once", || async {
         let posts = app
-            .count("SELECT COUNT(*) FROM outbox WHERE target LIKE '%CGONE%' AND kind = 'post'")
+            .count("SELECT COUNT(*) FROM outbox WHERE target LIKE '%CGONE%' AND kind IN ('post', 'stream_start')")
             .await as usize;
         let open = app
             .count("SELECT COUNT(*) FROM outbox WHERE target LIKE '%CGONE%' AND state IN ('pending', 'sending')")

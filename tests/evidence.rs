@@ -36,7 +36,7 @@ echo '{"type":"item.completed","item":{"id":"i3","type":"agent_message","text":"
     // The milestone for the command, with its output's tail: the status message's edit as
     // queued (a later edit may replace it before Slack sees it; that is the outbox's job).
     let updates: Vec<String> = sqlx::query_scalar::<_, String>(
-        "SELECT payload FROM outbox WHERE kind = 'update' ORDER BY id",
+        "SELECT payload FROM outbox WHERE kind IN ('update', 'stream_append') ORDER BY id",
     )
     .fetch_all(&app.db.pool)
     .await

@@ -2,8 +2,11 @@
 //! stopStream with the result), checked by a fake Slack that refuses unknown chunks and calls out
 //! of order; a workspace that refuses streams gets the edited status message, remembered.
 
+#[path = "support/block_kit.rs"]
+mod block_kit;
 mod common;
 
+use chime::slack::blocks::Rendered;
 use common::*;
 use serde_json::Value;
 
@@ -107,6 +110,14 @@ echo '{"type":"item.completed","item":{"id":"i3","type":"agent_message","text":"
         "{blocks}"
     );
     assert!(blocks.contains("Fixed it."), "{blocks}");
+    // The stop's card passes Block Kit's limits like any posted card.
+    let card = Rendered {
+        text: stop["text"].as_str().unwrap_or_default().to_string(),
+        blocks: stop["blocks"].clone(),
+    };
+    if let Err(e) = block_kit::check_card(&card, &["U1"]) {
+        panic!("{e}\n{stop:#}");
+    }
     // No status card besides the stream, and no call Slack refused.
     assert!(slack.calls("chat.postMessage").is_empty());
     assert!(slack.calls("chat.update").is_empty());

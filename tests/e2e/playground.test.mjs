@@ -45,6 +45,22 @@ function startServer() {
   const quietStart = policy.indexOf("[quiet_hours]");
   policy = policy.slice(0, quietStart) + policy.slice(policy.indexOf("\n\n", quietStart));
   writeFileSync(policyPath, policy.replace("opted_in = false", "opted_in = true"));
+  // An agent whose plan ticks over: two milestones, each held long enough to be seen.
+  const steps = path.join(tmp, "steps-agent.sh");
+  writeFileSync(
+    steps,
+    [
+      "#!/usr/bin/env bash",
+      "cat > /dev/null",
+      `echo '{"type":"progress","text":"Reading the code"}'`,
+      "sleep 3",
+      `echo '{"type":"progress","text":"Writing the fix"}'`,
+      "sleep 3",
+      `echo '{"type":"result","text":"Tidied it."}'`,
+      "",
+    ].join("\n"),
+    { mode: 0o755 },
+  );
   const agent = path.join(tmp, "slow-agent.sh");
   // A slow agent: reads its prompt, reports one milestone, then works "forever" (until Stop).
   writeFileSync(
@@ -67,7 +83,13 @@ function startServer() {
       "",
       "[routing]",
       "# `backend=slow` may be chosen inline (only the default and dry-run may be otherwise).",
-      'inline_backends = ["slow"]',
+      'inline_backends = ["slow", "steps"]',
+      "",
+      "[backends.steps]",
+      'kind = "command"',
+      `command = [${JSON.stringify(steps)}]`,
+      "timeout_secs = 60",
+      'sandbox = "none"',
       "",
       "[backends.slow]",
       'kind = "command"',
@@ -352,6 +374,27 @@ test("the playground: dry run, Stop, refusal and the sessions list", { timeout: 
     await thread.locator('article[data-user="UCHIME"]', { hasText: "accepted" }).waitFor();
     assert.equal(await thread.getByRole("button", { name: "Do it" }).count(), 0, "no Do it once accepted");
     await shot("09-suggestion-accepted");
+  });
+
+  await t.test("a plan ticks over while the agent works, and a thumbs-down is counted", async () => {
+    await page.goto(`${baseUrl}/#/channel/CGENERAL`);
+    await page.getByRole("heading", { level: 1, name: "#general" }).waitFor();
+    const root = await postInChannel("@chime backend=steps tidy the retry client");
+    const thread = await openThreadOf(root);
+    const card = thread.locator('article[data-user="UCHIME"]');
+    const plan = card.locator("ol.plan");
+    await plan.locator('li[data-status="in_progress"]', { hasText: "Reading the code" }).waitFor();
+    await shot("10-plan-running");
+    await plan.locator('li[data-status="complete"]', { hasText: "Reading the code" }).waitFor();
+    await plan.locator('li[data-status="in_progress"]', { hasText: "Writing the fix" }).waitFor();
+    await card.filter({ hasText: "Tidied it." }).waitFor();
+    await plan.locator('li[data-status="complete"]', { hasText: "Writing the fix" }).waitFor();
+    assert.equal(await plan.locator('li[data-status="in_progress"]').count(), 0, "every step ended with the turn");
+    await shot("11-plan-done");
+    await card.getByRole("button", { name: "This result did not help" }).click();
+    await page.getByRole("link", { name: "Digest" }).click();
+    await page.waitForURL(/#\/digest$/);
+    await page.locator("#digest-now").filter({ hasText: /thumbs down 1\b/ }).waitFor();
   });
 
   assert.deepEqual(pageErrors, [], "no script errors on the page");

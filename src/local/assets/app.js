@@ -603,6 +603,36 @@
     );
   }
 
+  // A streamed reply's plan, as Slack shows it: the plan's title, then each step with its status.
+  // Every update carries the whole list, so the last of each step's updates is the one shown.
+  const STEP_MARKS = { pending: "○", in_progress: "◔", complete: "✓", error: "✗" };
+  function renderPlan(chunks) {
+    if (!Array.isArray(chunks) || !chunks.length) return null;
+    let title = "";
+    const steps = new Map();
+    for (const c of chunks) {
+      if (!c || typeof c !== "object") continue;
+      if (c.type === "plan_update" && typeof c.title === "string") title = c.title;
+      if (c.type === "task_update" && typeof c.id === "string") steps.set(c.id, c);
+    }
+    if (!steps.size) return null;
+    const list = h("ol", { class: "plan", "aria-label": title ? `Plan: ${title}` : "Plan" });
+    for (const step of steps.values()) {
+      const status = Object.hasOwn(STEP_MARKS, step.status) ? step.status : "pending";
+      const item = h(
+        "li",
+        { class: `plan-step plan-${status}`, "data-status": status },
+        h("span", { class: "plan-mark", "aria-hidden": "true", text: STEP_MARKS[status] }),
+        h("span", { class: "plan-title", text: String(step.title ?? "") }),
+      );
+      if (typeof step.output === "string" && step.output) {
+        item.append(h("pre", { class: "plan-output", text: step.output }));
+      }
+      list.append(item);
+    }
+    return h("div", { class: "block block-plan" }, title ? h("p", { class: "plan-heading", text: title }) : null, list);
+  }
+
   function renderMessage(msg, kind) {
     const isBot = msg.user === BOT;
     const live = isBot && hasAction(msg.blocks, "chime_stop");
@@ -626,7 +656,7 @@
     } else {
       content = h("div", { class: "msg-text" }, renderMrkdwn(msg.text, isBot));
     }
-    const body = h("div", { class: "msg-body" }, meta, content);
+    const body = h("div", { class: "msg-body" }, meta, isBot ? renderPlan(msg.plan) : null, content);
 
     const reactions = reactionEls(msg);
     if (kind === "channel") {
