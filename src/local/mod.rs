@@ -113,6 +113,7 @@ pub struct LocalMessage {
 /// What the page is told, live, over server-sent events.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // Sent once per change; boxing buys nothing here.
 pub enum LocalEvent {
     Message { message: LocalMessage },
     Task { task_id: String },

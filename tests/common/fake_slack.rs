@@ -538,7 +538,7 @@ impl Responder {
                         .is_some_and(|t| t.starts_with('T'));
                 let mode = p
                     .get("task_display_mode")
-                    .map_or(true, |m| m == "plan" || m == "timeline");
+                    .is_none_or(|m| m == "plan" || m == "timeline");
                 if channel.is_empty() || thread.is_empty() || !mode {
                     return err("invalid_arguments");
                 }
