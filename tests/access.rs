@@ -325,12 +325,15 @@ async fn no_agent_sessions(db: TestDb) {
         slack.card("CNA", root, "Dry run").await;
     }
     all_handled(&app, "both turns handled").await;
+    // The card shows before the turn's last rows are sent: wait for the outbox to settle.
+    eventually(WAIT, "every outbox row sent", || async {
+        (app.count("SELECT COUNT(*) FROM outbox WHERE state NOT IN ('done', 'superseded')")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
     assert_eq!(slack.calls("agents.sessions.setStatus").len(), 1);
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM outbox WHERE state NOT IN ('done', 'superseded')")
-            .await,
-        0
-    );
     app.stop().await;
 }
 dual_db!(no_agent_sessions_test, no_agent_sessions);
