@@ -26,6 +26,13 @@ pub enum Membership {
     Denied(String),
 }
 
+/// A conversation starter: a short title, and the message it sends as the person's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Starter {
+    pub title: String,
+    pub message: String,
+}
+
 /// How Chime's answers appear on one surface. Every verb writes outbox rows inside the caller's
 /// transaction, so a reply exists exactly when the state change that caused it does.
 #[async_trait]
@@ -123,6 +130,16 @@ pub trait Reporter: Send + Sync {
         _home: &crate::home::Home,
     ) -> anyhow::Result<()> {
         anyhow::bail!("this surface has no home page")
+    }
+    /// Offers `starters` at the top of a new conversation with Chime (`binding`), once per `key`.
+    async fn offer_starters(
+        &self,
+        _conn: &mut AnyConnection,
+        binding: &Binding,
+        _key: &str,
+        _starters: &[Starter],
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("no starters can be offered on {}", binding.surface())
     }
     /// Posts the weekly digest (plain mrkdwn text) in `place`, once per `key`.
     async fn post_digest(

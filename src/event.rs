@@ -49,6 +49,19 @@ pub enum Event {
     PostDigest(PostDigest),
     /// A person's editor reported on their work (`GET /ide/stream`).
     IdeSignal(IdeSignal),
+    /// Someone opened a new conversation with Chime (Slack's assistant thread in its DM): it is
+    /// offered a few starters.
+    ConversationStarted(ConversationStarted),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationStarted {
+    /// The new conversation's thread.
+    pub binding: Binding,
+    pub author: Author,
+    /// The place the person was looking at when they opened it, when the surface tells.
+    #[serde(default)]
+    pub context: Option<crate::binding::Place>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -66,33 +66,7 @@ pub async fn build(
 ) -> anyhow::Result<Home> {
     let accounts = crate::identity::accounts(conn, surface, user.as_str()).await?;
     let settings = settings::get(conn, surface, user.as_str(), now_ms).await?;
-    let mut sessions = Vec::new();
-    for (s, u) in &accounts {
-        let rows = sqlx::query(
-            "SELECT t.binding, t.state, t.created_at, t.finished_at, f.prompt FROM tasks t \
-             JOIN tasks f ON f.session_id = t.session_id AND f.turn_no = 1 \
-             WHERE t.requester = $1 AND t.binding LIKE $2 \
-             AND t.turn_no = (SELECT MAX(turn_no) FROM tasks l WHERE l.session_id = t.session_id AND l.requester = $1) \
-             ORDER BY t.created_at DESC LIMIT $3",
-        )
-        .bind(u)
-        .bind(format!("{s}:%"))
-        .bind(SESSIONS)
-        .fetch_all(&mut *conn)
-        .await?;
-        for r in rows {
-            let binding: crate::binding::Binding = r.get::<String, _>("binding").parse()?;
-            let created: i64 = r.get("created_at");
-            sessions.push(HomeSession {
-                request: r.get("prompt"),
-                state: r.get("state"),
-                link: connectors.link(&binding),
-                updated_ms: r.get::<Option<i64>, _>("finished_at").unwrap_or(created),
-            });
-        }
-    }
-    sessions.sort_by_key(|s| std::cmp::Reverse(s.updated_ms));
-    sessions.truncate(SESSIONS as usize);
+    let sessions = sessions_of(conn, connectors, &accounts, false).await?;
     let week = personal_week(conn, &accounts, now_ms).await?;
     let others: Vec<Account> = accounts
         .iter()
@@ -174,4 +148,51 @@ async fn personal_week(
         .await?;
     }
     Ok(w)
+}
+
+/// Which states a session is open in: its latest turn waits or works.
+const OPEN: &str = "('awaiting_repo', 'queued', 'running')";
+
+/// The person's sessions (on every account of theirs), newest first, at most [`SESSIONS`];
+/// only the open ones when `open_only`.
+pub async fn sessions_of(
+    conn: &mut AnyConnection,
+    connectors: &Connectors,
+    accounts: &[(String, String)],
+    open_only: bool,
+) -> anyhow::Result<Vec<HomeSession>> {
+    let filter = if open_only {
+        format!("AND t.state IN {OPEN}")
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "SELECT t.binding, t.state, t.created_at, t.finished_at, f.prompt FROM tasks t \
+         JOIN tasks f ON f.session_id = t.session_id AND f.turn_no = 1 \
+         WHERE t.requester = $1 AND t.binding LIKE $2 {filter} \
+         AND t.turn_no = (SELECT MAX(turn_no) FROM tasks l WHERE l.session_id = t.session_id AND l.requester = $1) \
+         ORDER BY t.created_at DESC LIMIT $3"
+    );
+    let mut sessions = Vec::new();
+    for (s, u) in accounts {
+        let rows = sqlx::query(&sql)
+            .bind(u)
+            .bind(format!("{s}:%"))
+            .bind(SESSIONS)
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in rows {
+            let binding: crate::binding::Binding = r.get::<String, _>("binding").parse()?;
+            let created: i64 = r.get("created_at");
+            sessions.push(HomeSession {
+                request: r.get("prompt"),
+                state: r.get("state"),
+                link: connectors.link(&binding),
+                updated_ms: r.get::<Option<i64>, _>("finished_at").unwrap_or(created),
+            });
+        }
+    }
+    sessions.sort_by_key(|s| std::cmp::Reverse(s.updated_ms));
+    sessions.truncate(SESSIONS as usize);
+    Ok(sessions)
 }

@@ -4,7 +4,7 @@ use crate::context::Ctx;
 use crate::event::Event;
 use crate::handlers::{
     backend_update, buttons, digest, home, ide, link, mention, message, mute, pull_request,
-    request, stop,
+    request, starters, stop,
 };
 use crate::queue::inbox::InboxRow;
 
@@ -31,5 +31,8 @@ pub async fn dispatch(ctx: &Ctx, row: &InboxRow) -> anyhow::Result<()> {
         Event::SettingChanged(s) => home::handle_setting(ctx, row.id, s).await,
         Event::PostDigest(d) => digest::handle_post_digest(ctx, row.id, &source_event, d).await,
         Event::IdeSignal(s) => ide::handle_ide_signal(ctx, row.id, s).await,
+        Event::ConversationStarted(c) => {
+            starters::handle_conversation_started(ctx, row.id, c).await
+        }
     }
 }

@@ -4,6 +4,7 @@ use crate::connector::Membership;
 use crate::connector::Reporter;
 use crate::context::Ctx;
 use crate::event::Mention;
+use crate::handlers::starters;
 use crate::identity::{self, Standing};
 use crate::ids::RepoName;
 use crate::queue::inbox;
@@ -75,6 +76,18 @@ pub async fn handle_mention(
             Some(("refusal", format!("Sorry, {why}.")))
         }
         Membership::Allowed if answers_repo_question(ctx, &mut tx, reporter, &m).await? => None,
+        Membership::Allowed if starters::asks_open_sessions(&m) => {
+            starters::answer_open_sessions(
+                &mut tx,
+                ctx,
+                connector.as_ref(),
+                reporter,
+                &m,
+                source_event,
+            )
+            .await?;
+            None
+        }
         Membership::Allowed => {
             let (prompt, mut options) = TurnOptions::extract(&m.text);
             options.repo = options.repo.or(suggested);

@@ -13,5 +13,6 @@ pub mod message;
 pub mod mute;
 pub mod pull_request;
 pub mod request;
+pub mod starters;
 pub mod stop;
 pub mod suggestions;

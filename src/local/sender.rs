@@ -66,6 +66,9 @@ impl Deliver for LocalSender {
             }
             // Never written for the playground either: it has no agent sessions.
             SlackOp::AgentStatus { .. } => return Delivery::Sent(None),
+            SlackOp::SuggestedPrompts { .. } => {
+                return Delivery::Failed("the playground has no starters".into())
+            }
             // The playground always streams: the status card shows the plan as it ticks over.
             SlackOp::StreamStart {
                 channel,

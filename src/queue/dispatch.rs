@@ -83,6 +83,7 @@ fn lane_of(row: &InboxRow) -> String {
         Ok(Event::ButtonClicked(b)) => b.binding.as_ref(),
         Ok(Event::Message(m)) => Some(&m.binding),
         Ok(Event::StopRequested(s)) => Some(&s.binding),
+        Ok(Event::ConversationStarted(c)) => Some(&c.binding),
         Ok(Event::PullRequest(p)) => return format!("pr/{}", p.repo),
         Ok(Event::BackendUpdate(u)) => return format!("task/{}", u.task),
         Ok(Event::RemoteStatus(s)) => return format!("remote/{}", s.remote),

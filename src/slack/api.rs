@@ -440,6 +440,34 @@ impl SlackApi {
         .map(|_| ())
     }
 
+    /// Sets the starters atop an assistant thread (`assistant.threads.setSuggestedPrompts`,
+    /// tier 4).
+    #[tracing::instrument(skip(self, prompts))]
+    pub async fn set_suggested_prompts(
+        &self,
+        team: &str,
+        channel: &str,
+        thread_ts: &str,
+        title: &str,
+        prompts: &[(String, String)],
+    ) -> Result<(), SendError> {
+        self.throttle(team, "assistant.threads.setSuggestedPrompts", Tier::T4)
+            .await;
+        let prompts = prompts
+            .iter()
+            .map(|(t, m)| SlackAssistantPrompt::new(t.clone(), m.clone()))
+            .collect();
+        let req = SlackApiAssistantThreadsSetSuggestedPromptsRequest::new(
+            channel.into(),
+            thread_ts.into(),
+            prompts,
+        )
+        .with_title(title.to_string());
+        self.post::<_, Empty>("assistant.threads.setSuggestedPrompts", &req)
+            .await
+            .map(|_| ())
+    }
+
     /// Starts a streamed reply in a thread (`chat.startStream`, tier 2) showing a plan; its ts.
     #[tracing::instrument(skip(self, chunks))]
     pub async fn start_stream(

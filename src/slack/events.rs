@@ -112,6 +112,9 @@ fn parse_callback(env: Envelope, own_user: Option<&str>) -> Result<Inbound, Pars
     if kind == "agent_session_stopped" {
         return agent_session_stopped(&raw, team, event_id);
     }
+    if kind == "assistant_thread_started" {
+        return super::assistant::thread_started(raw, team, event_id);
+    }
     if kind != "app_mention" && kind != "message" {
         return Ok(Inbound::Ignored("unhandled event type"));
     }

@@ -1,6 +1,7 @@
 //! The Slack connector: verifies and translates inbound requests, and reports back in threads.
 
 pub mod api;
+pub mod assistant;
 pub mod blocks;
 pub mod cards;
 pub mod connector;

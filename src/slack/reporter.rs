@@ -62,6 +62,14 @@ pub enum SlackOp {
     },
     /// Publish `user`'s App Home tab (`views.publish`).
     Home { user: String, view: Value },
+    /// Starters atop an assistant thread (`assistant.threads.setSuggestedPrompts`), as
+    /// (title, message) pairs.
+    SuggestedPrompts {
+        channel: String,
+        thread_ts: String,
+        title: String,
+        prompts: Vec<(String, String)>,
+    },
     /// Replace the message posted by the row whose key is the row's `ref_key`.
     Update {
         channel: String,
@@ -109,6 +117,7 @@ impl SlackOp {
             SlackOp::Home { .. } => "home",
             SlackOp::Direct { .. } => "direct",
             SlackOp::AgentStatus { .. } => "agent_status",
+            SlackOp::SuggestedPrompts { .. } => "suggested_prompts",
             SlackOp::StreamStart { .. } => "stream_start",
             SlackOp::StreamAppend { .. } => "stream_append",
             SlackOp::StreamStop { .. } => "stream_stop",
@@ -481,6 +490,27 @@ impl Reporter for ThreadReporter {
             view,
         };
         self.write(conn, &target, key, None, op, false).await?;
+        Ok(())
+    }
+
+    async fn offer_starters(
+        &self,
+        conn: &mut AnyConnection,
+        binding: &Binding,
+        key: &str,
+        starters: &[crate::connector::Starter],
+    ) -> anyhow::Result<()> {
+        let (channel, thread_ts) = thread_of(binding);
+        let op = SlackOp::SuggestedPrompts {
+            channel,
+            thread_ts,
+            title: "Start with one of these".into(),
+            prompts: starters
+                .iter()
+                .map(|s| (s.title.clone(), s.message.clone()))
+                .collect(),
+        };
+        self.write(conn, binding, key, None, op, false).await?;
         Ok(())
     }
 

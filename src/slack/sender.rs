@@ -169,6 +169,16 @@ impl Deliver for SlackSender {
                     other => other.map(|_| None),
                 }
             }
+            SlackOp::SuggestedPrompts {
+                channel,
+                thread_ts,
+                title,
+                prompts,
+            } => self
+                .api
+                .set_suggested_prompts(&team, channel, thread_ts, title, prompts)
+                .await
+                .map(|_| None),
             SlackOp::Home { user, view } => {
                 self.api.publish_home(&team, user, view).await.map(|_| None)
             }

@@ -523,6 +523,27 @@ impl Responder {
                     ok(json!({ "status": status }))
                 }
             }
+            // Starters, checked as Slack documents them: a thread, one to four prompts, each a
+            // non-empty title and message.
+            "assistant.threads.setSuggestedPrompts" => {
+                let thread = p["thread_ts"].as_str().is_some_and(|t| !t.is_empty());
+                let channel = p["channel_id"].as_str().is_some_and(|c| !c.is_empty());
+                let prompts = p["prompts"].as_array().cloned().unwrap_or_default();
+                let each = prompts.iter().all(|q| {
+                    let obj = q.as_object();
+                    obj.is_some_and(|o| o.keys().all(|k| k == "title" || k == "message"))
+                        && ["title", "message"]
+                            .iter()
+                            .all(|k| q[k].as_str().is_some_and(|v| !v.trim().is_empty()))
+                });
+                let title = p.get("title").is_none_or(|t| t.is_string());
+                if !thread || !channel || prompts.is_empty() || prompts.len() > 4 || !each || !title
+                {
+                    err("invalid_arguments")
+                } else {
+                    ok(json!({}))
+                }
+            }
             // Streamed replies, checked as Slack does: a thread and its recipient to start one,
             // known chunks, and appends and the stop only while it streams.
             "chat.startStream" => {
