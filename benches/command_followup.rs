@@ -141,6 +141,7 @@ async fn run_turn(backend: &CommandBackend, turn_no: i64) -> anyhow::Result<()> 
         rendered: "Benchmark turn\n".into(),
         rendered_turn: String::new(),
         variants: 1,
+        plan_only: false,
         remote: None,
         checkpoint: Default::default(),
         base: None,

@@ -207,6 +207,11 @@ pub trait Connector: Send + Sync {
     async fn suggest_base(&self, _binding: &Binding) -> Option<crate::backend::Base> {
         None
     }
+    /// The team `binding` belongs to, when the platform has teams (a Linear issue's team key):
+    /// per-team rules (`routing.approval`) name it.
+    async fn team(&self, _binding: &Binding) -> Option<String> {
+        None
+    }
     /// The work items `binding` is about (a Linear issue's key), as `session::links` refs.
     async fn work_items(&self, _binding: &Binding) -> Vec<String> {
         vec![]

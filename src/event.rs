@@ -319,6 +319,14 @@ pub enum ButtonAction {
         task: TaskId,
         positive: bool,
     },
+    /// A plan's **Approve**: run its work.
+    ApprovePlan {
+        task: TaskId,
+    },
+    /// A plan's **Revise**: ask for what to change.
+    RevisePlan {
+        task: TaskId,
+    },
 }
 
 impl ButtonAction {
@@ -331,6 +339,8 @@ impl ButtonAction {
     pub const NOT_NOW: &'static str = "chime_not_now";
     pub const MUTE_HERE: &'static str = "chime_mute_here";
     pub const FEEDBACK: &'static str = "chime_feedback";
+    pub const APPROVE_PLAN: &'static str = "chime_approve_plan";
+    pub const REVISE_PLAN: &'static str = "chime_revise_plan";
 
     /// Rebuilds an action from a button's `action_id` and `value`; None for buttons Chime did not make.
     pub fn from_parts(action_id: &str, value: &str) -> Option<Self> {
@@ -346,6 +356,12 @@ impl ButtonAction {
                 task: task_ok(value)?,
             }),
             Self::TRY_WAYS => Some(Self::TryWays {
+                task: task_ok(value)?,
+            }),
+            Self::APPROVE_PLAN => Some(Self::ApprovePlan {
+                task: task_ok(value)?,
+            }),
+            Self::REVISE_PLAN => Some(Self::RevisePlan {
                 task: task_ok(value)?,
             }),
             Self::CHOOSE => {

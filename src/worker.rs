@@ -340,7 +340,8 @@ async fn finish_once(
         // GitHub's webhook reports its merge and CI back to this thread.
         session::pulls::track(&mut tx, &done, url, None).await?;
     }
-    if state == TaskState::Succeeded {
+    // A plan changes nothing: there is nothing to push until its work turn ran.
+    if state == TaskState::Succeeded && task.mode == session::TurnMode::Work {
         // Pushed and opened by the outbox once this commits, never by the turn itself.
         let link = ctx.connectors.link(&task.binding);
         session::publish::queue_for_turn(&mut tx, &ctx.guard, &ctx.config, &done, link).await?;

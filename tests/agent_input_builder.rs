@@ -31,6 +31,7 @@ fn task(turn_no: i64) -> Task {
         variants: 1,
         chosen_attempt: None,
         plan: None,
+        mode: chime::session::TurnMode::Work,
     }
 }
 

@@ -163,6 +163,7 @@ fn input(session: &str, turn_no: i64, prompt: &str, repo: Option<&str>) -> Agent
         rendered: format!("# Request\n\n{prompt}\n"),
         rendered_turn: String::new(),
         variants: 1,
+        plan_only: false,
         remote: None,
         checkpoint: Default::default(),
         base: None,

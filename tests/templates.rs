@@ -43,6 +43,7 @@ fn task(state: TaskState) -> Task {
         variants: 1,
         chosen_attempt: None,
         plan: None,
+        mode: chime::session::TurnMode::Work,
     }
 }
 

@@ -290,6 +290,9 @@ impl Backend for CursorBackend {
         progress: mpsc::Sender<Progress>,
         cancel: CancellationToken,
     ) -> Result<Outcome, BackendError> {
+        if input.plan_only {
+            return Err(super::BackendError::Failed(super::PLAN_REFUSED.into()));
+        }
         let deadline = Instant::now() + self.timeout;
         // The turn checks the deadline itself (and cancels the run); this bounds a launch or a
         // poll that hangs past it.

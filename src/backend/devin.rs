@@ -299,6 +299,9 @@ impl Backend for DevinBackend {
         progress: mpsc::Sender<Progress>,
         cancel: CancellationToken,
     ) -> Result<Outcome, BackendError> {
+        if input.plan_only {
+            return Err(super::BackendError::Failed(super::PLAN_REFUSED.into()));
+        }
         match tokio::time::timeout(self.timeout, self.turn(input, &progress, &cancel)).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::TimedOut(self.timeout)),

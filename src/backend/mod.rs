@@ -43,6 +43,9 @@ pub struct AgentInput {
     pub rendered_turn: String,
     /// Attempts to run side by side, each on its own branch (best-of-N); 1 for an ordinary turn.
     pub variants: u32,
+    /// Only a plan is asked for (`approval = "plan"`): the backend must change nothing.
+    #[serde(default)]
+    pub plan_only: bool,
     /// The remote run an earlier claim of this same turn started (a cloud agent's run or
     /// session): the backend resumes it instead of launching again.
     #[serde(skip)]
@@ -286,6 +289,10 @@ pub trait Backend: Send + Sync {
         cancel: CancellationToken,
     ) -> Result<Outcome, BackendError>;
 }
+
+/// Why a cloud agent that works on its own branch (Devin, Cursor) does not make plans: it cannot
+/// promise to change nothing, and a plan must change nothing before it is approved.
+pub const PLAN_REFUSED: &str = "this backend cannot make a plan without changing code, so it does not run where `approval = \"plan\"`; use a `command`, `openai` or `webhook` backend there";
 
 /// The longest pull request URL Chime accepts from an agent.
 pub const PR_URL_MAX_CHARS: usize = 500;

@@ -8,7 +8,7 @@ mod sections;
 
 pub use check::Report;
 pub use sections::{
-    AgentConfig, BackendConfig, DatabaseConfig, DigestConfig, DigestTarget, GithubConfig,
+    AgentConfig, Approval, BackendConfig, DatabaseConfig, DigestConfig, DigestTarget, GithubConfig,
     GuardConfig, IdentityConfig, LinearConfig, LinearRoute, MirrorConfig, OpenaiApi,
     PlaygroundConfig, ProgressMode, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
     ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
@@ -258,6 +258,14 @@ impl Config {
     /// The backends someone may choose with `backend=` in `channel`: the default, dry-run,
     /// `routing.inline_backends`, and the channel's `[routing.backends]` entry. A backend with a
     /// privileged `env` stays out of reach unless the operator lists it.
+    /// Whether a request at `place` (a channel id), or from a Linear issue of `team`, first makes
+    /// a plan for its requester to approve.
+    pub fn needs_plan_approval(&self, place: &str, team: Option<&str>) -> bool {
+        let of = |key: &str| self.routing.approval.get(key).copied().unwrap_or_default();
+        of(place) == Approval::Plan
+            || team.is_some_and(|t| of(&format!("linear:{t}")) == Approval::Plan)
+    }
+
     pub fn inline_backends(&self, channel: &str) -> Vec<&str> {
         let mut names = vec!["dry-run", self.agent.default_backend.as_str()];
         names.extend(self.routing.inline_backends.iter().map(String::as_str));

@@ -176,6 +176,17 @@ pub struct RoutingConfig {
     pub inline_backends: Vec<String>,
     /// Channel id → further backends that may be chosen inline there.
     pub backends: BTreeMap<String, Vec<String>>,
+    /// Channel id, or `linear:TEAMKEY` → whether a request there needs its plan approved first.
+    pub approval: BTreeMap<String, Approval>,
+}
+
+/// Whether work at a place needs the requester's approval of a plan first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approval {
+    #[default]
+    None,
+    Plan,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

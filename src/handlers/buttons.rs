@@ -1,5 +1,5 @@
-//! Button clicks on Chime's messages: Stop, Retry, Try 3 ways, Use this one, and the repository
-//! picker.
+//! Button clicks on Chime's messages: Stop, Retry, Try 3 ways, Use this one, Approve and Revise
+//! of a plan, and the repository picker.
 //!
 //! A task's buttons belong to the person who asked for it and to its connector's admins
 //! (`slack.admins`); anyone else who presses one is told so in the thread, and nothing changes.
@@ -65,6 +65,8 @@ pub async fn handle_button(
         | ButtonAction::TryWays { task }
         | ButtonAction::Choose { task, .. }
         | ButtonAction::Feedback { task, .. }
+        | ButtonAction::ApprovePlan { task }
+        | ButtonAction::RevisePlan { task }
         | ButtonAction::PickRepo { task, .. } => task.clone(),
         ButtonAction::Accept { suggestion }
         | ButtonAction::NotNow { suggestion }
@@ -109,6 +111,8 @@ pub async fn handle_button(
             ButtonAction::Retry { .. } => "retry",
             ButtonAction::TryWays { .. } => "try several ways",
             ButtonAction::Choose { .. } => "choose an attempt of",
+            ButtonAction::ApprovePlan { .. } => "approve the plan of",
+            ButtonAction::RevisePlan { .. } => "revise the plan of",
             _ => "pick the repository of",
         };
         tracing::info!(task_id = %task.id, by = %user, requester = %task.requester, action = what, "refused a button of someone else's task");
@@ -179,6 +183,16 @@ pub async fn handle_button(
         }
         ButtonAction::Choose { attempt, .. } => {
             super::choose::handle(ctx, &mut tx, reporter, &task, *attempt, &b.author.user).await?;
+        }
+        ButtonAction::ApprovePlan { .. } => {
+            let key = format!("approve:{}:{user}", task.id);
+            super::approval::decide(ctx, &mut tx, reporter, &task, &b.author.user, true, &key)
+                .await?;
+        }
+        ButtonAction::RevisePlan { .. } => {
+            let key = format!("revise:{}:{user}", task.id);
+            super::approval::decide(ctx, &mut tx, reporter, &task, &b.author.user, false, &key)
+                .await?;
         }
         _ => {}
     }

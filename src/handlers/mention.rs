@@ -4,7 +4,7 @@ use crate::connector::Membership;
 use crate::connector::Reporter;
 use crate::context::Ctx;
 use crate::event::Mention;
-use crate::handlers::starters;
+use crate::handlers::{approval, starters};
 use crate::identity::{self, Standing};
 use crate::ids::RepoName;
 use crate::queue::inbox;
@@ -30,6 +30,10 @@ pub async fn handle_mention(
         .await?
         .is_none();
     drop(conn);
+    let team = match &membership {
+        Membership::Allowed => connector.team(&m.binding).await,
+        Membership::Denied(_) => None,
+    };
     let (suggested, base, refs) = match (&membership, is_new) {
         (Membership::Allowed, true) => (
             connector.suggest_repo(&m.binding).await,
@@ -76,6 +80,11 @@ pub async fn handle_mention(
             Some(("refusal", format!("Sorry, {why}.")))
         }
         Membership::Allowed if answers_repo_question(ctx, &mut tx, reporter, &m).await? => None,
+        Membership::Allowed
+            if approves_plan(ctx, &mut tx, connector.as_ref(), &m, source_event).await? =>
+        {
+            None
+        }
         Membership::Allowed if starters::asks_open_sessions(&m) => {
             starters::answer_open_sessions(
                 &mut tx,
@@ -92,6 +101,7 @@ pub async fn handle_mention(
             let (prompt, mut options) = TurnOptions::extract(&m.text);
             options.repo = options.repo.or(suggested);
             options.base = base;
+            options.team = team;
             let request = TurnRequest {
                 source_event,
                 binding: &m.binding,
@@ -149,4 +159,38 @@ async fn answers_repo_question(
         tracing::info!(task_id = %task.id, repo = %repo, "repository chosen by reply");
     }
     Ok(picked)
+}
+
+/// A reply that approves ("approve") the plan waiting in this thread approves it, as its
+/// **Approve** button does (Linear's elicitation has no buttons). Only its requester or an admin
+/// may; anyone else is told so.
+async fn approves_plan(
+    ctx: &Ctx,
+    tx: &mut AnyConnection,
+    connector: &dyn crate::connector::Connector,
+    m: &Mention,
+    source_event: &str,
+) -> anyhow::Result<bool> {
+    if !approval::is_approval(&m.text) {
+        return Ok(false);
+    }
+    let Some(task) = session::latest_task_at(tx, &m.binding).await? else {
+        return Ok(false);
+    };
+    if !approval::is_waiting(tx, &task).await? {
+        return Ok(false);
+    }
+    let by = &m.author.user;
+    let key = format!("approve:{source_event}");
+    if task.requester != by.as_str() && !connector.is_admin(by.as_str()) {
+        tracing::info!(task_id = %task.id, by = %by, "refused an approval of someone else's plan");
+        let text = "Only the person who asked for this turn, or a Chime admin, can approve the plan of this task.";
+        connector
+            .reporter()
+            .tell(tx, &m.binding, &key, by, text)
+            .await?;
+        return Ok(true);
+    }
+    approval::decide(ctx, tx, connector.reporter(), &task, by, true, &key).await?;
+    Ok(true)
 }

@@ -1,5 +1,6 @@
 //! One module per kind of event Chime reacts to.
 
+pub mod approval;
 pub mod backend_update;
 pub mod buttons;
 pub mod choose;

@@ -270,6 +270,12 @@ impl Connector for LinearConnector {
             .and_then(|r| RepoName::parse(&r.repo))
     }
 
+    async fn team(&self, binding: &Binding) -> Option<String> {
+        let mut conn = self.db.pool.acquire().await.ok()?;
+        let thread = store::thread(&mut conn, binding).await.ok()??;
+        Some(thread.team_key)
+    }
+
     async fn work_items(&self, binding: &Binding) -> Vec<String> {
         let Ok(mut conn) = self.db.pool.acquire().await else {
             return vec![];

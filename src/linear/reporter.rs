@@ -111,6 +111,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/linear/notice.md.hbs"),
     ),
     ("link", include_str!("../../templates/linear/link.md.hbs")),
+    ("plan", include_str!("../../templates/linear/plan.md.hbs")),
 ];
 
 /// Text from outside as Linear Markdown shows it: no images (an image URL is fetched by every
@@ -265,6 +266,13 @@ impl LinearReporter {
     fn result_content(&self, task: &Task, requester: Option<String>) -> anyhow::Result<Value> {
         let repo = task.repo.as_ref().map(|r| one_line(r.as_str(), 200));
         Ok(match task.state {
+            // A plan waits for its requester: an elicitation, answered by a reply.
+            TaskState::Succeeded if task.mode == crate::session::TurnMode::Plan => {
+                let outcome = task.outcome.clone().unwrap_or_default();
+                let summary = self.guard.redact(&outcome.summary, "result");
+                let view = json!({ "summary": md(&summary, BODY_CHARS), "requester": requester });
+                json!({"type": "elicitation", "body": self.render("plan", &view)?})
+            }
             TaskState::Cancelled => {
                 let by = task.cancelled_by.as_deref().map(|b| one_line(b, 100));
                 json!({"type": "response", "body": self.render("stopped", &json!({"by": by}))?})
@@ -439,12 +447,15 @@ impl Reporter for LinearReporter {
             .map(|(name, _)| one_line(&name, 100));
         let content = self.result_content(task, requester)?;
         let (key, status) = (format!("task:{}:final", task.id), Self::status_key(task));
+        // A plan offers its approval as the one option to pick; any other reply revises it.
+        let signal = (content["type"] == "elicitation")
+            .then(|| ("select", json!({ "options": [{ "value": "approve" }] })));
         self.say(
             conn,
             &task.binding,
             &key,
             content,
-            None,
+            signal,
             Some(&status),
             true,
         )

@@ -34,6 +34,7 @@ pub fn build_input(
     let clean = |s: &str| guard.redact(s, "agent input").into_owned();
     let requester = name(&task.requester);
     let prompt = clean(&task.prompt);
+    let plan_only = task.mode == super::TurnMode::Plan;
     let history: Vec<TurnRecord> = history
         .into_iter()
         .map(|mut t| {
@@ -81,6 +82,7 @@ pub fn build_input(
             "omitted_turns": omitted,
             "thread_context": context,
             "prompt": prompt,
+            "plan_only": plan_only,
         }))?;
         if rendered.chars().count() <= max_chars || kept.is_empty() {
             let rendered_turn = templates.agent_input(&json!({
@@ -91,6 +93,7 @@ pub fn build_input(
                 "continues": !history.is_empty(),
                 "thread_context": context,
                 "prompt": prompt,
+                "plan_only": plan_only,
             }))?;
             return Ok(AgentInput {
                 session_id: task.session_id.clone(),
@@ -105,6 +108,7 @@ pub fn build_input(
                 rendered,
                 rendered_turn,
                 variants: task.variants,
+                plan_only,
                 remote: None,
                 checkpoint: Default::default(),
                 base: None,

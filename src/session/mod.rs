@@ -101,12 +101,33 @@ pub struct Task {
     pub chosen_attempt: Option<u32>,
     /// The steps the agent has taken so far (`plan`), once it started.
     pub plan: Option<plan::Plan>,
+    /// Whether the turn does the work or only proposes a plan for approval.
+    pub mode: TurnMode,
+}
+
+/// What a turn is for. Where `approval = "plan"`, a request first makes a [`TurnMode::Plan`]
+/// turn; only its approval makes the [`TurnMode::Work`] turn that changes anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnMode {
+    #[default]
+    Work,
+    Plan,
+}
+
+impl TurnMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Work => "work",
+            Self::Plan => "plan",
+        }
+    }
 }
 
 const TASK_COLUMNS: &str =
     "t.id, t.session_id, t.turn_no, t.prompt, t.requester, t.repo, t.backend, \
     t.binding, t.message_ts, t.state, t.attempts, t.cancel_requested, t.cancelled_by, \
-    t.result, t.error, t.created_at, t.started_at, t.finished_at, t.variants, t.chosen_attempt, t.plan";
+    t.result, t.error, t.created_at, t.started_at, t.finished_at, t.variants, t.chosen_attempt, t.plan, t.mode";
 
 /// A stored task; an unknown state or binding is an error, never a guess.
 fn task_from_row(r: &Row) -> anyhow::Result<Task> {
@@ -143,6 +164,11 @@ fn task_from_row(r: &Row) -> anyhow::Result<Task> {
         plan: r
             .get::<Option<String>, _>("plan")
             .and_then(|p| serde_json::from_str(&p).ok()),
+        mode: match r.get::<String, _>("mode").as_str() {
+            "work" => TurnMode::Work,
+            "plan" => TurnMode::Plan,
+            other => anyhow::bail!("a task has the unknown mode {other:?}"),
+        },
     })
 }
 
@@ -302,6 +328,7 @@ pub struct NewTask<'a> {
     pub state: TaskState,
     /// Attempts to run (best-of-N); 1 for an ordinary turn.
     pub variants: u32,
+    pub mode: TurnMode,
 }
 
 /// Inserts the next turn of a session. Returns None when this source event already made a task.
@@ -318,7 +345,7 @@ pub async fn insert_task(
     let id = TaskId::generate();
     let row = sqlx::query(
         "INSERT INTO tasks (id, session_id, turn_no, source_event, prompt, requester, repo, backend, \
-         binding, message_ts, state, created_at, variants) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         binding, message_ts, state, created_at, variants, mode) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (source_event) DO NOTHING RETURNING id",
     )
     .bind(id.as_str())
@@ -334,6 +361,7 @@ pub async fn insert_task(
     .bind(t.state.as_str())
     .bind(now_ms())
     .bind(i64::from(t.variants.max(1)))
+    .bind(t.mode.as_str())
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|_| id))

@@ -2,7 +2,7 @@
 //! today, an accepted suggestion, a Linear delegation or an IDE hand-off later. Each writes its
 //! rows and the surface's first answer in the caller's transaction.
 
-use super::{NewTask, Session, Task, TaskState};
+use super::{NewTask, Session, Task, TaskState, TurnMode};
 use crate::binding::Binding;
 use crate::config::Config;
 use crate::connector::Reporter;
@@ -21,6 +21,8 @@ pub struct TurnOptions {
     pub attempts: Option<u32>,
     /// Where a new session's branch starts (the editor's workspace); never given inline.
     pub base: Option<crate::backend::Base>,
+    /// The team the place belongs to (a Linear issue's), for per-team rules; never given inline.
+    pub team: Option<String>,
 }
 
 impl TurnOptions {
@@ -184,6 +186,11 @@ pub async fn start_turn(
         message: req.message,
         state: initial_state(repo.as_ref(), &known),
         variants,
+        mode: if config.needs_plan_approval(req.binding.place(), req.options.team.as_deref()) {
+            TurnMode::Plan
+        } else {
+            TurnMode::Work
+        },
     };
     let Some(task) = insert(tx, new).await? else {
         return Ok(Started::AlreadyMade);
@@ -219,6 +226,34 @@ pub async fn retry_turn(
         &retry_of,
         message,
         task.variants,
+        task.mode,
+    )
+    .await
+}
+
+/// The turn that carries out the plan `task` proposed, in the name of `by` (who approved it).
+/// At most one per plan: None when it was already approved.
+pub async fn approve_plan(
+    tx: &mut AnyConnection,
+    config: &Config,
+    reporter: &dyn Reporter,
+    task: &Task,
+    by: &UserId,
+) -> anyhow::Result<Option<Task>> {
+    if task.mode != TurnMode::Plan || task.state != TaskState::Succeeded {
+        return Ok(None);
+    }
+    let source = format!("approve:{}", task.id);
+    ask_again(
+        tx,
+        config,
+        reporter,
+        task,
+        by,
+        &source,
+        task.message.as_deref(),
+        task.variants,
+        TurnMode::Work,
     )
     .await
 }
@@ -235,6 +270,7 @@ async fn ask_again(
     source: &str,
     message: Option<&str>,
     variants: u32,
+    mode: TurnMode,
 ) -> anyhow::Result<Option<Task>> {
     let known = config.known_repos();
     let session = Session {
@@ -253,6 +289,7 @@ async fn ask_again(
         message,
         state: initial_state(task.repo.as_ref(), &known),
         variants,
+        mode,
     };
     let Some(turn) = insert(tx, new).await? else {
         return Ok(None);
@@ -298,7 +335,7 @@ pub async fn try_ways(
     }
     let source = format!("ways:{}", task.id);
     Ok(Ok(ask_again(
-        tx, config, reporter, task, by, &source, None, n,
+        tx, config, reporter, task, by, &source, None, n, task.mode,
     )
     .await?))
 }

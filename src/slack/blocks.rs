@@ -36,6 +36,7 @@ const MESSAGES: &[(&str, &str)] = &[
         "compare",
         include_str!("../../templates/slack/compare.json.hbs"),
     ),
+    ("plan", include_str!("../../templates/slack/plan.json.hbs")),
     (
         "dry_run",
         include_str!("../../templates/slack/dry_run.json.hbs"),

@@ -8,7 +8,7 @@ use super::blocks::{
 use crate::backend::valid_pr_url;
 use crate::ids::{RepoName, UserId};
 use crate::policy::live::{Offer, OfferAnswer};
-use crate::session::{Task, TaskState};
+use crate::session::{Task, TaskState, TurnMode};
 use crate::templates::truncate_chars;
 use serde_json::json;
 
@@ -157,6 +157,21 @@ fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Ren
             compare_view(&mut view, task, budget);
             "compare"
         }
+        TaskState::Succeeded if task.mode == TurnMode::Plan => {
+            let outcome = task.outcome.clone().unwrap_or_default();
+            let (chunks, truncated) = chunk_for_blocks(&outcome.summary, budget);
+            view.insert("summary_chunks".into(), json!(chunks));
+            view.insert("truncated".into(), json!(truncated));
+            view.insert(
+                "headline".into(),
+                json!(fit(
+                    outcome.summary.trim().lines().next().unwrap_or(""),
+                    HEADLINE_CHARS
+                )),
+            );
+            view.insert("steps".into(), json!(plan_steps(&outcome.summary)));
+            "plan"
+        }
         TaskState::Succeeded => {
             let outcome = task.outcome.clone().unwrap_or_default();
             let total = outcome.summary.chars().count();
@@ -236,6 +251,32 @@ fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Ren
         }
     };
     t.message(name, &view)
+}
+
+/// A plan block holds at most this many steps here (Slack allows 50), each title this long.
+const PLAN_STEPS: usize = 20;
+const STEP_CHARS: usize = 150;
+
+/// The steps of a proposed plan: its numbered or bulleted lines (`1.`, `2)`, `-`, `*`), as the
+/// plan block's tasks `p1`, `p2`, …; none when the text has no such lines (the text itself is
+/// shown either way).
+fn plan_steps(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|line| {
+            let l = line.trim();
+            let digits = l.chars().take_while(char::is_ascii_digit).count();
+            let rest = if digits > 0 {
+                l[digits..].strip_prefix(['.', ')'])?
+            } else {
+                l.strip_prefix(['-', '*', '•'])?
+            };
+            let title = rest.trim().replace(['*', '`'], "");
+            (!title.is_empty()).then_some(title)
+        })
+        .take(PLAN_STEPS)
+        .enumerate()
+        .map(|(i, title)| json!({ "id": format!("p{}", i + 1), "title": fit(&title, STEP_CHARS) }))
+        .collect()
 }
 
 /// A best-of-N turn's comparison: per attempt one section (its summary, diff stat, checks, and
@@ -382,4 +423,25 @@ pub fn suggestion_answered_card(
             "by": mention_id(by.as_str()),
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_steps_are_numbered_or_bulleted_lines() {
+        let steps = plan_steps(
+            "Here is the plan:\n1. Rename `flag`\n2) Update docs\n- Run **tests**\nDone.",
+        );
+        let titles: Vec<&str> = steps.iter().map(|s| s["title"].as_str().unwrap()).collect();
+        assert_eq!(titles, ["Rename flag", "Update docs", "Run tests"]);
+        assert_eq!(steps[2]["id"], "p3");
+        // Hostile shapes: no steps, bare markers, a flood, a huge line.
+        assert!(plan_steps("no list here").is_empty());
+        assert!(plan_steps("1.\n-\n*  \n12345").is_empty());
+        assert_eq!(plan_steps(&"- x\n".repeat(500)).len(), PLAN_STEPS);
+        let long = plan_steps(&format!("1. {}", "<&".repeat(5000)));
+        assert!(long[0]["title"].as_str().unwrap().chars().count() <= STEP_CHARS * 5);
+    }
 }

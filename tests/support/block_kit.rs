@@ -34,6 +34,26 @@ pub fn check_card(r: &Rendered, mentions: &[&str]) -> Result<(), String> {
             }
             check_markup(t, mentions)?;
         }
+        if kind == "plan" {
+            // As slack-morphism types it (a title, 1 to 50 task cards with unique ids and known
+            // statuses), and no markup in a step.
+            serde_json::from_value::<slack_morphism::prelude::SlackPlanBlock>(b.clone())
+                .map_err(|e| format!("a plan block Slack would refuse: {e}: {b}"))?;
+            let tasks = b["tasks"].as_array().ok_or("a plan without tasks")?;
+            let mut ids = std::collections::BTreeSet::new();
+            if tasks.is_empty() || tasks.len() > 50 {
+                return Err(format!("a plan of {} tasks", tasks.len()));
+            }
+            for t in tasks {
+                let title = t["title"].as_str().unwrap_or_default();
+                if title.trim().is_empty() || !ids.insert(t["task_id"].to_string()) {
+                    return Err(format!(
+                        "a plan task without a title or with a repeated id: {t}"
+                    ));
+                }
+                check_markup(title, mentions)?;
+            }
+        }
         if kind == "context_actions" && b["elements"].as_array().is_none_or(|e| e.len() > 5) {
             return Err("context_actions needs 1 to 5 elements".into());
         }

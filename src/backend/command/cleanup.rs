@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 const SESSION_DIRS: [&str; 3] = ["worktrees", "scratch", "homes"];
 
 /// The session a folder belongs to: `<session-id>-<n>` holds attempt n of one of its best-of-N
-/// turns, and lives as long as the session does.
+/// turns, and `<session-id>-plan` its plans; both live as long as the session does.
 fn session_of(folder: &str) -> &str {
     match folder.rsplit_once('-') {
+        Some((session, "plan")) => session,
         Some((session, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => session,
         _ => folder,
     }

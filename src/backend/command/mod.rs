@@ -42,6 +42,7 @@
 //! | `CHIME_TURN` | the turn number, from 1 |
 //! | `CHIME_REPO` | `owner/name` (unset for scratch runs) |
 //! | `CHIME_BRANCH` | `chime/<session-id>` |
+//! | `CHIME_MODE` | `work`, or `plan` for a plan-only turn (`approval = "plan"`), run in `<session-id>-plan` and thrown away |
 //!
 //! # Isolation
 //!
@@ -475,6 +476,9 @@ impl Backend for CommandBackend {
         if let Some(repo) = &input.repo {
             self.repo_config(repo)?;
         }
+        if input.plan_only {
+            return self.plan_in(input, &progress, &cancel, deadline).await;
+        }
         if input.variants > 1 {
             return self.run_attempts(input, &progress, &cancel, deadline).await;
         }
@@ -528,6 +532,59 @@ impl CommandBackend {
             checks: transcript.evidence(),
         };
         Ok((outcome, transcript.checks))
+    }
+
+    /// A plan-only turn (`approval = "plan"`): the agent runs in a workspace of its own,
+    /// `<session-id>-plan`, set to where the session's branch stands, and whatever it changed there
+    /// is thrown away afterwards. The session's own worktree and branch are not touched, so nothing
+    /// changes before the plan is approved.
+    async fn plan_in(
+        &self,
+        input: &AgentInput,
+        progress: &mpsc::Sender<Progress>,
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<Outcome, BackendError> {
+        let key = format!("{}-plan", input.session_id);
+        let branch = format!("chime/{key}");
+        let workspace = self
+            .bounded(self.prepare(input, &key, &branch), cancel, deadline)
+            .await?;
+        let dir = &workspace.dir;
+        if input.repo.is_some() {
+            // Worktrees share the mirror's refs: the session's branch, once a turn made it.
+            let session_branch = format!("refs/heads/chime/{}", input.session_id);
+            if git::git(dir, ["rev-parse", "--verify", "--quiet", &session_branch])
+                .await
+                .is_ok()
+            {
+                self.bounded(
+                    git::git(dir, ["reset", "--hard", "--quiet", &session_branch]),
+                    cancel,
+                    deadline,
+                )
+                .await?;
+            }
+        }
+        let ran = self
+            .run_agent(input, &workspace, &branch, progress, cancel, deadline)
+            .await;
+        // Thrown away whatever happened, so a later plan starts clean too.
+        if let Err(e) = reset_worktree(dir).await {
+            tracing::warn!(error = %format!("{e:#}"), "could not clean the plan workspace");
+        }
+        let transcript = ran?;
+        Ok(Outcome {
+            summary: transcript.final_message(),
+            branch: None,
+            commit: None,
+            diff_stat: None,
+            pr_url: None,
+            dry_run: false,
+            remote: None,
+            attempts: vec![],
+            checks: transcript.evidence(),
+        })
     }
 
     /// A best-of-N turn: every attempt runs at once in a worktree and on a branch of its own, under
@@ -627,6 +684,11 @@ fn chime_env(input: &AgentInput, branch: &str) -> Vec<(&'static str, String)> {
         ("CHIME_TASK_ID", input.task_id.to_string()),
         ("CHIME_TURN", input.turn_no.to_string()),
         ("CHIME_BRANCH", branch.to_string()),
+        // `plan`: only a plan is asked for, and the workspace is thrown away afterwards.
+        (
+            "CHIME_MODE",
+            if input.plan_only { "plan" } else { "work" }.to_string(),
+        ),
     ];
     if let Some(repo) = &input.repo {
         env.push(("CHIME_REPO", repo.to_string()));

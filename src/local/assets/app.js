@@ -426,6 +426,19 @@
           root.append(ctx);
           break;
         }
+        case "plan": {
+          // A proposed plan (plan approval): its steps, all pending until it is approved.
+          const plan = h("div", { class: "block block-plan" });
+          if (typeof block.title === "string") plan.append(h("div", { class: "plan-title", text: block.title }));
+          const list = h("ol", { class: "plan" });
+          for (const t of block.tasks || []) {
+            if (!t || typeof t.title !== "string") continue;
+            list.append(h("li", { "data-status": String(t.status || "pending"), text: t.title }));
+          }
+          plan.append(list);
+          root.append(plan);
+          break;
+        }
         case "actions": {
           const group = h("div", { class: "block block-actions", role: "group", "aria-label": "Actions" });
           for (const e of block.elements || []) group.append(renderElement(e, msg));
