@@ -1080,3 +1080,103 @@ async fn repo_lines_and_routes(db: TestDb) {
     app.stop().await;
 }
 dual_db!(repo_lines_and_routes_on, repo_lines_and_routes);
+
+/// Plan approval on a Linear team (`routing.approval."linear:ENG" = "plan"`): the plan is an
+/// elicitation whose one option is "approve"; another person's "approve" runs nothing; the
+/// requester's does, once.
+async fn plan_approval_on_a_team(db: TestDb) {
+    let (slack, linear) = (FakeSlack::start().await, FakeLinear::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs.log");
+    let agent = write_agent(
+        dir.path(),
+        &format!(
+            r#"cat > /dev/null
+echo "$CHIME_MODE $CHIME_TURN" >> {}
+if [ "$CHIME_MODE" = plan ]; then
+  echo '{{"type":"result","text":"1. Make the retry test wait for the last chunk\n2. Run it 50 times"}}'
+else
+  echo '{{"type":"result","text":"did the work"}}'
+fi"#,
+            log.display()
+        ),
+    );
+    let mut config = linear_config(&db, &slack, &linear);
+    command_backend(&mut config, "agent", vec![agent], 60);
+    config.agent.workdir = dir.path().join("work");
+    config
+        .routing
+        .approval
+        .insert("linear:ENG".into(), chime::config::Approval::Plan);
+    let app = TestApp::spawn(config).await;
+    let runs = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    deliver(
+        &app,
+        &created(
+            "sess-plan",
+            Some("@chime fix the flaky retry test"),
+            "No repo line.",
+        ),
+        "p-1",
+    )
+    .await;
+    until_activity(&linear, "elicitation", Duration::from_secs(10)).await;
+    let ask = linear
+        .ops("AgentActivityCreate")
+        .into_iter()
+        .find(|o| o.variables["input"]["content"]["type"] == "elicitation")
+        .unwrap();
+    let body = ask.variables["input"]["content"]["body"].as_str().unwrap();
+    assert!(
+        body.contains("Plan for approval") && body.contains("wait for the last chunk"),
+        "{body}"
+    );
+    assert_eq!(ask.variables["input"]["signal"], "select");
+    assert_eq!(
+        ask.variables["input"]["signalMetadata"]["options"],
+        json!([{ "value": "approve" }])
+    );
+    assert_eq!(runs(), "plan 1\n");
+
+    // Someone else's "approve" is refused; nothing runs.
+    deliver(
+        &app,
+        &prompted("sess-plan", "act-p1", "lin-user-2", "approve", None),
+        "p-2",
+    )
+    .await;
+    eventually(Duration::from_secs(10), "the refusal handled", || async {
+        (app.count("SELECT COUNT(*) FROM inbox WHERE state <> 'done'")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM plan_decisions").await, 0);
+    assert_eq!(runs(), "plan 1\n");
+
+    // The requester picks "approve": the work runs, once.
+    deliver(
+        &app,
+        &prompted("sess-plan", "act-p2", "lin-user-1", "approve", None),
+        "p-3",
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the work's response", || async {
+        linear
+            .activities()
+            .iter()
+            .any(|a| a.0 == "response" && a.1.contains("did the work"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(runs(), "plan 1\nwork 2\n");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM plan_decisions WHERE decision = 'approved'")
+            .await,
+        1
+    );
+    app.stop().await;
+}
+dual_db!(plan_approval_on_a_team_on, plan_approval_on_a_team);
