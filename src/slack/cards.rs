@@ -157,7 +157,10 @@ fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Ren
             compare_view(&mut view, task, budget);
             "compare"
         }
-        TaskState::Succeeded if task.mode == TurnMode::Plan => {
+        // A dry run shows what the planner would be given, like any dry run: nothing to approve.
+        TaskState::Succeeded
+            if task.mode == TurnMode::Plan && !task.outcome.as_ref().is_some_and(|o| o.dry_run) =>
+        {
             let outcome = task.outcome.clone().unwrap_or_default();
             let (chunks, truncated) = chunk_for_blocks(&outcome.summary, budget);
             view.insert("summary_chunks".into(), json!(chunks));

@@ -52,6 +52,8 @@ function startServer() {
     [
       "#!/usr/bin/env bash",
       "cat > /dev/null",
+      // Where a plan is asked for first (#backend), only a plan, at once.
+      `if [ "$CHIME_MODE" = plan ]; then echo '{"type":"result","text":"1. Read the retry client\\n2. Tidy it"}'; exit 0; fi`,
       `echo '{"type":"progress","text":"Reading the code"}'`,
       "sleep 3",
       `echo '{"type":"progress","text":"Writing the fix"}'`,
@@ -84,6 +86,10 @@ function startServer() {
       "[routing]",
       "# `backend=slow` may be chosen inline (only the default and dry-run may be otherwise).",
       'inline_backends = ["slow", "steps"]',
+      "",
+      "[routing.approval]",
+      "# In #backend, the requester approves a plan before any work.",
+      'CBACKEND = "plan"',
       "",
       "[backends.steps]",
       'kind = "command"',
@@ -374,6 +380,40 @@ test("the playground: dry run, Stop, refusal and the sessions list", { timeout: 
     await thread.locator('article[data-user="UCHIME"]', { hasText: "accepted" }).waitFor();
     assert.equal(await thread.getByRole("button", { name: "Do it" }).count(), 0, "no Do it once accepted");
     await shot("09-suggestion-accepted");
+  });
+
+  await t.test("a plan ticks over while the agent works, and a thumbs-down is counted", async () => {
+    await page.goto(`${baseUrl}/#/channel/CGENERAL`);
+    await page.getByRole("heading", { level: 1, name: "#general" }).waitFor();
+    const root = await postInChannel("@chime backend=steps tidy the retry client");
+    const thread = await openThreadOf(root);
+    const card = thread.locator('article[data-user="UCHIME"]');
+    const plan = card.locator("ol.plan");
+    await plan.locator('li[data-status="in_progress"]', { hasText: "Reading the code" }).waitFor();
+    await shot("10-plan-running");
+    await plan.locator('li[data-status="complete"]', { hasText: "Reading the code" }).waitFor();
+    await plan.locator('li[data-status="in_progress"]', { hasText: "Writing the fix" }).waitFor();
+    await card.filter({ hasText: "Tidied it." }).waitFor();
+    await plan.locator('li[data-status="complete"]', { hasText: "Writing the fix" }).waitFor();
+    assert.equal(await plan.locator('li[data-status="in_progress"]').count(), 0, "every step ended with the turn");
+    await shot("11-plan-done");
+    await card.getByRole("button", { name: "This result did not help" }).click();
+    await page.getByRole("link", { name: "Digest" }).click();
+    await page.waitForURL(/#\/digest$/);
+    await page.locator("#digest-now").filter({ hasText: /thumbs down 1\b/ }).waitFor();
+  });
+
+  await t.test("in a channel that asks for plans first, the plan waits for Approve", async () => {
+    await page.goto(`${baseUrl}/#/channel/CBACKEND`);
+    await page.getByRole("heading", { level: 1, name: "#backend" }).waitFor();
+    const root = await postInChannel("@chime backend=steps tidy the retry client");
+    const thread = await openThreadOf(root);
+    const card = thread.locator('article[data-user="UCHIME"]').filter({ hasText: "Nothing has been changed yet" });
+    await card.locator('.block-plan li[data-status="pending"]', { hasText: "Tidy it" }).waitFor();
+    await shot("12-plan-for-approval");
+    await card.getByRole("button", { name: "Approve" }).click();
+    await thread.locator('article[data-user="UCHIME"]').filter({ hasText: "Tidied it." }).waitFor({ timeout: 30000 });
+    await shot("13-plan-approved-work-done");
   });
 
   assert.deepEqual(pageErrors, [], "no script errors on the page");

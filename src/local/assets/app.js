@@ -173,6 +173,7 @@
     test_tube: "🧪",
     x: "❌",
     white_check_mark: "✅",
+    clipboard: "📋",
     heavy_check_mark: "✔️",
     octagonal_sign: "🛑",
     card_index_dividers: "🗂️",
@@ -427,16 +428,13 @@
           break;
         }
         case "plan": {
-          // A proposed plan (plan approval): its steps, all pending until it is approved.
-          const plan = h("div", { class: "block block-plan" });
-          if (typeof block.title === "string") plan.append(h("div", { class: "plan-title", text: block.title }));
-          const list = h("ol", { class: "plan" });
-          for (const t of block.tasks || []) {
-            if (!t || typeof t.title !== "string") continue;
-            list.append(h("li", { "data-status": String(t.status || "pending"), text: t.title }));
-          }
-          plan.append(list);
-          root.append(plan);
+          // A proposed plan (plan approval): drawn like a streamed plan, every step pending.
+          const tasks = Array.isArray(block.tasks) ? block.tasks : [];
+          const chunks = [{ type: "plan_update", title: block.title }].concat(
+            tasks.filter((t) => t && typeof t === "object").map((t) => ({ type: "task_update", id: String(t.task_id), title: t.title, status: t.status })),
+          );
+          const plan = renderPlan(chunks);
+          if (plan) root.append(plan);
           break;
         }
         case "actions": {
