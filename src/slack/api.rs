@@ -479,7 +479,15 @@ impl SlackApi {
         recipient_team: Option<&str>,
         chunks: &[SlackStreamChunk],
     ) -> Result<String, SendError> {
-        self.throttle(team, "chat.startStream", Tier::T2).await;
+        // Starting a stream never waits for its tier: a turn whose stream would start late shows
+        // the status card at once instead (the sender treats this like Slack's own 429).
+        if self
+            .tier2
+            .check_key(&format!("{team}:chat.startStream"))
+            .is_err()
+        {
+            return Err(SendError::RateLimited(None));
+        }
         let req = SlackApiChatStartStreamRequest::new(channel.into())
             .with_thread_ts(thread_ts.into())
             .with_recipient_user_id(recipient_user.into())

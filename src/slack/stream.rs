@@ -73,7 +73,8 @@ pub async fn refused(db: &crate::db::Db, team: &str) -> anyhow::Result<bool> {
     Ok(until.is_some_and(|t| t > crate::ids::now_ms()))
 }
 
-/// Remembers that `team` refused a stream, for `for_ms`.
+/// Remembers that `team` refused a stream, for `for_ms`; a longer refusal already remembered
+/// stands (a rate limit after Slack's "no" must not shorten the day).
 pub async fn remember_refusal(
     db: &crate::db::Db,
     team: &str,
@@ -83,7 +84,8 @@ pub async fn remember_refusal(
     let now = crate::ids::now_ms();
     sqlx::query(
         "INSERT INTO slack_stream_fallbacks (team, reason, retry_at, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (team) DO UPDATE SET reason = $2, retry_at = $3",
+         ON CONFLICT (team) DO UPDATE SET reason = $2, retry_at = $3 \
+         WHERE slack_stream_fallbacks.retry_at < $3",
     )
     .bind(team)
     .bind(reason)
