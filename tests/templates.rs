@@ -157,6 +157,28 @@ fn huge_and_hostile_agent_output_fits() {
     let mut failed = task(TaskState::Failed);
     failed.error = Some("e".repeat(100_000));
     assert_within_limits(&result_card(&t, &failed).unwrap());
+    // A plan of thousands of hostile steps: 20 steps in the block, the text cut visibly.
+    let mut plan = task(TaskState::Succeeded);
+    plan.mode = chime::session::TurnMode::Plan;
+    let summary: String = (0..5000)
+        .map(|i| {
+            format!(
+                "{i}. step <!channel> & <https://evil.example|click> \"q\" {}\n",
+                "x".repeat(i % 300)
+            )
+        })
+        .collect();
+    plan.outcome = Some(Outcome {
+        summary,
+        ..Outcome::default()
+    });
+    let r = result_card(&t, &plan).unwrap();
+    assert_within_limits(&r);
+    let text = r.blocks.to_string();
+    assert!(text.contains("chime_approve_plan") && text.contains("characters left out"));
+    let blocks = r.blocks.as_array().unwrap();
+    let block = blocks.iter().find(|b| b["type"] == "plan").unwrap();
+    assert_eq!(block["tasks"].as_array().unwrap().len(), 20);
 }
 
 #[test]
@@ -353,6 +375,24 @@ fn every_card_renders_within_limits(input: CardInput) -> Result<(), TestCaseErro
         &result_card(&t, &done).unwrap(),
         &[requester.as_str()],
         "result",
+    )?;
+
+    // The same output as a plan for approval: each line a step of its plan block.
+    let mut planned = done.clone();
+    planned.mode = chime::session::TurnMode::Plan;
+    let mut o = input.outcome.clone();
+    o.dry_run = false;
+    o.summary = o
+        .summary
+        .lines()
+        .map(|l| format!("1. {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    planned.outcome = Some(o);
+    check(
+        &result_card(&t, &planned).unwrap(),
+        &[requester.as_str()],
+        "plan",
     )?;
 
     // A best-of-N comparison with the most attempts the config allows, each as hostile.

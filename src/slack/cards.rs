@@ -273,12 +273,14 @@ fn plan_steps(text: &str) -> Vec<serde_json::Value> {
             } else {
                 l.strip_prefix(['-', '*', '•'])?
             };
-            let title = rest.trim().replace(['*', '`'], "");
+            // Normalised first (control characters become spaces or line breaks), then one line.
+            let title = fit(&rest.replace(['*', '`'], ""), STEP_CHARS);
+            let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
             (!title.is_empty()).then_some(title)
         })
         .take(PLAN_STEPS)
         .enumerate()
-        .map(|(i, title)| json!({ "id": format!("p{}", i + 1), "title": fit(&title, STEP_CHARS) }))
+        .map(|(i, title)| json!({ "id": format!("p{}", i + 1), "title": title }))
         .collect()
 }
 
