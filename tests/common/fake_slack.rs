@@ -196,26 +196,19 @@ impl FakeSlack {
 
     /// The stream calls for the streamed reply in `thread`, in order, as (method, params).
     pub fn stream_calls(&self, channel: &str, thread: &str) -> Vec<(String, Value)> {
-        let calls = self.all_calls();
-        let mut ts: Option<String> = None;
+        // The stream's ts is read once: appends and stops name it, not the thread.
+        let ts = self.stream_ts(channel, thread);
         let mut out = vec![];
-        for c in calls {
-            match c.method.as_str() {
-                "chat.startStream"
-                    if c.params["channel"] == channel && c.params["thread_ts"] == thread =>
-                {
-                    out.push((c.method, c.params));
+        for c in self.all_calls() {
+            let ours = match c.method.as_str() {
+                "chat.startStream" => c.params["thread_ts"] == thread,
+                "chat.appendStream" | "chat.stopStream" => {
+                    ts.is_some() && ts.as_deref() == c.params["ts"].as_str()
                 }
-                "chat.appendStream" | "chat.stopStream" if c.params["channel"] == channel => {
-                    let stream = self.stream_ts(channel, thread);
-                    if ts.is_none() {
-                        ts = stream;
-                    }
-                    if ts.as_deref() == c.params["ts"].as_str() {
-                        out.push((c.method, c.params));
-                    }
-                }
-                _ => {}
+                _ => false,
+            };
+            if ours && c.params["channel"] == channel {
+                out.push((c.method, c.params));
             }
         }
         out
