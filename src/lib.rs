@@ -29,6 +29,7 @@ pub mod ids;
 pub mod janitor;
 pub mod jobs;
 pub mod lease;
+pub mod limits;
 pub mod linear;
 pub mod local;
 pub mod metrics;

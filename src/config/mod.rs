@@ -9,7 +9,7 @@ mod sections;
 pub use check::Report;
 pub use sections::{
     AgentConfig, Approval, BackendConfig, DatabaseConfig, DigestConfig, DigestTarget, GithubConfig,
-    GuardConfig, IdentityConfig, LinearConfig, LinearRoute, MirrorConfig, OpenaiApi,
+    GuardConfig, IdentityConfig, LimitsConfig, LinearConfig, LinearRoute, MirrorConfig, OpenaiApi,
     PlaygroundConfig, ProgressMode, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
     ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
 };
@@ -41,6 +41,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub repos: BTreeMap<String, RepoConfig>,
     pub worker: WorkerConfig,
+    pub limits: LimitsConfig,
     pub agent: AgentConfig,
     pub backends: BTreeMap<String, BackendConfig>,
     pub github: GithubConfig,

@@ -197,6 +197,39 @@ pub struct RepoConfig {
     pub default_branch: Option<String>,
 }
 
+/// Caps on load, counted in the store so that every replica enforces the same ones. A cap of 0
+/// means no cap.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Turns one person may have waiting or running at once (across their sessions).
+    pub concurrent_per_person: u32,
+    /// ... in one channel (a Linear workspace counts as one).
+    pub concurrent_per_channel: u32,
+    /// ... in one workspace.
+    pub concurrent_per_workspace: u32,
+    /// Turns asked in the last 24 hours, per person, channel and workspace.
+    pub daily_per_person: u32,
+    pub daily_per_channel: u32,
+    pub daily_per_workspace: u32,
+    /// Turns one session may have; past it, a new thread starts a new session.
+    pub turns_per_session: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            concurrent_per_person: 5,
+            concurrent_per_channel: 20,
+            concurrent_per_workspace: 50,
+            daily_per_person: 100,
+            daily_per_channel: 500,
+            daily_per_workspace: 2000,
+            turns_per_session: 50,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {

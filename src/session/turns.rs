@@ -128,6 +128,19 @@ pub async fn start_turn(
     if let Some(why) = attempts_refusal(config, backend, variants) {
         return Ok(Started::Refused(why));
     }
+    let session_id = existing.as_ref().map(|s| s.id.clone());
+    if let Some(why) = crate::limits::refusal(
+        tx,
+        &config.limits,
+        req.binding,
+        req.requester.as_str(),
+        session_id.as_ref(),
+    )
+    .await?
+    {
+        tracing::info!(binding = %req.binding, user = %req.requester, reason = %why, "refused a turn over a limit");
+        return Ok(Started::Refused(why));
+    }
     let session = match existing {
         Some(s) => s,
         None => {

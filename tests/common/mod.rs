@@ -143,6 +143,16 @@ pub fn test_config(db: &TestDb, slack: &FakeSlack) -> Config {
     c.slack.rate_limits.tier4_per_min = 10_000;
     c.worker.poll_ms = 50;
     c.worker.lease_secs = 3;
+    // No caps on load: tests/limits.rs sets its own.
+    c.limits = chime::config::LimitsConfig {
+        concurrent_per_person: 0,
+        concurrent_per_channel: 0,
+        concurrent_per_workspace: 0,
+        daily_per_person: 0,
+        daily_per_channel: 0,
+        daily_per_workspace: 0,
+        turns_per_session: 0,
+    };
     c.secrets.slack_signing_secret = Some(SecretString::from(SECRET));
     c.secrets.slack_bot_token = Some(SecretString::from("xoxb-test-token"));
     c

@@ -125,6 +125,16 @@ pub const FAST_CONFIG: &str = r#"
 poll_ms = 50
 lease_secs = 10
 
+# No caps on load: tests/limits.rs sets its own.
+[limits]
+concurrent_per_person = 0
+concurrent_per_channel = 0
+concurrent_per_workspace = 0
+daily_per_person = 0
+daily_per_channel = 0
+daily_per_workspace = 0
+turns_per_session = 0
+
 [slack.rate_limits]
 post_message_per_channel_per_sec = 100
 tier2_per_min = 100000
