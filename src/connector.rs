@@ -107,6 +107,18 @@ pub trait Reporter: Send + Sync {
     ) -> anyhow::Result<()> {
         anyhow::bail!("this surface has no direct messages")
     }
+    /// Tells `to` something in their own direct messages with Chime (an admin's budget notice),
+    /// once per `key`; surfaces without direct messages log it instead.
+    async fn tell_directly(
+        &self,
+        _conn: &mut AnyConnection,
+        to: &UserId,
+        _key: &str,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        tracing::warn!(%to, text, "this surface has no direct messages: not told");
+        Ok(())
+    }
     /// Asks `to` to link their account before Chime runs anything for them, with the page that
     /// says how (`url`).
     async fn ask_to_link(
@@ -240,6 +252,10 @@ pub trait Connector: Send + Sync {
     /// Whether this person may press Stop, Retry and the repository picker on anyone's task.
     fn is_admin(&self, _user: &str) -> bool {
         false
+    }
+    /// The admins to tell of operational news (a budget running out).
+    fn admins(&self) -> Vec<UserId> {
+        vec![]
     }
     /// A link a person can open to reach `binding`.
     fn link(&self, binding: &Binding) -> Option<String>;

@@ -41,5 +41,6 @@ pub mod session;
 pub mod settings;
 pub mod signing;
 pub mod slack;
+pub mod spend;
 pub mod templates;
 pub mod worker;

@@ -87,7 +87,7 @@ pub async fn refusal(
 }
 
 /// The workspace's and the channel's prefixes of bindings' text form.
-fn scopes(binding: &Binding) -> (String, String) {
+pub(crate) fn scopes(binding: &Binding) -> (String, String) {
     let text = binding.to_string();
     let surface = binding.surface().as_str();
     let key = text.split_once(':').map_or("", |(_, k)| k);

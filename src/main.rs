@@ -52,6 +52,15 @@ enum Command {
         #[command(subcommand)]
         what: DigestCommand,
     },
+    /// What was spent and run in a month (UTC): turns, tokens, wall time and cost.
+    Usage {
+        /// The month, like 2026-11; this month when left out.
+        #[arg(long, value_parser = parse_month)]
+        month: Option<String>,
+        /// How to group it.
+        #[arg(long, default_value = "backend")]
+        by: chime::spend::By,
+    },
     /// Per-person tokens for editors (the IDE stream, `GET /ide/stream`).
     IdeToken {
         #[command(subcommand)]
@@ -188,6 +197,7 @@ fn main() -> ExitCode {
                 what: DigestCommand::Post { week, to, wait },
             } => digest_post(cli.config, week, &to, wait).await,
             Command::IdeToken { what } => ide_token(cli.config, what).await,
+            Command::Usage { month, by } => usage(cli.config, month, by).await,
         }
     });
     match result {
@@ -275,6 +285,31 @@ async fn inspect_failed(path: Option<PathBuf>, limit: i64) -> anyhow::Result<Exi
     let db = Db::connect(&config.database).await?;
     // Read-only: an unmigrated database is an error to report, not something to change here.
     print!("{}", chime::cli::inspect::failed(&db, limit.max(1)).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--month`: a real month, `YYYY-MM`.
+fn parse_month(s: &str) -> Result<String, String> {
+    let ok =
+        s.len() == 7 && chrono::NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").is_ok();
+    ok.then(|| s.to_string())
+        .ok_or_else(|| format!("{s:?} is not a month like 2026-11"))
+}
+
+async fn usage(
+    path: Option<PathBuf>,
+    month: Option<String>,
+    by: chime::spend::By,
+) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let db = Db::connect(&config.database).await?;
+    // A database no Chime has served yet has no usage table; applying the migrations (as
+    // `chime serve` does) makes that an empty month rather than an error.
+    db.migrate().await?;
+    let month = month.unwrap_or_else(|| chime::spend::month_of(chime::ids::now_ms()));
+    let mut conn = db.pool.acquire().await?;
+    let lines = chime::spend::report(&mut conn, &month, by).await?;
+    print!("{}", chime::spend::render(&month, by, &lines));
     Ok(ExitCode::SUCCESS)
 }
 

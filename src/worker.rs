@@ -336,6 +336,18 @@ async fn finish_once(
     let done = session::get_task(&mut tx, &task.id)
         .await?
         .context("task vanished")?;
+    // What it cost, and the admins' notice when that takes a budget past 80% this month.
+    let notices = crate::spend::record(&mut tx, &ctx.config, &done).await?;
+    if let Some(c) = &connector {
+        for (key, text) in &notices {
+            tracing::warn!(notice = %text, "budget notice");
+            for admin in c.admins() {
+                c.reporter()
+                    .tell_directly(&mut tx, &admin, &format!("{key}:{admin}"), text)
+                    .await?;
+            }
+        }
+    }
     if let Some(url) = done.outcome.as_ref().and_then(|o| o.pr_url.as_deref()) {
         // GitHub's webhook reports its merge and CI back to this thread.
         session::pulls::track(&mut tx, &done, url, None).await?;

@@ -79,6 +79,7 @@ fn result_card_snapshot() {
         dry_run: false,
         remote: None,
         attempts: vec![],
+        usage: None,
         checks: vec![
             chime::backend::Check {
                 command: "cargo test".into(),

@@ -214,6 +214,16 @@ pub struct Outcome {
     /// its own transcript: evidence for the reviewer, not the agent's claim.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Check>,
+    /// What the turn used, where the backend reports it (a model's tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// Tokens a model turn used, as its API reported them.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 /// A check an agent ran and how it ended.

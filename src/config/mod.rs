@@ -8,10 +8,11 @@ mod sections;
 
 pub use check::Report;
 pub use sections::{
-    AgentConfig, Approval, BackendConfig, DatabaseConfig, DigestConfig, DigestTarget, GithubConfig,
-    GuardConfig, IdentityConfig, LimitsConfig, LinearConfig, LinearRoute, MirrorConfig, OpenaiApi,
-    PlaygroundConfig, ProgressMode, RateLimits, RepoConfig, RoutingConfig, SandboxMode,
-    ServerConfig, SlackConfig, SuggestionsConfig, WorkerConfig,
+    AgentConfig, Approval, BackendConfig, BudgetsConfig, DatabaseConfig, DigestConfig,
+    DigestTarget, GithubConfig, GuardConfig, IdentityConfig, LimitsConfig, LinearConfig,
+    LinearRoute, MirrorConfig, OpenaiApi, PlaygroundConfig, Price, ProgressMode, RateLimits,
+    RepoConfig, RoutingConfig, SandboxMode, ServerConfig, SlackConfig, SuggestionsConfig,
+    WorkerConfig,
 };
 
 use crate::ids::RepoName;
@@ -42,6 +43,7 @@ pub struct Config {
     pub repos: BTreeMap<String, RepoConfig>,
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
+    pub budgets: BudgetsConfig,
     pub agent: AgentConfig,
     pub backends: BTreeMap<String, BackendConfig>,
     pub github: GithubConfig,

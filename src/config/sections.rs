@@ -197,6 +197,28 @@ pub struct RepoConfig {
     pub default_branch: Option<String>,
 }
 
+/// Spend: what each backend's usage costs, and monthly budgets (UTC calendar months). At 80% of a
+/// budget the connector's admins are told once; at 100% new turns are refused until it resets.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetsConfig {
+    /// USD a workspace may spend in a month; 0: no budget.
+    pub workspace_monthly_usd: f64,
+    /// Channel id → USD it may spend in a month.
+    pub channels: BTreeMap<String, f64>,
+    /// Backend name → what its usage costs (unpriced usage is counted, at no cost).
+    pub prices: BTreeMap<String, Price>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Price {
+    pub usd_per_million_input_tokens: f64,
+    pub usd_per_million_output_tokens: f64,
+    /// For backends that report no tokens (`command`): the turn's wall time.
+    pub usd_per_hour: f64,
+}
+
 /// Caps on load, counted in the store so that every replica enforces the same ones. A cap of 0
 /// means no cap.
 #[derive(Debug, Clone, Deserialize)]

@@ -141,6 +141,10 @@ pub async fn start_turn(
         tracing::info!(binding = %req.binding, user = %req.requester, reason = %why, "refused a turn over a limit");
         return Ok(Started::Refused(why));
     }
+    if let Some(why) = crate::spend::refusal(tx, config, req.binding, crate::ids::now_ms()).await? {
+        tracing::info!(binding = %req.binding, user = %req.requester, reason = %why, "refused a turn over a budget");
+        return Ok(Started::Refused(why));
+    }
     let session = match existing {
         Some(s) => s,
         None => {

@@ -287,6 +287,15 @@ impl Connector for SlackConnector {
         self.config.slack.admins.iter().any(|a| a == user)
     }
 
+    fn admins(&self) -> Vec<crate::ids::UserId> {
+        self.config
+            .slack
+            .admins
+            .iter()
+            .map(crate::ids::UserId::new)
+            .collect()
+    }
+
     fn link(&self, binding: &Binding) -> Option<String> {
         match binding {
             Binding::SlackThread {

@@ -585,6 +585,21 @@ impl Reporter for ThreadReporter {
         origin: &str,
         result: bool,
     ) -> anyhow::Result<()> {
+        let task = self.uncut(task);
+        let Some(text) = session::links::mirrored_text(&task, origin, result) else {
+            return Ok(());
+        };
+        let key = format!("task:{}:direct:{to}", task.id);
+        self.tell_directly(conn, to, &key, &text).await
+    }
+
+    async fn tell_directly(
+        &self,
+        conn: &mut AnyConnection,
+        to: &UserId,
+        key: &str,
+        text: &str,
+    ) -> anyhow::Result<()> {
         let team = self
             .home_team
             .as_ref()
@@ -592,12 +607,7 @@ impl Reporter for ThreadReporter {
         let Some(team) = team else {
             anyhow::bail!("no direct messages: Chime does not know its Slack workspace yet");
         };
-        let task = self.uncut(task);
-        let Some(text) = session::links::mirrored_text(&task, origin, result) else {
-            return Ok(());
-        };
-        let card = notice_card(&self.cards, None, &text)?;
-        let key = format!("task:{}:direct:{to}", task.id);
+        let card = notice_card(&self.cards, None, text)?;
         // A lane of its own: the "thread" names this message, never a real ts.
         let target = Binding::SlackThread {
             team: crate::ids::TeamId::new(&team),
@@ -609,7 +619,7 @@ impl Reporter for ThreadReporter {
             text: card.text,
             blocks: card.blocks,
         };
-        self.write(conn, &target, &key, None, op, false).await?;
+        self.write(conn, &target, key, None, op, false).await?;
         Ok(())
     }
 

@@ -158,6 +158,7 @@ pub fn any_outcome() -> impl Strategy<Value = Outcome> {
                 dry_run,
                 remote: None,
                 attempts: vec![],
+                usage: None,
                 // A transcript's commands and test names are the agent's: as hostile as its text.
                 checks: check
                     .map(|c| {

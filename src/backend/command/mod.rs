@@ -530,6 +530,7 @@ impl CommandBackend {
             remote: None,
             attempts: vec![],
             checks: transcript.evidence(),
+            usage: None,
         };
         Ok((outcome, transcript.checks))
     }
@@ -584,6 +585,7 @@ impl CommandBackend {
             remote: None,
             attempts: vec![],
             checks: transcript.evidence(),
+            usage: None,
         })
     }
 

@@ -242,6 +242,7 @@ impl OpenaiBackend {
         Ok(Outcome {
             summary,
             remote: answer.response_id,
+            usage: answer.usage,
             ..Outcome::default()
         })
     }

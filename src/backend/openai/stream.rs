@@ -29,6 +29,8 @@ pub struct Answer {
     pub truncated: bool,
     /// Why the answer stopped early, when the server says (`max_output_tokens`, `content_filter`).
     pub cut_short: Option<String>,
+    /// The tokens the server says the turn used.
+    pub usage: Option<crate::backend::Usage>,
     writing: bool,
 }
 
@@ -64,6 +66,7 @@ impl Answer {
             "response.output_text.delta" => Ok(self.append(v["delta"].as_str().unwrap_or(""))),
             "response.completed" => {
                 self.remember_id(&v["response"]);
+                self.remember_usage(&v["response"]["usage"], "input_tokens", "output_tokens");
                 if self.text.is_empty() {
                     // A server that sends no deltas still puts the text in the final response.
                     let text = output_text(&v["response"]);
@@ -73,6 +76,7 @@ impl Answer {
             }
             "response.incomplete" => {
                 self.remember_id(&v["response"]);
+                self.remember_usage(&v["response"]["usage"], "input_tokens", "output_tokens");
                 let why = v["response"]["incomplete_details"]["reason"]
                     .as_str()
                     .unwrap_or("unknown")
@@ -94,6 +98,7 @@ impl Answer {
     }
 
     fn chat(&mut self, v: &Value) -> Step {
+        self.remember_usage(&v["usage"], "prompt_tokens", "completion_tokens");
         let Some(choice) = v["choices"].get(0) else {
             // The usage chunk, or a keep-alive.
             return Step::Continue;
@@ -105,6 +110,16 @@ impl Answer {
                 Step::Continue
             }
             _ => step,
+        }
+    }
+
+    /// Keeps the usage a server reported; a missing or malformed count is not usage.
+    fn remember_usage(&mut self, usage: &Value, input: &str, output: &str) {
+        if let (Some(i), Some(o)) = (usage[input].as_u64(), usage[output].as_u64()) {
+            self.usage = Some(crate::backend::Usage {
+                input_tokens: i,
+                output_tokens: o,
+            });
         }
     }
 
