@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
                     RepoConfig {
                         url: upstream.display().to_string(),
                         default_branch: Some("main".into()),
+                        ..Default::default()
                     },
                 )]),
             )

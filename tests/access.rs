@@ -83,6 +83,7 @@ async fn buttons_belong_to_the_requester(db: TestDb) {
         chime::config::RepoConfig {
             url: "/nonexistent".into(),
             default_branch: None,
+            ..Default::default()
         },
     );
     config.slack.admins = vec!["UADMIN".into()];
@@ -246,6 +247,7 @@ async fn native_stop_belongs_to_the_requester(db: TestDb) {
         chime::config::RepoConfig {
             url: "/nonexistent".into(),
             default_branch: None,
+            ..Default::default()
         },
     );
     let app = TestApp::spawn(config).await;

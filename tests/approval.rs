@@ -53,6 +53,7 @@ async fn plan_first_then_approve(db: TestDb) {
         RepoConfig {
             url: upstream.display().to_string(),
             default_branch: Some("main".into()),
+            ..Default::default()
         },
     );
     config.routing.default_repo = Some(REPO.into());

@@ -70,6 +70,7 @@ impl Fixture {
             RepoConfig {
                 url: self.upstream.display().to_string(),
                 default_branch: Some("main".into()),
+                ..Default::default()
             },
         );
         CommandBackend::new(
@@ -1045,6 +1046,7 @@ async fn similar_repository_names_get_their_own_mirrors() {
             RepoConfig {
                 url: upstream.display().to_string(),
                 default_branch: Some("main".into()),
+                ..Default::default()
             },
         );
     }

@@ -89,6 +89,7 @@ echo '{"type":"result","text":"files: '"$(echo $(ls))"'"}'
         RepoConfig {
             url: upstream.display().to_string(),
             default_branch: Some("main".into()),
+            ..Default::default()
         },
     );
     config.routing.default_repo = Some(REPO.into());
@@ -274,6 +275,7 @@ async fn each_picked_repository_gets_its_own_worktree(db: TestDb) {
             RepoConfig {
                 url: upstream.display().to_string(),
                 default_branch: Some("main".into()),
+                ..Default::default()
             },
         );
     }

@@ -216,6 +216,7 @@ fn with_cursor(db: &TestDb, slack: &FakeSlack, server: &MockServer) -> chime::co
         RepoConfig {
             url: "https://github.com/acme/api".into(),
             default_branch: Some("main".into()),
+            ..Default::default()
         },
     );
     c.routing.default_repo = Some("acme/api".into());

@@ -266,6 +266,7 @@ async fn handoff(db: TestDb) {
         chime::config::RepoConfig {
             url: "https://github.com/acme/api.git".into(),
             default_branch: None,
+            ..Default::default()
         },
     );
     let app = TestApp::spawn(config).await;
@@ -430,6 +431,7 @@ async fn suggestions(db: TestDb) {
         chime::config::RepoConfig {
             url: "https://github.com/acme/api.git".into(),
             default_branch: None,
+            ..Default::default()
         },
     );
     let app = TestApp::spawn(config).await;

@@ -398,6 +398,7 @@ async fn delegation_and_unknown_repo(db: TestDb) {
             chime::config::RepoConfig {
                 url: dir.path().join(name).display().to_string(),
                 default_branch: None,
+                ..Default::default()
             },
         );
     }
@@ -1031,6 +1032,7 @@ async fn repo_lines_and_routes(db: TestDb) {
             chime::config::RepoConfig {
                 url: dir.path().join(name).display().to_string(),
                 default_branch: None,
+                ..Default::default()
             },
         );
     }

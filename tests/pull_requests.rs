@@ -119,6 +119,7 @@ echo '{"type":"result","text":"Added turn'"$CHIME_TURN"'.txt for @acme/security;
         RepoConfig {
             url: bare_origin(tmp).display().to_string(),
             default_branch: Some("main".into()),
+            ..Default::default()
         },
     );
     config.routing.default_repo = Some("acme/api".into());

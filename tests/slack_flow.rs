@@ -285,6 +285,7 @@ async fn repo_picker_then_pick(db: TestDb) {
         chime::config::RepoConfig {
             url: "/nonexistent".into(),
             default_branch: None,
+            ..Default::default()
         },
     );
     let app = TestApp::spawn(config).await;

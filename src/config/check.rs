@@ -136,6 +136,22 @@ impl Config {
             if repo.url.trim().is_empty() {
                 r.errors.push(format!("[repos.\"{name}\"] needs a url"));
             }
+            // A repository's setup runs its own code with network: Chime's own credentials
+            // must never be handed to it.
+            for s in &repo.setup_secrets {
+                let own = s == "DATABASE_URL"
+                    || s.ends_with("_API_KEY")
+                    || [
+                        "SLACK_", "LINEAR_", "CURSOR_", "DEVIN_", "GITHUB_", "CHIME_",
+                    ]
+                    .iter()
+                    .any(|p| s.starts_with(p));
+                if own {
+                    r.errors.push(format!(
+                        "[repos.\"{name}\"] setup_secrets names {s}, one of Chime's own credentials: give the setup a token of its own"
+                    ));
+                }
+            }
         }
         let backend = &self.agent.default_backend;
         if backend != "dry-run" && !self.backends.contains_key(backend) {
@@ -438,5 +454,21 @@ mod tests {
         let r = c.check();
         assert!(r.errors.iter().any(|e| e.contains("codex")));
         assert!(r.errors.iter().any(|e| e.contains("nope")));
+    }
+
+    #[test]
+    fn chime_credentials_never_go_to_a_setup() {
+        let c = Config::parse(
+            "[repos.\"acme/api\"]\nurl = \"x\"\nsetup_secrets = [\"NPM_TOKEN\", \"SLACK_BOT_TOKEN\", \"OPENAI_API_KEY\", \"DATABASE_URL\"]\n",
+        )
+        .unwrap();
+        let errors = c.check().errors;
+        for own in ["SLACK_BOT_TOKEN", "OPENAI_API_KEY", "DATABASE_URL"] {
+            assert!(errors.iter().any(|e| e.contains(own)), "{own}: {errors:?}");
+        }
+        assert!(
+            !errors.iter().any(|e| e.contains("NPM_TOKEN")),
+            "{errors:?}"
+        );
     }
 }

@@ -195,6 +195,16 @@ pub struct RepoConfig {
     /// Where to clone the mirror from: a URL or a local path.
     pub url: String,
     pub default_branch: Option<String>,
+    /// The `command` backend's setup phase: an argv run before the agent, with network, in the
+    /// sandbox, writing to `$CHIME_CACHE`; its result is cached per setup and lockfiles. Empty:
+    /// the repository's committed `.chime/setup` when it has one, else no setup.
+    pub setup: Vec<String>,
+    /// Names of Chime's environment variables the setup gets (a registry token); the agent never
+    /// gets them.
+    pub setup_secrets: Vec<String>,
+    /// Files whose content keys the setup cache (a change reruns setup once); the usual lockfiles
+    /// when empty.
+    pub lockfiles: Vec<String>,
 }
 
 /// Spend: what each backend's usage costs, and monthly budgets (UTC calendar months). At 80% of a

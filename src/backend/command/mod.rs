@@ -107,6 +107,7 @@ mod git;
 mod process;
 mod protocol;
 mod sandbox;
+mod setup;
 
 pub use sandbox::{find_bwrap, not_installed, Sandbox, ETC_READ_ONLY};
 
@@ -144,6 +145,8 @@ struct Workspace {
     dir: PathBuf,
     home: PathBuf,
     mounts: Vec<Mount>,
+    /// The repository's setup cache, once its setup ran (or was cached): shown read-only.
+    cache: Option<PathBuf>,
 }
 
 impl CommandBackend {
@@ -266,7 +269,12 @@ impl CommandBackend {
             }
         };
         mounts.insert(0, Mount::Writable(home.clone()));
-        Ok(Workspace { dir, home, mounts })
+        Ok(Workspace {
+            dir,
+            home,
+            mounts,
+            cache: None,
+        })
     }
 
     async fn prepare_worktree(
@@ -362,9 +370,16 @@ impl CommandBackend {
         cancel: &CancellationToken,
         deadline: Instant,
     ) -> Result<Transcript, BackendError> {
-        let env = self.agent_env(input, branch, &workspace.home);
-        let mut cmd = self
-            .sandbox
+        let mut env = self.agent_env(input, branch, &workspace.home);
+        // After a setup, the agent gets its cache and no network (the setup had it).
+        let mut sandbox = self.sandbox.clone();
+        if let Some(cache) = &workspace.cache {
+            env.push(("CHIME_CACHE".into(), cache.into()));
+            if sandbox.mode == crate::config::SandboxMode::Bwrap {
+                sandbox.mode = crate::config::SandboxMode::NoNetwork;
+            }
+        }
+        let mut cmd = sandbox
             .command(
                 &self.name,
                 &self.command,
@@ -440,6 +455,61 @@ impl CommandBackend {
 
     /// Runs `work` unless the turn is stopped or out of time first; dropping it kills its git
     /// process (`kill_on_drop`).
+    /// The repository's setup phase (see `setup.rs`), when it has one: run once per cache key
+    /// (under the repository's lock, so concurrent sessions wait for one run), or found cached.
+    async fn set_up(
+        &self,
+        input: &AgentInput,
+        workspace: &mut Workspace,
+        progress: &mpsc::Sender<Progress>,
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<(), BackendError> {
+        let Some(repo) = &input.repo else {
+            return Ok(());
+        };
+        let config = self.repo_config(repo)?;
+        let Some(setup) = setup::Setup::of(&self.workdir, repo, config, &workspace.dir) else {
+            return Ok(());
+        };
+        if !setup.is_cached() {
+            let lock = self.mirror_lock(repo);
+            let _guard = lock.lock().await;
+            if !setup.is_cached() {
+                let _ = progress.send(Progress::new("Setting up")).await;
+                let started = Instant::now();
+                let home = self
+                    .workdir
+                    .join("setup-homes")
+                    .join(input.session_id.as_str());
+                let ran = self
+                    .bounded(
+                        async {
+                            setup
+                                .run(&self.sandbox, &workspace.dir, &home)
+                                .await
+                                .map_err(|e| anyhow!(e))
+                        },
+                        cancel,
+                        deadline,
+                    )
+                    .await;
+                ran?;
+                let secs = started.elapsed().as_secs();
+                let _ = progress
+                    .send(Progress::new(format!("Setting up ({secs} s)")))
+                    .await;
+                workspace.mounts.push(Mount::ReadOnly(setup.cache.clone()));
+                workspace.cache = Some(setup.cache);
+                return Ok(());
+            }
+        }
+        let _ = progress.send(Progress::new("Setting up (cached)")).await;
+        workspace.mounts.push(Mount::ReadOnly(setup.cache.clone()));
+        workspace.cache = Some(setup.cache);
+        Ok(())
+    }
+
     async fn bounded<T>(
         &self,
         work: impl Future<Output = anyhow::Result<T>>,
@@ -503,8 +573,10 @@ impl CommandBackend {
         let branch = format!("chime/{key}");
         // Dropping the preparation on stop or timeout kills its git process (kill_on_drop); a
         // half-made worktree is repaired by the reset of the next attempt.
-        let workspace = self
+        let mut workspace = self
             .bounded(self.prepare(input, key, &branch), cancel, deadline)
+            .await?;
+        self.set_up(input, &mut workspace, progress, cancel, deadline)
             .await?;
         let dir = &workspace.dir;
         let head_before = self.bounded(head(dir), cancel, deadline).await?;
@@ -548,8 +620,10 @@ impl CommandBackend {
     ) -> Result<Outcome, BackendError> {
         let key = format!("{}-plan", input.session_id);
         let branch = format!("chime/{key}");
-        let workspace = self
+        let mut workspace = self
             .bounded(self.prepare(input, &key, &branch), cancel, deadline)
+            .await?;
+        self.set_up(input, &mut workspace, progress, cancel, deadline)
             .await?;
         let dir = &workspace.dir;
         if input.repo.is_some() {
