@@ -156,6 +156,19 @@ async fn budget_notice_refusal_and_usage(db: TestDb) {
     );
     let (ok, other) = usage(&["--month", "2020-01"]);
     assert!(ok && other.contains("$0.00"), "{other}");
+    // The weekly digest shows the same spend.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chime"))
+        .args(["digest", "preview"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    let digest = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        digest.contains("Spent $0.96 (the week before: $0.00); model tokens 66 (+66)"),
+        "{digest}"
+    );
     let (ok, bad) = usage(&["--month", "2026-13"]);
     assert!(!ok && bad.contains("not a month"), "{bad}");
     let (ok, bad) = usage(&["--by", "team"]);

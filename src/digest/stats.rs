@@ -38,6 +38,11 @@ pub struct WeekStats {
     /// Thumbs up and down on results, by when they were last given.
     pub feedback_up: i64,
     pub feedback_down: i64,
+    /// What the week's ended turns cost (millionths of a US dollar), their model tokens and
+    /// their agents' wall time (`task_usage`).
+    pub spend_micros: i64,
+    pub tokens: i64,
+    pub agent_ms: i64,
     /// accepted ÷ (accepted + dismissed), per action kind.
     pub acceptance_by_action: BTreeMap<String, Option<f64>>,
     /// The people who asked most, with their counts (at most five).
@@ -204,6 +209,19 @@ pub async fn compute(db: &Db, week: Week, now_ms: i64) -> anyhow::Result<WeekSta
             s.feedback_down += n;
         }
     }
+
+    let spend = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS c, \
+         CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS t, \
+         CAST(COALESCE(SUM(wall_ms), 0) AS BIGINT) AS w FROM task_usage WHERE at >= $1 AND at < $2",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_one(&db.pool)
+    .await?;
+    s.spend_micros = spend.get("c");
+    s.tokens = spend.get("t");
+    s.agent_ms = spend.get("w");
 
     let waiting = sqlx::query(
         "SELECT DISTINCT binding FROM tasks WHERE state = 'awaiting_repo' \
