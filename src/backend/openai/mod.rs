@@ -112,6 +112,8 @@ impl OpenaiBackend {
                     "model": self.model,
                     "messages": messages,
                     "stream": true,
+                    // A last chunk with the turn's token usage, for spend and budgets.
+                    "stream_options": { "include_usage": true },
                 });
                 if let Some(n) = self.max_output_tokens {
                     body["max_tokens"] = json!(n);

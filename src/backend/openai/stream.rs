@@ -281,5 +281,34 @@ mod tests {
         assert_eq!(steps[1], Ok(Step::Milestone("Writing the answer")));
         assert_eq!(steps[4], Ok(Step::Done));
         assert_eq!(a.response_id, None);
+        // A usage chunk without both counts is not usage.
+        assert_eq!(a.usage, None);
+    }
+
+    #[test]
+    fn usage_is_read_from_both_apis() {
+        let (a, _) = feed_all(
+            OpenaiApi::Chat,
+            &[
+                r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"ok"}}]}"#,
+                r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#,
+                "[DONE]",
+            ],
+        );
+        assert_eq!(
+            a.usage,
+            Some(crate::backend::Usage {
+                input_tokens: 7,
+                output_tokens: 3
+            })
+        );
+        let (a, _) = feed_all(
+            OpenaiApi::Responses,
+            &[
+                r#"{"type":"response.output_text.delta","delta":"ok"}"#,
+                r#"{"type":"response.completed","response":{"id":"resp_1","usage":{"input_tokens":"many","output_tokens":-1}}}"#,
+            ],
+        );
+        assert_eq!(a.usage, None, "hostile counts are not usage");
     }
 }
