@@ -11,6 +11,7 @@ use chime::config::{Approval, RepoConfig};
 use chime::slack::blocks::Rendered;
 use common::*;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const REPO: &str = "acme/api";
@@ -27,6 +28,25 @@ else
   echo '{"type":"result","text":"did the work"}'
 fi"#;
 
+/// A config whose channel CAPP asks for plans first, with the logging agent; and its log.
+fn plan_config(db: &TestDb, slack: &FakeSlack, dir: &Path) -> (chime::config::Config, PathBuf) {
+    let log = dir.join("runs.log");
+    let agent = write_agent(dir, AGENT);
+    let mut config = test_config(db, slack);
+    config.agent.workdir = dir.join("work");
+    command_backend(&mut config, "agent", vec![agent], 60);
+    if let Some(chime::config::BackendConfig::Command { env, .. }) =
+        config.backends.get_mut("agent")
+    {
+        env.insert("LOG".into(), log.display().to_string());
+    }
+    config
+        .routing
+        .approval
+        .insert("CAPP".into(), Approval::Plan);
+    (config, log)
+}
+
 fn rendered(card: &Value) -> Rendered {
     serde_json::from_value(serde_json::json!({ "text": card["text"], "blocks": card["blocks"] }))
         .unwrap()
@@ -37,17 +57,8 @@ async fn plan_first_then_approve(db: TestDb) {
     let tmp = tempfile::tempdir().unwrap();
     let upstream = tmp.path().join("upstream");
     init_repo(&upstream, "README.md", "# api\n");
-    let log = tmp.path().join("runs.log");
-    let agent = write_agent(tmp.path(), AGENT);
-    let mut config = test_config(&db, &slack);
-    let workdir = tmp.path().join("work");
-    config.agent.workdir = workdir.clone();
-    command_backend(&mut config, "agent", vec![agent], 60);
-    if let Some(chime::config::BackendConfig::Command { env, .. }) =
-        config.backends.get_mut("agent")
-    {
-        env.insert("LOG".into(), log.display().to_string());
-    }
+    let (mut config, log) = plan_config(&db, &slack, tmp.path());
+    let workdir = config.agent.workdir.clone();
     config.repos.insert(
         REPO.into(),
         RepoConfig {
@@ -57,10 +68,6 @@ async fn plan_first_then_approve(db: TestDb) {
         },
     );
     config.routing.default_repo = Some(REPO.into());
-    config
-        .routing
-        .approval
-        .insert("CAPP".into(), Approval::Plan);
     let app = TestApp::spawn(config).await;
     let runs = || std::fs::read_to_string(&log).unwrap_or_default();
 
@@ -166,20 +173,7 @@ dual_db!(approve_test, plan_first_then_approve);
 async fn revise_makes_a_new_plan(db: TestDb) {
     let slack = FakeSlack::start().await;
     let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("runs.log");
-    let agent = write_agent(tmp.path(), AGENT);
-    let mut config = test_config(&db, &slack);
-    config.agent.workdir = tmp.path().join("work");
-    command_backend(&mut config, "agent", vec![agent], 60);
-    if let Some(chime::config::BackendConfig::Command { env, .. }) =
-        config.backends.get_mut("agent")
-    {
-        env.insert("LOG".into(), log.display().to_string());
-    }
-    config
-        .routing
-        .approval
-        .insert("CAPP".into(), Approval::Plan);
+    let (config, log) = plan_config(&db, &slack, tmp.path());
     let app = TestApp::spawn(config).await;
     let runs = || std::fs::read_to_string(&log).unwrap_or_default();
 
