@@ -42,6 +42,9 @@ async fn person_cap_refuses_and_does_not_queue(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&db, &slack);
     command_backend(&mut config, "agent", vec![held_agent(dir.path())], 60);
+    // A workdir of its own: another test's Chime sweeps the default one's sessions it does not
+    // know (git clean then fails under the running agent).
+    config.agent.workdir = dir.path().join("work");
     config.limits = LimitsConfig {
         concurrent_per_person: 2,
         ..no_caps()
