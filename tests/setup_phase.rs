@@ -129,6 +129,18 @@ echo "{{\"type\":\"result\",\"text\":\"net=$net secret=$secret cache=$cache\"}}"
     assert!(card["blocks"].to_string().contains("cache=reached"));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), first_run);
     assert_eq!(cache_dirs(&workdir, "acme/api").len(), 1);
+    // The turns' plans say which: set up, then cached.
+    let first_plan = app
+        .text("SELECT COALESCE(plan, '') FROM tasks ORDER BY created_at LIMIT 1")
+        .await;
+    assert!(
+        first_plan.contains("Setting up (") && first_plan.contains(" s)"),
+        "{first_plan}"
+    );
+    let second_plan = app
+        .text("SELECT COALESCE(plan, '') FROM tasks ORDER BY created_at LIMIT 1 OFFSET 1")
+        .await;
+    assert!(second_plan.contains("Setting up (cached)"), "{second_plan}");
 
     // The lockfile changes upstream: the next new session runs setup once more, the one after
     // reuses that.
