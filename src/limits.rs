@@ -44,7 +44,7 @@ pub async fn refusal(
             )));
         }
     }
-    let person = format!("{}:%", binding.surface().as_str());
+    let person = format!("{}:", binding.surface().as_str());
     let scopes = [
         (
             Some(requester),
@@ -109,17 +109,13 @@ pub(crate) fn scopes(binding: &Binding) -> (String, String) {
 }
 
 /// Active turns, turns of the last day and the oldest of those, of bindings starting with
-/// `like`'s prefix (and asked by `who`, when given).
+/// `prefix` (and asked by `who`, when given).
 async fn counts(
     conn: &mut AnyConnection,
     who: Option<&str>,
     prefix: &str,
 ) -> anyhow::Result<(i64, i64, Option<i64>)> {
-    let like = if prefix.ends_with('%') {
-        prefix.to_string()
-    } else {
-        format!("{prefix}%")
-    };
+    let like = format!("{prefix}%");
     let by = if who.is_some() {
         "AND requester = $3"
     } else {

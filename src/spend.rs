@@ -67,7 +67,8 @@ pub fn reset_date(month: &str) -> String {
     format!("{y:04}-{m:02}-01")
 }
 
-fn usd(micros: i64) -> String {
+/// Millionths of a US dollar, as `$1.23`.
+pub fn usd(micros: i64) -> String {
     format!("${:.2}", micros as f64 / 1_000_000.0)
 }
 
@@ -200,16 +201,24 @@ pub enum By {
     Backend,
 }
 
+impl By {
+    const ALL: [By; 3] = [By::Person, By::Channel, By::Backend];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Person => "person",
+            By::Channel => "channel",
+            By::Backend => "backend",
+        }
+    }
+}
+
 impl std::str::FromStr for By {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "person" => Ok(By::Person),
-            "channel" => Ok(By::Channel),
-            "backend" => Ok(By::Backend),
-            other => Err(format!(
-                "--by takes person, channel or backend, not {other:?}"
-            )),
+        match By::ALL.into_iter().find(|b| b.as_str() == s) {
+            Some(b) => Ok(b),
+            None => Err(format!("--by takes person, channel or backend, not {s:?}")),
         }
     }
 }
@@ -258,11 +267,7 @@ pub async fn report(
 
 /// `chime usage`'s table.
 pub fn render(month: &str, by: By, lines: &[UsageLine]) -> String {
-    let name = match by {
-        By::Person => "person",
-        By::Channel => "channel",
-        By::Backend => "backend",
-    };
+    let name = by.as_str();
     let mut out = format!(
         "Usage for {month}, by {name}\n{:<32} {:>6} {:>12} {:>12} {:>10} {:>10}\n",
         name, "turns", "tokens in", "tokens out", "wall", "cost"

@@ -15,10 +15,6 @@ pub use week::Week;
 const TEXT: &str = include_str!("../../templates/digest/digest.md.hbs");
 
 /// A count with its change since the week before.
-fn dollars(micros: i64) -> String {
-    format!("${:.2}", micros as f64 / 1_000_000.0)
-}
-
 fn count(now: i64, before: i64) -> Value {
     let change = match now - before {
         0 => "±0".to_string(),
@@ -99,8 +95,8 @@ pub fn view(now: &WeekStats, before: &WeekStats) -> Value {
         "acceptance": acceptance,
         "feedback_up": count(now.feedback_up, before.feedback_up),
         "feedback_down": count(now.feedback_down, before.feedback_down),
-        "spend": dollars(now.spend_micros),
-        "spend_before": dollars(before.spend_micros),
+        "spend": crate::spend::usd(now.spend_micros),
+        "spend_before": crate::spend::usd(before.spend_micros),
         "tokens": count(now.tokens, before.tokens),
         "agent_time": duration((now.agent_ms > 0).then_some(now.agent_ms)),
         "agent_time_before": duration((before.agent_ms > 0).then_some(before.agent_ms)),

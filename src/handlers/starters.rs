@@ -128,13 +128,10 @@ async fn suggested_here(
 }
 
 fn starter(title: &str, message: String) -> Starter {
-    let title = if title.chars().count() > TITLE_CHARS {
-        let cut: String = title.chars().take(TITLE_CHARS - 1).collect();
-        format!("{cut}…")
-    } else {
-        title.to_string()
-    };
-    Starter { title, message }
+    Starter {
+        title: crate::templates::truncate_chars(title, TITLE_CHARS),
+        message,
+    }
 }
 
 /// Whether `m` asks for the person's open sessions (the starter's text, as sent).

@@ -162,39 +162,19 @@ fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Ren
             if task.mode == TurnMode::Plan && !task.outcome.as_ref().is_some_and(|o| o.dry_run) =>
         {
             let outcome = task.outcome.clone().unwrap_or_default();
-            let (chunks, truncated) = chunk_for_blocks(&outcome.summary, budget);
-            view.insert("summary_chunks".into(), json!(chunks));
-            view.insert("truncated".into(), json!(truncated));
-            view.insert(
-                "headline".into(),
-                json!(fit(
-                    outcome.summary.trim().lines().next().unwrap_or(""),
-                    HEADLINE_CHARS
-                )),
-            );
+            summary_view(&mut view, &outcome.summary, budget);
             view.insert("steps".into(), json!(plan_steps(&outcome.summary)));
             "plan"
         }
         TaskState::Succeeded => {
             let outcome = task.outcome.clone().unwrap_or_default();
-            let total = outcome.summary.chars().count();
             // A change to a repository can be tried again as several attempts side by side.
             let try_ways = task.repo.is_some()
                 && outcome.commit.is_some()
                 && !outcome.dry_run
                 && task.variants <= 1;
             view.insert("try_ways".into(), json!(try_ways.then_some(3)));
-            let (chunks, truncated) = chunk_for_blocks(&outcome.summary, budget);
-            view.insert("summary_chunks".into(), json!(chunks));
-            view.insert("truncated".into(), json!(truncated));
-            view.insert("total_chars".into(), json!(total));
-            view.insert(
-                "headline".into(),
-                json!(fit(
-                    outcome.summary.trim().lines().next().unwrap_or(""),
-                    HEADLINE_CHARS
-                )),
-            );
+            summary_view(&mut view, &outcome.summary, budget);
             view.insert(
                 "branch".into(),
                 json!(outcome.branch.map(|b| fit(&b, BRANCH_CHARS))),
@@ -254,6 +234,26 @@ fn render_result(t: &BlockKit, task: &Task, budget: usize) -> anyhow::Result<Ren
         }
     };
     t.message(name, &view)
+}
+
+/// The agent's text of a result or a plan: its chunks within `budget`, whether it was cut, its
+/// length, and its first line as the headline.
+fn summary_view(
+    view: &mut serde_json::Map<String, serde_json::Value>,
+    summary: &str,
+    budget: usize,
+) {
+    let (chunks, truncated) = chunk_for_blocks(summary, budget);
+    view.insert("summary_chunks".into(), json!(chunks));
+    view.insert("truncated".into(), json!(truncated));
+    view.insert("total_chars".into(), json!(summary.chars().count()));
+    view.insert(
+        "headline".into(),
+        json!(fit(
+            summary.trim().lines().next().unwrap_or(""),
+            HEADLINE_CHARS
+        )),
+    );
 }
 
 /// A plan block holds at most this many steps here (Slack allows 50), each title this long.
